@@ -1,0 +1,19 @@
+"""cmot: Cross-Modality Optimal Transport (Alatkar & Wang, Genome Biology 2023).
+
+Infer a modality (X) that target cells lack from source cells measured in both X
+and a shared modality (Y).
+
+>>> from cmot import CMOT
+>>> from cmot.datasets import make_multimodal
+>>> d = make_multimodal(120, 40, random_state=0)
+>>> x_hat = CMOT(n_neighbors=10, random_state=0).fit(d.source_x, d.source_y).predict(d.target_y)
+>>> x_hat.shape
+(40, 30)
+"""
+
+__version__ = "0.1.0"
+
+from .estimator import CMOT, PoorlyMappedWarning  # noqa: E402
+from .transport import OTConvergenceError, OTConvergenceWarning  # noqa: E402
+
+__all__ = ["CMOT", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning", "__version__"]

@@ -1,0 +1,481 @@
+"""The :class:`CMOT` estimator: validates, stores parameters and fitted
+attributes, and calls the step functions of :mod:`cmot.align`,
+:mod:`cmot.transport` and :mod:`cmot.infer` in order."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+import warnings
+from contextlib import contextmanager
+from inspect import signature
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import __version__
+from ._validation import Matrix, as_matrix, check_float, check_int, check_labels
+from .align import correspondence_matrix, manifold_align, match_aligned
+from .infer import knn_weights, variable_features, weighted_average
+from .transport import barycentric_map, poorly_mapped_cells, sinkhorn_lpl1, sqeuclidean_cost
+
+logger = logging.getLogger("cmot")
+
+__all__ = ["CMOT", "PoorlyMappedWarning", "ward_labels", "resolve_reg_e"]
+
+#: ``reg_e=None`` sets the entropic weight to this fraction of the median cost.
+AUTO_REG_FRACTION = 0.05
+
+
+class PoorlyMappedWarning(UserWarning):
+    """Some target cells are mapped unlike the rest (see ``CMOT.outliers_``)."""
+
+
+def ward_labels(y, n_clusters: int, *, n_dims: int = 30, random_state=None) -> np.ndarray:
+    """Ward hierarchical clusters of the rows of ``y`` (on at most ``n_dims`` PCs).
+
+    Departure from the reference code, which clusters the raw features: Ward runs
+    on the leading principal components, which keeps it fast and memory-light
+    for tens of thousands of cells and features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.r_[np.zeros((5, 3)), np.ones((5, 3)) * 10] + np.arange(10)[:, None] * 0.01
+    >>> ward_labels(y, 2).tolist()
+    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    """
+    from scipy.cluster.hierarchy import fcluster, ward
+    from sklearn.decomposition import TruncatedSVD
+
+    n, p = y.shape
+    if n_clusters == 1:
+        return np.zeros(n, dtype=np.int64)
+    if p > n_dims:
+        if sp.issparse(y) or n * p >= 2e7:
+            emb = TruncatedSVD(n_components=min(n_dims, n - 1), random_state=random_state).fit_transform(y)
+        else:
+            centered = y - y.mean(axis=0)
+            u, s, _ = np.linalg.svd(centered, full_matrices=False)
+            emb = u[:, :n_dims] * s[:n_dims]
+    else:
+        emb = y.toarray() if sp.issparse(y) else np.asarray(y)
+    tree = ward(emb)
+    raw = fcluster(tree, t=n_clusters, criterion="maxclust")
+    # relabel 0..n_clusters-1 in order of first appearance (deterministic)
+    _, first = np.unique(raw, return_index=True)
+    order = np.argsort(first)
+    mapping = {raw[first[o]]: i for i, o in enumerate(order)}
+    return np.array([mapping[v] for v in raw], dtype=np.int64)
+
+
+def resolve_reg_e(reg_e, cost) -> float:
+    """The entropic weight to use: ``reg_e``, or a fraction of the median cost when None."""
+    if reg_e is not None:
+        return float(reg_e)
+    med = float(np.median(cost))
+    if med <= 0:
+        med = float(cost.mean()) or 1.0
+    return AUTO_REG_FRACTION * med
+
+
+@contextmanager
+def _step(name, verbose):
+    t0 = time.perf_counter()
+    if verbose:
+        logger.info("cmot: %s ...", name)
+    yield
+    if verbose:
+        logger.info("cmot: %s done in %.2f s", name, time.perf_counter() - t0)
+
+
+class CMOT:
+    """Cross-Modality Optimal Transport: infer modality X of target cells measured in Y only.
+
+    Source cells are measured in both X (the modality to infer) and Y (the shared
+    modality); target cells in Y only.  ``fit`` learns from the source; ``predict``
+    transports the source onto the target in Y (entropic OT with label
+    regularization), moves the source cells into target space by barycentric
+    mapping, flags poorly mapped target cells, and averages the X of each target
+    cell's nearest transported source cells.
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Dimension ``d`` of the common space of manifold alignment (Step A).
+    align_neighbors : int, default=5
+        ``K``, neighbours in the kNN graphs of manifold alignment (Step A).
+    mu : float, default=0.5
+        Alignment trade-off between within-modality geometry and correspondences.
+    reg_e : float or None, default=None
+        Entropic weight of the OT, on the scale of the squared Euclidean cost
+        (the paper uses 5e3 for pancancer, 1e2 for a549 and PBMC).  None sets it
+        to ``0.05 * median(cost)``, which works across data scales.
+    reg_cl : float, default=1.0
+        Weight of the group-lasso label regularization (``eta``).
+    n_clusters : int, default=2
+        Ward clusters of source Y used as labels when ``fit`` gets no labels.
+    n_neighbors : int, default=30
+        ``k`` transported source cells averaged for each target cell (Step C).
+    n_features : int, default=150
+        Most variable shared features (by variance in the source) on which the
+        Step C neighbours are found.
+    max_iter : int, default=10
+        Majorization steps of the label-regularized OT.
+    max_inner_iter : int, default=200
+        Sinkhorn iterations per majorization step.
+    tol : float, default=1e-9
+        Sinkhorn tolerance on the target marginal.
+    outlier_threshold : float, default=3.5
+        Robust z-score of the IsolationForest anomaly score above which a target
+        cell is reported as poorly mapped; ``np.inf`` disables the report.
+    random_state : int or None, default=None
+        Seed for the alignment, clustering, PCA and IsolationForest.
+    verbose : bool, default=False
+        Log each step and its time to the ``cmot`` logger (INFO level).
+
+    Attributes
+    ----------
+    source_y_ : ndarray or sparse matrix of shape (n_source, n_y_features)
+        Source cells in the shared modality.
+    source_x_ : ndarray or sparse matrix of shape (n_source, n_x_features)
+        X profile of each source Y cell (its own, or its aligned partner's).
+    labels_ : ndarray of shape (n_source,)
+        Labels of the source Y cells used by the label regularizer.
+    features_ : ndarray of int
+        Columns of Y used for the Step C neighbours.
+    feature_names_y_, feature_names_x_ : ndarray of str or None
+        Feature names seen in ``fit``.
+    aligned_index_ : ndarray of int or None
+        For partly paired sources: the X cell each Y cell takes its profile from.
+    embedding_x_, embedding_y_ : ndarray or None
+        Aligned embeddings (partly paired sources only).
+    outliers_ : ndarray of bool, shape (n_target,)
+        Set by ``predict``: poorly mapped target cells.
+    outlier_scores_ : ndarray of shape (n_target,)
+        Set by ``predict``: robust z-scores of poor mapping (higher is worse).
+    reg_e_ : float
+        Set by ``predict``: the entropic weight used.
+    n_iter_ : int
+        Set by ``predict``: Sinkhorn iterations run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cmot import CMOT
+    >>> from cmot.datasets import make_multimodal
+    >>> d = make_multimodal(n_source=150, n_target=60, random_state=0)
+    >>> model = CMOT(n_neighbors=10, n_features=20, random_state=0)
+    >>> x_hat = model.fit(d.source_x, d.source_y).predict(d.target_y)
+    >>> x_hat.shape
+    (60, 30)
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 10,
+        align_neighbors: int = 5,
+        mu: float = 0.5,
+        reg_e: float | None = None,
+        reg_cl: float = 1.0,
+        n_clusters: int = 2,
+        n_neighbors: int = 30,
+        n_features: int = 150,
+        max_iter: int = 10,
+        max_inner_iter: int = 200,
+        tol: float = 1e-9,
+        outlier_threshold: float = 3.5,
+        random_state=None,
+        verbose: bool = False,
+    ):
+        self.n_components = n_components
+        self.align_neighbors = align_neighbors
+        self.mu = mu
+        self.reg_e = reg_e
+        self.reg_cl = reg_cl
+        self.n_clusters = n_clusters
+        self.n_neighbors = n_neighbors
+        self.n_features = n_features
+        self.max_iter = max_iter
+        self.max_inner_iter = max_inner_iter
+        self.tol = tol
+        self.outlier_threshold = outlier_threshold
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _get_param_names(cls):
+        return [p for p in signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters of this estimator (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters; unknown names raise ``ValueError``."""
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"set_params: unknown parameter {key!r}; valid parameters are {', '.join(valid)}.")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self):
+        defaults = type(self)().get_params()
+        changed = {k: v for k, v in self.get_params().items() if defaults[k] is not v and defaults[k] != v}
+        return f"CMOT({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def _check_params(self):
+        check_int(self.n_components, "n_components")
+        check_int(self.align_neighbors, "align_neighbors")
+        check_float(self.mu, "mu")
+        if not 0 < self.mu < 1:
+            raise ValueError(f"mu: expected a number strictly between 0 and 1, found {self.mu}.")
+        check_float(self.reg_e, "reg_e", allow_none=True)
+        check_float(self.reg_cl, "reg_cl", strict=False)
+        check_int(self.n_clusters, "n_clusters")
+        check_int(self.n_neighbors, "n_neighbors")
+        check_int(self.n_features, "n_features")
+        check_int(self.max_iter, "max_iter")
+        check_int(self.max_inner_iter, "max_inner_iter")
+        check_float(self.tol, "tol")
+        if not (isinstance(self.outlier_threshold, (int, float)) and not isinstance(self.outlier_threshold, bool)):
+            raise TypeError(f"outlier_threshold: expected a number, found {self.outlier_threshold!r}.")
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, source_x, source_y, *, correspondence=None, labels=None):
+        """Learn from source cells measured in X and Y.
+
+        Parameters
+        ----------
+        source_x : array-like, sparse matrix, DataFrame or AnnData, shape (n_x, n_x_features)
+            Source cells in the modality to infer, cells as rows.
+        source_y : array-like, sparse matrix, DataFrame or AnnData, shape (n_y, n_y_features)
+            Source cells in the shared modality.
+        correspondence : array-like or sparse matrix, optional
+            Known X-Y pairs when the source is only partly paired: a binary
+            ``(n_x, n_y)`` matrix or an ``(n_pairs, 2)`` array of ``(x_index, y_index)``.
+            None (default) means fully paired: row i of X and of Y is the same
+            cell, and alignment (Step A) is skipped.
+        labels : array-like of shape (n_y,), optional
+            Prior labels of the source Y cells (cell types, treatment times).
+            None means Ward clusters (``n_clusters``) of source Y.
+
+        Returns
+        -------
+        self : CMOT
+        """
+        self._check_params()
+        xm = as_matrix(source_x, "source_x")
+        ym = as_matrix(source_y, "source_y")
+        n_x, n_y = xm.shape[0], ym.shape[0]
+        if correspondence is None and n_x != n_y:
+            raise ValueError(
+                f"source_x and source_y: expected the same number of cells when fully paired "
+                f"(correspondence=None), found {n_x} X cells and {n_y} Y cells. Pass correspondence= "
+                "to align partly paired modalities."
+            )
+        if correspondence is None and xm.cell_names is not None and ym.cell_names is not None:
+            if not np.array_equal(xm.cell_names, ym.cell_names):
+                mism = int(np.sum(xm.cell_names != ym.cell_names))
+                raise ValueError(
+                    f"source_x and source_y: expected the same cells in the same order when fully paired, "
+                    f"found {mism} cell names that differ (first: {xm.cell_names[xm.cell_names != ym.cell_names][0]!r})."
+                )
+        if n_y < 2:
+            raise ValueError(f"source_y: expected at least 2 source cells, found {n_y}.")
+        if self.n_clusters > n_y and labels is None:
+            raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), found {self.n_clusters}.")
+
+        self.aligned_index_ = self.embedding_x_ = self.embedding_y_ = None
+        if correspondence is not None:
+            w = correspondence_matrix(correspondence, n_x, n_y)
+            if self.align_neighbors >= min(n_x, n_y):
+                raise ValueError(
+                    f"align_neighbors: expected fewer than the number of cells in each modality "
+                    f"({min(n_x, n_y)}), found {self.align_neighbors}."
+                )
+            if self.n_components >= n_x + n_y - 2:
+                raise ValueError(
+                    f"n_components: expected fewer than {n_x + n_y - 2} (source X + Y cells - 2), found {self.n_components}."
+                )
+            with _step("manifold alignment (Step A)", self.verbose):
+                ex, ey = manifold_align(
+                    xm.data,
+                    ym.data,
+                    w,
+                    n_components=self.n_components,
+                    n_neighbors=self.align_neighbors,
+                    mu=self.mu,
+                    random_state=self.random_state,
+                )
+                idx = match_aligned(ex, ey, w)
+            self.embedding_x_, self.embedding_y_, self.aligned_index_ = ex, ey, idx
+            source_x_rows = xm.data[idx]
+        else:
+            source_x_rows = xm.data
+
+        if labels is None:
+            with _step(f"Ward clustering of source Y into {self.n_clusters} labels", self.verbose):
+                lab = ward_labels(ym.data, self.n_clusters, random_state=self.random_state)
+        else:
+            lab = check_labels(labels, n_y)
+
+        self.source_x_ = source_x_rows
+        self.source_y_ = ym.data
+        self.labels_ = lab
+        self.features_ = variable_features(ym.data, self.n_features)
+        self.feature_names_y_ = ym.feature_names
+        self.feature_names_x_ = xm.feature_names
+        self.n_features_in_ = ym.shape[1]
+        self.n_features_out_ = xm.shape[1]
+        self.version_ = __version__
+        return self
+
+    # ----------------------------------------------------------------- predict
+    def _check_fitted(self):
+        if not hasattr(self, "source_y_"):
+            raise RuntimeError("This CMOT instance is not fitted yet: call fit(source_x, source_y) first.")
+
+    def _target(self, target_y) -> Matrix:
+        tm = as_matrix(target_y, "target_y")
+        names = self.feature_names_y_
+        if names is not None and tm.feature_names is not None:
+            src = [str(n) for n in names]
+            pos = {str(n): i for i, n in enumerate(tm.feature_names)}
+            missing = [n for n in src if n not in pos]
+            if missing:
+                shown = ", ".join(missing[:10])
+                raise ValueError(
+                    f"target_y: expected every source Y feature, found {len(missing)} missing "
+                    f"(of {len(src)}): {shown}" + (" ..." if len(missing) > 10 else "")
+                )
+            cols = np.array([pos[n] for n in src])
+            if not np.array_equal(cols, np.arange(tm.shape[1])):
+                tm.data = tm.data[:, cols]
+        elif tm.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"target_y: expected {self.n_features_in_} features (as source_y in fit), found {tm.shape[1]}."
+            )
+        return tm
+
+    def transport(self, target_y):
+        """The label-regularized OT coupling between source and target cells.
+
+        Returns
+        -------
+        coupling : ndarray of shape (n_source, n_target)
+            Rows sum to ``1 / n_source``, columns to ``1 / n_target``.
+        cost : ndarray of shape (n_source, n_target)
+            Squared Euclidean cost in the shared modality.
+        """
+        self._check_fitted()
+        tm = self._target(target_y)
+        return self._transport(tm.data)
+
+    def _transport(self, target):
+        with _step("cost matrix", self.verbose):
+            cost = sqeuclidean_cost(self.source_y_, target)
+        reg = resolve_reg_e(self.reg_e, cost)
+        with _step(f"label-regularized OT (reg_e={reg:.4g}, reg_cl={self.reg_cl:g})", self.verbose):
+            coupling, log = sinkhorn_lpl1(
+                cost,
+                self.labels_,
+                reg_e=reg,
+                reg_cl=self.reg_cl,
+                max_iter=self.max_iter,
+                max_inner_iter=self.max_inner_iter,
+                tol=self.tol,
+                return_log=True,
+            )
+        self.reg_e_ = reg
+        self.n_iter_ = log["n_iter"]
+        return coupling, cost
+
+    def predict(self, target_y):
+        """Infer modality X of target cells measured in Y only.
+
+        Parameters
+        ----------
+        target_y : array-like, sparse matrix, DataFrame or AnnData, shape (n_target, n_y_features)
+            Target cells in the shared modality.  When both ``fit``'s ``source_y``
+            and ``target_y`` carry feature names, columns are matched by name.
+
+        Returns
+        -------
+        x_hat : ndarray, DataFrame or AnnData, shape (n_target, n_x_features)
+            A DataFrame (target cells x X features) when ``target_y`` is a
+            DataFrame, an AnnData when it is an AnnData, else an ndarray.
+
+        Warns
+        -----
+        PoorlyMappedWarning
+            With the percentage of poorly mapped target cells, when any.
+        """
+        self._check_fitted()
+        tm = self._target(target_y)
+        x_hat = self._predict(tm.data)
+        return _wrap_output(x_hat, tm, self.feature_names_x_)
+
+    def _predict(self, target):
+        coupling, cost = self._transport(target)
+        with _step("poorly mapped cells", self.verbose):
+            flags, scores = poorly_mapped_cells(
+                coupling, cost, threshold=self.outlier_threshold, random_state=self.random_state
+            )
+        del cost
+        self.outliers_ = flags
+        self.outlier_scores_ = scores
+        if flags.any():
+            warnings.warn(
+                f"{flags.sum()} of {flags.size} target cells ({100 * flags.mean():.1f}%) are poorly mapped "
+                "(their coupling is unlike the rest's); their inferred values are less reliable. "
+                "See the fitted attribute outliers_.",
+                PoorlyMappedWarning,
+                stacklevel=3,
+            )
+        feats = self.features_
+        with _step(f"kNN inference (k={self.n_neighbors}, {len(feats)} features)", self.verbose):
+            tgt = target[:, feats]
+            tgt = tgt.toarray() if sp.issparse(tgt) else tgt
+            mapped = barycentric_map(coupling, tgt)
+            del coupling
+            idx, w = knn_weights(tgt, mapped, self.n_neighbors)
+            x_hat = weighted_average(self.source_x_, idx, w)
+        return x_hat
+
+    def fit_predict(self, source_x, source_y, target_y, **fit_params):
+        """``fit(source_x, source_y, **fit_params).predict(target_y)``."""
+        return self.fit(source_x, source_y, **fit_params).predict(target_y)
+
+    # --------------------------------------------------------------- save/load
+    def save(self, path) -> None:
+        """Save the fitted model to ``path`` (a pickle; load only files you trust)."""
+        with open(path, "wb") as fh:
+            pickle.dump({"format": "cmot-model", "version": __version__, "model": self}, fh, protocol=4)
+
+    @classmethod
+    def load(cls, path) -> "CMOT":
+        """Load a model written by :meth:`save`."""
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+        if not isinstance(obj, dict) or obj.get("format") != "cmot-model":
+            raise ValueError(f"path: expected a model written by CMOT.save, found another file: {path}")
+        return obj["model"]
+
+
+def _wrap_output(x_hat, tm: Matrix, x_names):
+    if tm.kind not in ("dataframe", "anndata"):
+        return x_hat
+    import pandas as pd
+
+    cols = pd.Index([str(n) for n in x_names]) if x_names is not None else pd.RangeIndex(x_hat.shape[1])
+    df = pd.DataFrame(x_hat, index=pd.Index(tm.cell_names), columns=cols)
+    if tm.kind == "dataframe":
+        return df
+    import anndata
+
+    return anndata.AnnData(X=x_hat, obs=pd.DataFrame(index=df.index), var=pd.DataFrame(index=cols.astype(str)))

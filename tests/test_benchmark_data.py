@@ -1,0 +1,120 @@
+"""Checks of the benchmark task loaders in benchmarks/_data.py (skipped without the shared data)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+_BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+_spec = importlib.util.spec_from_file_location("cmot_benchmarks_data", _BENCH / "_data.py")
+_data = importlib.util.module_from_spec(_spec)
+sys.modules["cmot_benchmarks_data"] = _data
+_spec.loader.exec_module(_data)
+
+pytestmark = pytest.mark.skipif(not _data.available(), reason=f"benchmark data folder {_data.data_dir()} absent")
+
+
+def dense(m):
+    return m.toarray() if sp.issparse(m) else np.asarray(m)
+
+
+def check_split(task, n_total, strata_test=True):
+    n_tr, n_te = task.train_x.shape[0], task.test_x.shape[0]
+    assert n_tr + n_te == n_total
+    assert task.train_y.shape[0] == n_tr and task.test_y.shape[0] == n_te
+    assert len(task.train_cells) == n_tr and len(task.test_cells) == n_te
+    assert not set(task.train_cells) & set(task.test_cells)
+    assert task.train_x.shape[1] == task.test_x.shape[1] == len(task.x_features)
+    assert task.train_y.shape[1] == task.test_y.shape[1] == len(task.y_features)
+    if strata_test:
+        assert n_te == pytest.approx(0.2 * n_total, abs=1)
+        # stratified: every class's test share is ~20%
+        tr, te = np.asarray(task.train_labels), np.asarray(task.test_labels)
+        for c in np.unique(np.r_[tr, te]):
+            n_c = (tr == c).sum() + (te == c).sum()
+            assert abs((te == c).sum() - 0.2 * n_c) <= 1, c
+
+
+@pytest.mark.parametrize("name", ["pancancer_rna_from_atac", "pancancer_atac_from_rna"])
+def test_pancancer(name):
+    t = _data.load(name)
+    check_split(t, 206)
+    assert t.train_x.shape[1] == 10_000 and t.train_y.shape[1] == 10_000
+    atac = np.r_[dense(t.train_y), dense(t.test_y)] if name.endswith("from_atac") else np.r_[dense(t.train_x), dense(t.test_x)]
+    assert set(np.unique(atac)) == {0.0, 1.0}
+    rna = np.r_[dense(t.train_x), dense(t.test_x)] if name.endswith("from_atac") else np.r_[dense(t.train_y), dense(t.test_y)]
+    assert len(np.unique(rna)) > 2
+    assert sorted(set(t.train_labels)) == ["HCT116", "HeLa-S3", "K562"]
+    assert t.labels_for_ot is None
+    assert t.x_binary == name.endswith("from_rna")
+    p = t.paper_params
+    if name.endswith("from_atac"):
+        assert (p["reg_e"], p["n_neighbors"], p["n_features"]) == (5e3, 40, 150)
+    else:
+        assert (p["reg_e"], p["n_neighbors"], p["n_features"]) == (1e3, 10, 50)
+
+
+def test_pancancer_directions_share_split():
+    a = _data.load("pancancer_rna_from_atac")
+    b = _data.load("pancancer_atac_from_rna")
+    assert np.array_equal(a.test_cells, b.test_cells)
+    assert np.array_equal(dense(a.test_x), dense(b.test_y))
+
+
+def test_a549():
+    t = _data.load("a549_rna_from_atac")
+    check_split(t, 2391)
+    assert t.train_x.shape[1] == 1185 and t.train_y.shape[1] == 1183
+    assert np.array_equal(t.labels_for_ot, t.train_labels)
+    assert set(np.unique(t.train_labels)) == {0, 1, 3}
+    # every kept cell has >= A549_MIN_GENES detected genes
+    rna = sp.vstack([sp.csr_matrix(t.train_x), sp.csr_matrix(t.test_x)]).tocsr()
+    assert np.diff(rna.indptr).min() >= _data.A549_MIN_GENES
+    assert t.paper_params["reg_cl"] == 5e-3 and t.paper_params["n_neighbors"] == 500
+
+
+def test_pbmc10k():
+    t = _data.load("pbmc10k_protein_from_rna")
+    check_split(t, 6855)
+    assert t.train_x.shape[1] == 14 and t.train_y.shape[1] == 4000
+    x = dense(t.train_x)
+    assert np.all(x >= 0) and np.isfinite(x).all()
+    y = dense(t.train_y[:50])
+    # log-normalized: expm1 of each row sums to 1e4
+    np.testing.assert_allclose(np.expm1(y).sum(axis=1), 1e4, rtol=1e-6)
+
+
+def test_pbmc10k_to_5k():
+    t = _data.load("pbmc10k_to_pbmc5k")
+    assert t.train_x.shape == (6855, 14) and t.test_x.shape == (3994, 14)
+    assert t.train_y.shape == (6855, 4000) and t.test_y.shape == (3994, 4000)
+    assert t.test_labels is None
+    assert len(t.x_features) == 14 and "CD3" in " ".join(t.x_features)
+    assert np.isfinite(dense(t.test_x)).all()
+
+
+def test_clr_matches_definition():
+    x = np.array([[1.0, 3.0, 0.0], [10.0, 0.0, 5.0]])
+    want = np.log1p(x / np.exp(np.log1p(x).mean(axis=1, keepdims=True)))
+    np.testing.assert_allclose(_data.clr(x), want)
+
+
+@pytest.mark.parametrize("name", ["pancancer_rna_from_atac", "a549_rna_from_atac"])
+def test_split_reproducible(name):
+    a, b = _data.load(name, seed=0), _data.load(name, seed=0)
+    assert np.array_equal(a.test_cells, b.test_cells)
+    np.testing.assert_array_equal(dense(a.test_x), dense(b.test_x))
+    c = _data.load(name, seed=1)
+    assert not np.array_equal(a.test_cells, c.test_cells)
+
+
+def test_baselines_shapes():
+    t = _data.load("pancancer_rna_from_atac")
+    knn = _data.naive_knn(t.train_x, t.train_y, t.test_y)
+    assert knn.shape == t.test_x.shape and np.isfinite(knn).all()
+    m = _data.training_mean(t.train_x, t.test_x.shape[0])
+    assert m.shape == t.test_x.shape
+    np.testing.assert_allclose(m[0], dense(t.train_x).mean(axis=0))

@@ -1,0 +1,105 @@
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from cmot.datasets import read_mtx_dir
+from cmot.io import matrix_format, read_matrix, read_obs, write_matrix
+
+CELLS = ["c3", "c1", "c2", "c10"]  # deliberately not sorted
+FEATS = ["g2", "g1", "g3"]
+
+
+@pytest.fixture
+def mat():
+    return np.array([[0.0, 1.5, -2.25], [3.0, 0.0, 0.0], [1e-8, 2.0, 7.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.tsv", "m.csv.gz", "m.h5ad", "mtxdir"])
+def test_roundtrip_keeps_values_and_name_order(tmp_path, mat, name):
+    path = tmp_path / name
+    kw = {"modality": "rna"} if name == "mtxdir" else {}
+    write_matrix(path, mat, CELLS, FEATS, **kw)
+    m, cells, feats = read_matrix(path, **kw)
+    m = m.toarray() if sp.issparse(m) else m
+    assert np.array_equal(m, mat)
+    assert cells.tolist() == CELLS and feats.tolist() == FEATS
+
+
+def test_mtx_dir_layout_matches_shared_data(tmp_path, mat):
+    d = tmp_path / "out"
+    write_matrix(d, sp.csr_matrix(mat), CELLS, FEATS, modality="rna")
+    # a second modality of the same cells goes into the same folder
+    write_matrix(d, mat[:, :2], CELLS, ["p1", "p2"], modality="adt")
+    assert sorted(os.listdir(d)) == ["adt.mtx.gz", "adt_features.txt", "cells.tsv", "rna.mtx.gz", "rna_features.txt"]
+    m, cells_df, feats = read_mtx_dir(str(d), "rna")  # the core's reader agrees
+    assert np.array_equal(m.toarray(), mat) and cells_df.index.tolist() == CELLS and feats == FEATS
+    import scipy.io
+
+    assert scipy.io.mmread(str(d / "rna.mtx.gz")).shape == (3, 4)  # features x cells
+    with pytest.raises(ValueError, match="other cells"):
+        write_matrix(d, mat[:2], CELLS[:2], FEATS, modality="x")
+
+
+def test_dataframe_names_and_transposed_csv(tmp_path, mat):
+    df = pd.DataFrame(mat, index=CELLS, columns=FEATS)
+    write_matrix(tmp_path / "a.csv", df)
+    m, cells, feats = read_matrix(tmp_path / "a.csv")
+    assert cells.tolist() == CELLS and feats.tolist() == FEATS
+    df.T.to_csv(tmp_path / "t.csv")
+    m2, cells2, feats2 = read_matrix(tmp_path / "t.csv", transpose=True)
+    assert np.array_equal(m2, mat) and cells2.tolist() == CELLS and feats2.tolist() == FEATS
+    # default names when none are given
+    write_matrix(tmp_path / "b.tsv", mat)
+    _, c, f = read_matrix(tmp_path / "b.tsv")
+    assert c.tolist() == ["cell0", "cell1", "cell2", "cell3"] and f.tolist() == ["feature0", "feature1", "feature2"]
+
+
+def test_read_obs(tmp_path, mat):
+    d = tmp_path / "d"
+    write_matrix(d, mat, CELLS, FEATS, modality="rna")
+    pd.DataFrame({"cell": CELLS, "type": ["a", "b", "a", "b"]}).to_csv(d / "cells.tsv", sep="\t", index=False)
+    assert read_obs(d)["type"].tolist() == ["a", "b", "a", "b"]
+    assert read_obs(d).index.tolist() == CELLS
+    pd.DataFrame({"cell": CELLS, "t": [1, 2, 3, 4]}).to_csv(tmp_path / "l.csv", index=False)
+    assert read_obs(tmp_path / "l.csv")["t"].tolist() == ["1", "2", "3", "4"]
+
+
+def test_shared_data_if_present():
+    path = "/work/shared/data/pbmc10k"
+    if not os.path.isdir(path):
+        pytest.skip("shared data not present")
+    m, cells, feats = read_matrix(path, "adt")
+    assert m.shape == (6855, 14) and len(cells) == 6855 and feats[0] == "CD3"
+
+
+def test_errors(tmp_path, mat):
+    with pytest.raises(FileNotFoundError, match="nothing at"):
+        read_matrix(tmp_path / "missing.csv")
+    (tmp_path / "x.xlsx").write_text("")
+    with pytest.raises(ValueError, match=r"extension \.xlsx"):
+        read_matrix(tmp_path / "x.xlsx")
+    with pytest.raises(ValueError, match="extension .parquet"):
+        write_matrix(tmp_path / "x.parquet", mat)
+    d = tmp_path / "d"
+    write_matrix(d, mat, CELLS, FEATS, modality="rna")
+    with pytest.raises(ValueError, match=r"modality: expected the modality.*\(one of: rna\)"):
+        read_matrix(d)
+    with pytest.raises(ValueError, match="modality: expected one of rna"):
+        read_matrix(d, "atac")
+    with pytest.raises(ValueError, match="modality: expected a name"):
+        write_matrix(tmp_path / "e", mat)
+    with pytest.raises(ValueError, match="cell_names: expected 4 names"):
+        write_matrix(tmp_path / "a.csv", mat, CELLS[:3])
+    with pytest.raises(ValueError, match="feature_names: expected 3 names"):
+        write_matrix(tmp_path / "a.csv", mat, CELLS, ["a"])
+    with pytest.raises(ValueError, match="modality: only used"):
+        write_matrix(tmp_path / "a.csv", mat, modality="rna")
+    (tmp_path / "bad.csv").write_text("cell,g1\nc1,abc\n")
+    with pytest.raises(TypeError, match="non-numeric"):
+        read_matrix(tmp_path / "bad.csv")
+    with pytest.raises(ValueError, match="transpose"):
+        read_matrix(d, "rna", transpose=True)
+    assert matrix_format(d) == "mtx"

@@ -1,0 +1,390 @@
+#' Infer a missing modality with Cross-Modality Optimal Transport
+#'
+#' Infers, for every query cell measured only in a shared modality Y (for
+#' example ATAC), the modality X that it lacks (for example RNA or protein),
+#' from reference cells measured in both X and Y (Alatkar and Wang, Genome
+#' Biology 2023).  CMOT transports the reference cells onto the query cells in
+#' Y with entropic optimal transport regularized by reference labels, and gives
+#' each query cell the weighted average X of its nearest transported reference
+#' cells.  Query cells whose transport looks unlike the rest's are flagged as
+#' poorly mapped.
+#'
+#' \strong{Shared features.}  Features of the reference's and the query's Y
+#' are matched by name; only the shared ones are used (a message says how
+#' many, when \code{verbose}), and an error is raised when there are none.
+#'
+#' \strong{Partly paired references.}  The reference's X cells (\code{refdata},
+#' or \code{refdata.assay} of \code{reference.x} for Seurat objects) and Y cells
+#' (\code{reference}) may be different cells of which only some are known to
+#' be the same.  \code{pairs} says which:
+#' \itemize{
+#'   \item \code{NULL} (default): fully paired.  X and Y must hold the same
+#'     cells; when both have cell names they are matched by name (any order),
+#'     otherwise by position.  Different cells are an error.
+#'   \item \code{"names"}: partly paired; cells whose names appear in both are
+#'     the known pairs.
+#'   \item a two-column \code{data.frame} or \code{matrix}: partly paired; each
+#'     row is a known pair, first column the X (refdata) cell, second column
+#'     the Y (reference) cell, as cell names or 1-based indices.
+#' }
+#' With pairs given, CMOT first aligns the two reference modalities (nonlinear
+#' manifold alignment, Step A of the paper; see \code{n.components},
+#' \code{align.neighbors} and \code{mu}) and gives every reference Y cell the X
+#' profile of its (known or nearest aligned) X partner.  \code{labels} then
+#' refer to the reference's Y cells.
+#'
+#' @param object The query: for the default method a matrix of the shared
+#'   modality Y with features as rows and cells as columns (dense
+#'   \code{matrix} or sparse \code{dgCMatrix}); for the Seurat method a
+#'   \code{Seurat} object; for the SingleCellExperiment method a
+#'   \code{SingleCellExperiment}.
+#' @param ... Arguments passed to other methods; for the default method, the
+#'   CMOT parameters below.
+#'
+#' @return The default method returns the inferred X, a dense matrix with the
+#'   features of \code{refdata} as rows (their names kept) and the query cells
+#'   as columns (in the query's order, their names kept), with an attribute
+#'   \code{"cmot"}: a list with \code{poorly.mapped} (logical per query cell),
+#'   \code{score} (robust z-score of poor mapping, higher is worse),
+#'   \code{reg.e} (the entropic weight used) and \code{params}.  The Seurat
+#'   and SingleCellExperiment methods return \code{object} with the inferred
+#'   modality added (see there).
+#'
+#' @references Alatkar S. A. and Wang D. (2023). CMOT: Cross-Modality Optimal
+#'   Transport for multimodal inference. Genome Biology 24, 163.
+#'   \doi{10.1186/s13059-023-02989-8}
+#' @seealso \code{\link{cmot_available}}, \code{\link{install_cmot}}
+#' @export
+#' @rdname RunCMOT
+#' @examples
+#' set.seed(1)
+#' sim <- simulate_multimodal(n.reference = 120, n.query = 40)
+#' if (cmot_available()) {
+#'   # plain matrices, features x cells
+#'   x.hat <- RunCMOT(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
+#'                    k = 10, n.features = 20, seed = 1)
+#'   dim(x.hat)
+#'   cor(as.vector(x.hat), as.vector(sim$query.x))
+#' }
+RunCMOT <- function(object, ...) {
+  UseMethod("RunCMOT")
+}
+
+#' @param reference The reference in the shared modality Y, features x cells
+#'   (default method), or a \code{Seurat} / \code{SingleCellExperiment} object
+#'   holding it (other methods).
+#' @param refdata The reference in the modality to infer, X, features x cells
+#'   (default method).  Same cells as \code{reference} unless \code{pairs} is given.
+#' @param pairs Which reference X and Y cells are the same cells: \code{NULL}
+#'   (fully paired), \code{"names"}, or a two-column table of known pairs; see
+#'   Details.
+#' @param labels Labels of the reference (Y) cells for the label regularizer,
+#'   such as cell types: a vector with one value per reference cell (default
+#'   method) or the name of a column of the reference's cell metadata (other
+#'   methods).  \code{NULL} uses \code{n.clusters} Ward clusters of the
+#'   reference in Y.
+#' @param n.components Dimension of the common space of manifold alignment
+#'   (partly paired references only).
+#' @param align.neighbors Neighbours in the graphs of manifold alignment
+#'   (partly paired references only).
+#' @param mu Alignment trade-off between within-modality geometry and known
+#'   pairs, strictly between 0 and 1 (partly paired references only).
+#' @param reg.e Entropic weight of the optimal transport, on the scale of the
+#'   squared Euclidean cost; \code{NULL} uses 0.05 times the median cost.
+#' @param reg.cl Weight of the label regularization.
+#' @param n.clusters Ward clusters of the reference used as labels when
+#'   \code{labels} is \code{NULL}.
+#' @param k Transported reference cells averaged for each query cell.
+#' @param n.features Most variable shared features on which those neighbours
+#'   are found.
+#' @param max.iter,max.inner.iter Majorization steps of the label-regularized
+#'   transport, and Sinkhorn iterations per step.
+#' @param tol Sinkhorn tolerance.
+#' @param outlier.threshold Robust z-score above which a query cell is
+#'   reported as poorly mapped; \code{Inf} disables the report.
+#' @param seed Random seed (alignment, clustering, outlier detection);
+#'   \code{NULL} for none.  Fully paired references give the same inferred
+#'   values with any seed.
+#' @param verbose Print progress messages.
+#' @export
+#' @rdname RunCMOT
+RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
+                            n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
+                            reg.cl = 1, n.clusters = 2, k = 30, n.features = 150, max.iter = 10,
+                            max.inner.iter = 200, tol = 1e-9, outlier.threshold = 3.5, seed = NULL,
+                            verbose = TRUE, ...) {
+  .check_dots(...)
+  if (missing(reference)) stop("reference: the reference in the shared modality is missing.", call. = FALSE)
+  if (missing(refdata)) stop("refdata: the reference in the modality to infer is missing.", call. = FALSE)
+  query.y <- .check_matrix(object, "object (query)")
+  ref.y <- .check_matrix(reference, "reference")
+  ref.x <- .check_matrix(refdata, "refdata")
+  params <- .cmot_params(n.components, align.neighbors, mu, reg.e, reg.cl, n.clusters, k, n.features,
+                         max.iter, max.inner.iter, tol, outlier.threshold, seed)
+  shared <- .shared_features(ref.y, query.y, "reference", "query", verbose = verbose)
+  if (!is.null(shared)) {
+    ref.y <- ref.y[shared, , drop = FALSE]
+    query.y <- query.y[shared, , drop = FALSE]
+  }
+  pr <- .resolve_pairs(pairs, colnames(ref.x), colnames(ref.y), ncol(ref.x), ncol(ref.y),
+                       "refdata", "reference", verbose = verbose)
+  if (!is.null(pr$x.order)) ref.x <- ref.x[, pr$x.order, drop = FALSE]
+  labels <- .check_labels(labels, ncol(ref.y))
+  res <- .run_cmot(ref.y, ref.x, query.y, params, pairs = pr$pairs, labels = labels, verbose = verbose)
+  out <- res$x.hat
+  .warn_poorly_mapped(res$poorly.mapped, "attr(result, \"cmot\")$poorly.mapped")
+  attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score, reg.e = res$reg.e,
+                            params = params)
+  out
+}
+
+.check_dots <- function(...) {
+  dots <- list(...)
+  if (length(dots)) {
+    nm <- names(dots)
+    nm[is.null(nm) | !nzchar(nm)] <- "<unnamed>"
+    stop("Unknown argument(s): ", paste(nm, collapse = ", "), ".", call. = FALSE)
+  }
+}
+
+#' @param reference.assay Assay of \code{reference} with the shared modality
+#'   (default: its default assay).
+#' @param refdata.assay Assay with the modality to infer, in \code{reference.x}
+#'   when given, else in \code{reference}.
+#' @param query.assay Assay of the query with the shared modality (default: its
+#'   default assay).
+#' @param reference.x Optional second \code{Seurat} object holding
+#'   \code{refdata.assay}, for references whose two modalities were measured in
+#'   different (partly overlapping) cells; see Details and \code{pairs}.
+#' @param new.assay.name Name of the assay to store the inferred modality in.
+#' @param slot Slot of the assays to read (\code{"data"}, \code{"counts"} or
+#'   \code{"scale.data"}), for all three assays.
+#' @param overwrite If \code{new.assay.name} (or one of the meta.data columns
+#'   below) already exists in the query: \code{FALSE} (default) stops with an
+#'   error and changes nothing, \code{TRUE} replaces it.
+#'
+#' @section Seurat method:
+#' Returns \code{object} with a new assay \code{new.assay.name} whose
+#' \code{data} slot holds the inferred values of every feature of
+#' \code{refdata.assay} for every query cell, in the query's cell order.  Seurat
+#' does not allow \code{_} or \code{|} in feature names; such names are
+#' rewritten to \code{-} (as Seurat does), made unique with a warning if that
+#' rewriting would make two names equal, and the map from the new to the
+#' original names is kept in the assay's feature metadata (column
+#' \code{cmot.original.name}) and in \code{Misc(object[[new.assay.name]],
+#' "cmot.feature.map")}.  The meta.data gets columns
+#' \code{<name>.poorly.mapped} (logical) and \code{<name>.mapping.score} (robust
+#' z-score; higher is worse), where \code{<name>} is \code{tolower(new.assay.name)}
+#' (\code{cmot.poorly.mapped} by default), and a warning says how many cells
+#' are poorly mapped.  The parameters go into the command log
+#' (\code{object@commands}, via \code{LogSeuratCommand}) and into
+#' \code{Tool(object, "RunCMOT")}.  The default assay and everything else in
+#' the query are left unchanged.
+#'
+#' @export
+#' @rdname RunCMOT
+#' @examples
+#' if (cmot_available()) {
+#'   # Seurat objects
+#'   reference <- SeuratObject::CreateSeuratObject(
+#'     counts = SeuratObject::as.sparse(sim$reference.y), assay = "ATAC")
+#'   reference[["RNA"]] <- SeuratObject::CreateAssayObject(data = sim$reference.x)
+#'   reference$celltype <- sim$reference.labels
+#'   query <- SeuratObject::CreateSeuratObject(
+#'     counts = SeuratObject::as.sparse(sim$query.y), assay = "ATAC")
+#'   query <- RunCMOT(query, reference = reference, reference.assay = "ATAC",
+#'                    refdata.assay = "RNA", query.assay = "ATAC", new.assay.name = "CMOT",
+#'                    labels = "celltype", k = 10, n.features = 20, seed = 1)
+#'   query[["CMOT"]]
+#'   head(query$cmot.poorly.mapped)
+#' }
+RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.assay = NULL,
+                           query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
+                           new.assay.name = "CMOT", slot = "data", overwrite = FALSE,
+                           n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
+                           reg.cl = 1, n.clusters = 2, k = 30, n.features = 150, max.iter = 10,
+                           max.inner.iter = 200, tol = 1e-9, outlier.threshold = 3.5, seed = NULL,
+                           verbose = TRUE, ...) {
+  .check_dots(...)
+  if (missing(reference) || !inherits(reference, "Seurat")) {
+    stop("reference: expected a Seurat object holding the reference, found ",
+         if (missing(reference)) "nothing" else paste(class(reference), collapse = "/"), ".", call. = FALSE)
+  }
+  ref.x.obj <- if (is.null(reference.x)) reference else reference.x
+  if (!inherits(ref.x.obj, "Seurat")) {
+    stop("reference.x: expected NULL or a Seurat object, found ", paste(class(reference.x), collapse = "/"), ".",
+         call. = FALSE)
+  }
+  x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
+  .check_string(new.assay.name, "new.assay.name")
+  slot <- match.arg(slot, c("data", "counts", "scale.data"))
+  if (!is.logical(overwrite) || length(overwrite) != 1L || is.na(overwrite)) {
+    stop("overwrite: expected TRUE or FALSE.", call. = FALSE)
+  }
+  query.assay <- query.assay %||% SeuratObject::DefaultAssay(object)
+  reference.assay <- reference.assay %||% SeuratObject::DefaultAssay(reference)
+  if (is.null(refdata.assay)) {
+    stop("refdata.assay: name the assay of ", x.obj.name, " holding the modality to infer (assays: ",
+         paste(SeuratObject::Assays(ref.x.obj), collapse = ", "), ").", call. = FALSE)
+  }
+  .check_assay(object, query.assay, "query.assay", "the query (object)")
+  .check_assay(reference, reference.assay, "reference.assay", "reference")
+  .check_assay(ref.x.obj, refdata.assay, "refdata.assay", x.obj.name)
+  if (is.null(reference.x) && identical(refdata.assay, reference.assay)) {
+    stop("refdata.assay and reference.assay are both '", refdata.assay, "': the modality to infer must be ",
+         "another assay than the shared one.", call. = FALSE)
+  }
+
+  # where the results go
+  new.assay.name <- .check_new_assay(object, new.assay.name, query.assay, overwrite)
+  prefix <- tolower(new.assay.name)
+  meta.cols <- paste0(prefix, c(".poorly.mapped", ".mapping.score"))
+  clash <- intersect(meta.cols, colnames(object[[]]))
+  if (length(clash) && !overwrite) {
+    stop("The query's meta.data already has column(s) ", paste0("'", clash, "'", collapse = ", "),
+         "; set overwrite = TRUE to replace them, or choose another new.assay.name.", call. = FALSE)
+  }
+
+  # labels
+  if (!is.null(labels)) {
+    if (!is.character(labels) || length(labels) != 1L) {
+      stop("labels: expected the name of one column of the reference's meta.data, found ",
+           deparse(labels, nlines = 1L), ".", call. = FALSE)
+    }
+    if (!labels %in% colnames(reference[[]])) {
+      stop("labels: column '", labels, "' not found in the reference's meta.data (columns: ",
+           paste(utils::head(colnames(reference[[]]), 20), collapse = ", "), ").", call. = FALSE)
+    }
+    label.values <- reference[[labels, drop = TRUE]]
+  } else {
+    label.values <- NULL
+  }
+
+  params <- .cmot_params(n.components, align.neighbors, mu, reg.e, reg.cl, n.clusters, k, n.features,
+                         max.iter, max.inner.iter, tol, outlier.threshold, seed)
+  query.y <- .get_data(object, query.assay, slot, "the query")
+  ref.y <- .get_data(reference, reference.assay, slot, "reference")
+  ref.x <- .get_data(ref.x.obj, refdata.assay, slot, x.obj.name)
+  shared <- .shared_features(ref.y, query.y, paste0("reference assay '", reference.assay, "'"),
+                             paste0("query assay '", query.assay, "'"), verbose = verbose)
+  ref.y <- ref.y[shared, , drop = FALSE]
+  query.y <- query.y[shared, , drop = FALSE]
+  pr <- .resolve_pairs(pairs, colnames(ref.x), colnames(ref.y), ncol(ref.x), ncol(ref.y),
+                       paste0(x.obj.name, " (assay '", refdata.assay, "')"),
+                       paste0("reference (assay '", reference.assay, "')"), verbose = verbose)
+  if (!is.null(pr$x.order)) ref.x <- ref.x[, pr$x.order, drop = FALSE]
+  label.values <- .check_labels(label.values, ncol(ref.y), name = paste0("labels ('", labels %||% "", "')"))
+
+  res <- .run_cmot(ref.y, ref.x, query.y, params, pairs = pr$pairs, labels = label.values, verbose = verbose)
+
+  # feature names Seurat accepts, with a map back to the originals
+  fmap <- .seurat_feature_names(rownames(res$x.hat))
+  x.hat <- res$x.hat
+  rownames(x.hat) <- fmap$feature
+  colnames(x.hat) <- SeuratObject::Cells(object)
+  assay <- suppressWarnings(SeuratObject::CreateAssayObject(data = x.hat))
+  if (!identical(rownames(assay), fmap$feature)) {
+    stop("internal error: Seurat changed feature names unexpectedly.", call. = FALSE)
+  }
+  assay[["cmot.original.name"]] <- fmap$original
+  SeuratObject::Misc(assay, slot = "cmot.feature.map") <- fmap
+  SeuratObject::Key(assay) <- .assay_key(new.assay.name, object)
+  if (verbose) message("Storing ", nrow(x.hat), " inferred features in assay '", new.assay.name, "'")
+  object[[new.assay.name]] <- assay
+  object[[meta.cols[1]]] <- unname(res$poorly.mapped)
+  object[[meta.cols[2]]] <- unname(res$score)
+  .warn_poorly_mapped(res$poorly.mapped, paste0("meta.data column '", meta.cols[1], "'"))
+
+  tool <- list(params = params, reg.e.used = res$reg.e, reference.assay = reference.assay,
+               refdata.assay = refdata.assay, query.assay = query.assay, slot = slot,
+               new.assay.name = new.assay.name, labels = labels, n.shared.features = length(shared),
+               n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs),
+               meta.data = meta.cols, feature.map = fmap, version = as.character(utils::packageVersion("cmot")))
+  methods::slot(object, "tools")[["RunCMOT"]] <- tool
+  # command log (named "RunCMOT"), recorded as run on the query assay
+  cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
+  methods::slot(cmd, "assay.used") <- query.assay
+  object[[methods::slot(cmd, "name")]] <- cmd
+  object
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+.check_string <- function(x, name) {
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x)) {
+    stop(name, ": expected one non-empty string, found ", deparse(x, nlines = 1L), ".", call. = FALSE)
+  }
+  invisible(x)
+}
+
+.check_assay <- function(obj, assay, arg, what) {
+  .check_string(assay, arg)
+  if (!assay %in% SeuratObject::Assays(obj)) {
+    stop(arg, ": assay '", assay, "' not found in ", what, " (assays: ",
+         paste(SeuratObject::Assays(obj), collapse = ", "), ").", call. = FALSE)
+  }
+  invisible(TRUE)
+}
+
+.check_new_assay <- function(object, name, query.assay, overwrite) {
+  if (identical(name, SeuratObject::DefaultAssay(object)) || identical(name, query.assay)) {
+    stop("new.assay.name: '", name, "' is the query's ",
+         if (identical(name, query.assay)) "query.assay" else "default assay",
+         " and cannot be replaced; choose another name.", call. = FALSE)
+  }
+  if (name %in% SeuratObject::Assays(object) && !overwrite) {
+    stop("new.assay.name: the query already has an assay '", name, "'. Set overwrite = TRUE to replace it, ",
+         "or choose another new.assay.name.", call. = FALSE)
+  }
+  other <- setdiff(names(object), SeuratObject::Assays(object))
+  if (name %in% other) {
+    stop("new.assay.name: '", name, "' is already used by a non-assay object in the query (",
+         class(object[[name]])[1], "); choose another name.", call. = FALSE)
+  }
+  name
+}
+
+.get_data <- function(obj, assay, slot, what) {
+  m <- SeuratObject::GetAssayData(obj, slot = slot, assay = assay)
+  if (nrow(m) == 0L || ncol(m) == 0L) {
+    stop("The '", slot, "' slot of assay '", assay, "' in ", what, " is empty; choose another slot.", call. = FALSE)
+  }
+  .check_matrix(m, paste0(what, " assay '", assay, "' (", slot, ")"))
+}
+
+.assay_key <- function(name, object) {
+  base <- tolower(gsub("[^[:alnum:]]", "", name))
+  if (!nzchar(base) || !grepl("^[[:alpha:]]", base)) base <- paste0("cmot", base)
+  used <- vapply(SeuratObject::Assays(object), function(a) SeuratObject::Key(object[[a]]), "")
+  used <- used[names(used) != name]
+  key <- paste0(base, "_")
+  i <- 1L
+  while (key %in% used) {
+    key <- paste0(base, i, "_")
+    i <- i + 1L
+  }
+  key
+}
+
+# Rewrite feature names the way Seurat requires (no '_' or '|'), never silently
+# duplicating one; returns data.frame(feature, original).
+.seurat_feature_names <- function(original) {
+  if (is.null(original)) stop("refdata assay has no feature names.", call. = FALSE)
+  new <- gsub("[_|]", "-", original)
+  changed <- new != original
+  if (anyDuplicated(new)) {
+    dup <- unique(new[duplicated(new)])
+    # names that need no rewriting keep theirs; rewritten ones get the suffixes
+    ord <- order(changed)
+    new[ord] <- make.unique(new[ord], sep = ".")
+    warning(length(dup), " feature names of the inferred modality collide once '_' and '|' are replaced by '-' ",
+            "(as Seurat requires), e.g. '", dup[1], "'; they were made unique with make.unique(). ",
+            "The map to the original names is in the assay's meta.features column 'cmot.original.name'.",
+            call. = FALSE)
+  } else if (any(changed)) {
+    message(sum(changed), " feature names had '_' or '|' (not allowed by Seurat) replaced by '-', e.g. '",
+            original[changed][1], "' -> '", new[changed][1], "'; the original names are in the assay's ",
+            "meta.features column 'cmot.original.name'.")
+  }
+  data.frame(feature = new, original = original, stringsAsFactors = FALSE)
+}

@@ -1,0 +1,149 @@
+"""Inference accuracy of CMOT on the paper's real-data tasks, against two baselines.
+
+    .venv/bin/python benchmarks/accuracy.py                       # all tasks
+    .venv/bin/python benchmarks/accuracy.py --datasets pancancer,a549 --out benchmarks/results/accuracy.md
+
+For each task (see ``_data.py``) and method it prints one row:
+
+- method: ``cmot default`` (``CMOT(random_state=seed)``), ``cmot paper`` (the
+  paper's parameters for the task), ``naive kNN`` (mean X of the 30 nearest
+  training cells in a 30-component TruncatedSVD of Y), ``training mean``.
+  Both CMOT runs get the task's OT labels (a549: treatment time) or none
+  (Ward clusters).
+- cell r mean / median: Pearson r of each test cell across the X features.
+- feat r mean: Pearson r of each X feature across test cells, mean over the
+  features where it is defined (nan for the training mean: constant prediction).
+- AUROC (ATAC from RNA only): per peak, inferred values min-max normalized per
+  peak against the measured binary peak, mean over peaks with both classes in
+  the test cells; ``AUROC@0.5`` cuts the normalized values at 0.5 first (paper).
+- outl %: share of test cells CMOT flags as poorly mapped (``outliers_``).
+- s: wall seconds of fit + predict (in a forked child).
+- MB: the child's peak resident memory during the call minus its resident
+  memory when the call began (extra memory needed on top of the loaded data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _data  # noqa: E402
+from _common import (  # noqa: E402
+    cellwise_pearson, featurewise_pearson, fmt, machine_note, markdown_table, measured, nanmean, nanmedian,
+    peakwise_auroc,
+)
+
+METHODS = ("cmot default", "cmot paper", "naive kNN", "training mean")
+
+#: numbers the paper reports for each task (for orientation; not the same preprocessing everywhere).
+PAPER = {
+    "pancancer_rna_from_atac": "paper: mean cell-wise r 0.67 (CMOT), 0.63 (Seurat), 0.47 (MOFA+)",
+    "pancancer_atac_from_rna": "paper: peak-wise AUROC of binarized inferred peaks, CMOT > Seurat, MOFA+ (Fig. 5E)",
+    "a549_rna_from_atac": "paper: mean cell-wise r 0.52 (CMOT), median 0.50 (Seurat)",
+    "pbmc10k_protein_from_rna": "paper: median cell-wise r 0.86 (CMOT), 0.79 (MOFA+), 0.61 (totalVI)",
+    "pbmc10k_to_pbmc5k": "paper: median cell-wise r 0.86 (CMOT), 0.79 (MOFA+), 0.61 (totalVI)",
+}
+
+
+def _cmot(task, params, seed):
+    from cmot import CMOT
+
+    warnings.simplefilter("ignore")
+    model = CMOT(**params, random_state=seed)
+    pred = model.fit(task.train_x, task.train_y, labels=task.labels_for_ot).predict(task.test_y)
+    return np.asarray(pred), np.asarray(model.outliers_, dtype=bool)
+
+
+def _knn(task):
+    return _data.naive_knn(task.train_x, task.train_y, task.test_y), None
+
+
+def _mean(task):
+    return _data.training_mean(task.train_x, task.test_x.shape[0]), None
+
+
+def run_method(task, method, seed, timeout):
+    if method == "cmot default":
+        return measured(_cmot, task, {}, seed, timeout=timeout)
+    if method == "cmot paper":
+        return measured(_cmot, task, task.paper_params, seed, timeout=timeout)
+    if method == "naive kNN":
+        return measured(_knn, task, timeout=timeout)
+    if method == "training mean":
+        return measured(_mean, task, timeout=timeout)
+    raise ValueError(method)
+
+
+def score(task, pred, outliers):
+    cell = cellwise_pearson(pred, task.test_x)
+    feat = featurewise_pearson(pred, task.test_x)
+    row = {
+        "cell r mean": nanmean(cell),
+        "cell r median": nanmedian(cell),
+        "feat r mean": nanmean(feat),
+        "outl %": None if outliers is None else 100.0 * float(np.mean(outliers)),
+    }
+    if task.x_binary:
+        row["AUROC"] = nanmean(peakwise_auroc(pred, task.test_x))
+        row["AUROC@0.5"] = nanmean(peakwise_auroc(pred, task.test_x, binarize_at=0.5))
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", default="all", help="comma-separated task names or prefixes "
+                    f"({', '.join(_data.TASKS)}); default all")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
+    ap.add_argument("--seed", type=int, default=0, help="split and CMOT seed (default 0)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per method run (default 1800)")
+    ap.add_argument("--out", help="also write the markdown table to this file")
+    args = ap.parse_args(argv)
+    names = _data.resolve_names(args.datasets)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            ap.error(f"unknown method {m!r}; expected some of {', '.join(METHODS)}")
+
+    header = ["dataset", "direction", "method", "cell r mean", "cell r median", "feat r mean",
+              "AUROC", "AUROC@0.5", "outl %", "s", "MB"]
+    rows, notes = [], []
+    for name in names:
+        task = _data.load(name, seed=args.seed)
+        print(f"# {task}  [{task.description}]", flush=True)
+        notes.append(f"- {name}: train {task.train_x.shape[0]} / test {task.test_x.shape[0]} cells, "
+                     f"X {task.train_x.shape[1]} / Y {task.train_y.shape[1]} features; paper params "
+                     f"{task.paper_params}; {PAPER[name]}")
+        for method in methods:
+            res = run_method(task, method, args.seed, args.timeout)
+            if res["error"]:
+                print(f"  {method}: FAILED: {res['error']}", flush=True)
+                if res.get("traceback"):
+                    print(res["traceback"], file=sys.stderr)
+                row = [task.dataset, task.direction, method] + ["FAILED: " + res["error"][:60]] + ["-"] * 7
+                rows.append(row)
+                continue
+            pred, outl = res["result"]
+            sc = score(task, pred, outl)
+            row = [task.dataset, task.direction, method, fmt(sc["cell r mean"]), fmt(sc["cell r median"]),
+                   fmt(sc["feat r mean"]), fmt(sc.get("AUROC")), fmt(sc.get("AUROC@0.5")),
+                   fmt(sc["outl %"], 1), fmt(res["seconds"], 2), fmt(res["peak_mb"], 0)]
+            rows.append(row)
+            print("  " + " | ".join(row[2:]), flush=True)
+    table = markdown_table(header, rows)
+    text = (f"Accuracy (seed {args.seed}; {machine_note()})\n\n{table}\n\n" + "\n".join(notes) + "\n")
+    print()
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as fh:
+            fh.write(text)
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

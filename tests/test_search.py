@@ -107,3 +107,33 @@ def test_bad_inputs(data):
         cross_validate(x, y, param_grid={"n_neighbors": [0]})
     with pytest.raises(ValueError, match="set_params"):
         cross_validate(x, y, param_grid={"n_neighbors": [5]}, base_params={"bogus": 1})
+
+
+def test_search_cv_refits_best_and_predicts(data):
+    import pandas as pd
+
+    from cmot.search import CMOTSearchCV
+
+    grid = {"n_neighbors": [1, 15], "n_features": [40]}
+    cols = [f"y{j}" for j in range(data.source_y.shape[1])]
+    sy = pd.DataFrame(data.source_y, columns=cols)
+    search = CMOTSearchCV(grid, n_splits=3, random_state=0, base_params={"outlier_threshold": np.inf})
+    with pytest.raises(RuntimeError, match="not fitted"):
+        search.predict(data.target_y)
+    search.fit(data.source_x, sy)
+    assert search.best_params_ == {"n_neighbors": 15, "n_features": 40}
+    assert search.best_estimator_.n_neighbors == 15 and search.best_estimator_.outlier_threshold == np.inf
+    assert len(search.cv_results_) == 2
+    x_hat = search.predict(pd.DataFrame(data.target_y, columns=cols))
+    assert isinstance(x_hat, pd.DataFrame) and x_hat.shape == (10, 30)
+
+
+def test_sparse_input_and_partial_grid(data):
+    import scipy.sparse as sp
+
+    res = cross_validate(sp.csr_matrix(data.source_x), sp.csr_matrix(data.source_y), param_grid={"reg_cl": [0.1, 1.0]},
+                         n_splits=3, random_state=0, base_params={"n_neighbors": 10, "n_features": 30})
+    dense = cross_validate(data.source_x, data.source_y, param_grid={"reg_cl": [0.1, 1.0]},
+                           n_splits=3, random_state=0, base_params={"n_neighbors": 10, "n_features": 30})
+    assert np.allclose(res.results_["mean_score"], dense.results_["mean_score"])
+    assert res.best_estimator().n_neighbors == 10

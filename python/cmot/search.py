@@ -29,7 +29,7 @@ from .transport import OTConvergenceError, barycentric_map, sqeuclidean_cost
 
 logger = logging.getLogger("cmot")
 
-__all__ = ["cross_validate", "CVResult", "default_param_grid", "SCORINGS"]
+__all__ = ["cross_validate", "CVResult", "CMOTSearchCV", "default_param_grid", "SCORINGS"]
 
 #: Step C parameters: they do not change the coupling.
 _STEP_C = ("n_features", "n_neighbors")
@@ -339,3 +339,67 @@ def cross_validate(
 
 def _fmt(c, keys):
     return ", ".join(f"{k}={c[k]!r}" for k in keys)
+
+
+class CMOTSearchCV:
+    """:func:`cross_validate`, then refit the best :class:`CMOT` on all source cells.
+
+    Parameters
+    ----------
+    param_grid, n_splits, scoring, base_params, random_state, verbose
+        As in :func:`cross_validate`.
+
+    Attributes
+    ----------
+    best_params_, best_score_ : dict, float
+    cv_results_ : pandas.DataFrame
+        ``results_`` of :func:`cross_validate`.
+    best_estimator_ : CMOT
+        Fitted on all source cells with the best parameters.
+
+    Examples
+    --------
+    >>> from cmot.datasets import make_multimodal
+    >>> d = make_multimodal(90, 20, random_state=0)
+    >>> search = CMOTSearchCV({"n_neighbors": [1, 20], "n_features": [30]}, n_splits=3, random_state=0)
+    >>> search.fit(d.source_x, d.source_y).best_params_
+    {'n_neighbors': 20, 'n_features': 30}
+    >>> search.predict(d.target_y).shape  # doctest: +SKIP
+    (20, 30)
+    """
+
+    def __init__(self, param_grid=None, *, n_splits: int = 5, scoring="cellwise_pearson", base_params=None,
+                 random_state=None, verbose: bool = False):
+        self.param_grid = param_grid
+        self.n_splits = n_splits
+        self.scoring = scoring
+        self.base_params = base_params
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, source_x, source_y, *, labels=None):
+        """Search by cross-validation, then fit the best model on all cells; returns self."""
+        res = cross_validate(
+            source_x,
+            source_y,
+            param_grid=self.param_grid,
+            n_splits=self.n_splits,
+            labels=labels,
+            scoring=self.scoring,
+            base_params=self.base_params,
+            random_state=self.random_state,
+            verbose=self.verbose,
+        )
+        self.cv_ = res
+        self.best_params_ = res.best_params_
+        self.best_score_ = res.best_score_
+        self.cv_results_ = res.results_
+        model = res.best_estimator().set_params(verbose=self.verbose)
+        self.best_estimator_ = model.fit(source_x, source_y, labels=labels)
+        return self
+
+    def predict(self, target_y):
+        """``best_estimator_.predict(target_y)``."""
+        if not hasattr(self, "best_estimator_"):
+            raise RuntimeError("This CMOTSearchCV instance is not fitted yet: call fit(source_x, source_y) first.")
+        return self.best_estimator_.predict(target_y)

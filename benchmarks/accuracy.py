@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
 from _common import (  # noqa: E402
+    limit_threads,
     cellwise_pearson, featurewise_pearson, fmt, machine_note, markdown_table, measured, nanmean, nanmedian,
     peakwise_auroc,
 )
@@ -102,7 +103,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="split and CMOT seed (default 0)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per method run (default 1800)")
     ap.add_argument("--out", help="also write the markdown table to this file")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="cap BLAS/OpenMP threads (default: library default, all cores)")
     args = ap.parse_args(argv)
+    limit_threads(args.threads)
     names = _data.resolve_names(args.datasets)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:

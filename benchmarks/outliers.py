@@ -1,0 +1,104 @@
+"""Leave-one-cell-type-out check of CMOT's poorly-mapped-cell report (``outliers_``).
+
+    .venv/bin/python benchmarks/outliers.py                          # pancancer RNA from ATAC
+    .venv/bin/python benchmarks/outliers.py --datasets pancancer --params default,paper
+
+For each task, each held-out cell type T (and "none"): remove the training
+cells of type T from the source, fit, predict the whole test set, and report
+
+- flagged % held-out: share of the test cells of type T that CMOT flags;
+- flagged % seen: share of the other test cells that it flags;
+- score AUROC: how well ``outlier_scores_`` rank the held-out cells above the
+  seen ones (1 = perfect, 0.5 = chance);
+- cell r held-out / seen: mean cell-wise Pearson of the inferred X (how bad
+  the inference of an unseen type is).
+
+A useful report flags many held-out cells and few seen ones; with nothing held
+out it should flag (almost) nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _data  # noqa: E402
+from _common import limit_threads, cellwise_pearson, fmt, machine_note, markdown_table, measured, nanmean  # noqa: E402
+
+
+def _run(task, params, keep, seed):
+    from cmot import CMOT
+
+    warnings.simplefilter("ignore")
+    labels = None if task.labels_for_ot is None else np.asarray(task.labels_for_ot)[keep]
+    model = CMOT(**params, random_state=seed)
+    pred = model.fit(task.train_x[keep], task.train_y[keep], labels=labels).predict(task.test_y)
+    return np.asarray(pred), np.asarray(model.outliers_, bool), np.asarray(model.outlier_scores_, float)
+
+
+def _auroc(scores, positive):
+    from sklearn.metrics import roc_auc_score
+
+    if positive.all() or not positive.any():
+        return float("nan")
+    return float(roc_auc_score(positive, scores))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", default="pancancer_rna_from_atac",
+                    help="comma-separated task names or prefixes with test labels (default pancancer_rna_from_atac)")
+    ap.add_argument("--params", default="default,paper", help="comma-separated: default, paper (default both)")
+    ap.add_argument("--holdout", default=None, help="comma-separated cell types to hold out (default: each type)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--out", help="also write the markdown table to this file")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="cap BLAS/OpenMP threads (default: library default, all cores)")
+    args = ap.parse_args(argv)
+    limit_threads(args.threads)
+    header = ["dataset", "direction", "params", "held out", "n held-out test", "flagged % held-out",
+              "flagged % seen", "score AUROC", "cell r held-out", "cell r seen", "s"]
+    rows = []
+    for name in _data.resolve_names(args.datasets):
+        task = _data.load(name, seed=args.seed)
+        if task.test_labels is None:
+            print(f"# {name}: no test labels, skipped")
+            continue
+        types = sorted(set(task.train_labels)) if args.holdout is None else args.holdout.split(",")
+        print(f"# {task}", flush=True)
+        for pname in args.params.split(","):
+            params = {} if pname == "default" else task.paper_params
+            for held in ["none"] + types:
+                keep = np.ones(task.train_x.shape[0], bool) if held == "none" else np.asarray(task.train_labels) != held
+                res = measured(_run, task, params, np.flatnonzero(keep), args.seed, timeout=args.timeout)
+                if res["error"]:
+                    print(f"  {pname} {held}: FAILED {res['error']}", flush=True)
+                    rows.append([task.dataset, task.direction, pname, held, "FAILED: " + res["error"][:60]] + ["-"] * 6)
+                    continue
+                pred, flags, scores = res["result"]
+                pos = np.asarray(task.test_labels) == held
+                r = cellwise_pearson(pred, task.test_x)
+                row = [task.dataset, task.direction, pname, held, int(pos.sum()),
+                       fmt(100 * flags[pos].mean(), 1) if pos.any() else "-",
+                       fmt(100 * flags[~pos].mean(), 1), fmt(_auroc(scores, pos)),
+                       fmt(nanmean(r[pos])) if pos.any() else "-", fmt(nanmean(r[~pos])), fmt(res["seconds"], 2)]
+                rows.append(row)
+                print("  " + " | ".join(str(c) for c in row[2:]), flush=True)
+    text = f"Leave-one-type-out outlier check (seed {args.seed}; {machine_note()})\n\n" + markdown_table(header, rows) + "\n"
+    print()
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as fh:
+            fh.write(text)
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

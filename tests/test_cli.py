@@ -11,6 +11,8 @@ from cmot.cli import knn_baseline, main
 from cmot.datasets import make_multimodal
 from cmot.io import read_matrix, write_matrix
 
+pytestmark = pytest.mark.filterwarnings("ignore::cmot.PoorlyMappedWarning")
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
@@ -54,7 +56,8 @@ def test_run_end_to_end_matches_the_estimator(files, tmp_path, capsys):
 
 def test_run_progress_scores_outliers_and_mtx_out(files, tmp_path, capsys):
     out = tmp_path / "inferred"
-    rc = _run(files, "--target-y", str(files["root"] / "target_y.csv"), "--target-x", str(files["root"] / "target_x.csv"),
+    rc = _run(files, "--target-y", str(files["root"] / "target_y.csv"),
+              "--target-x", str(files["root"] / "target_x.csv"),
               "--out", str(out), "--outliers", str(tmp_path / "out.csv"), "--scores", str(tmp_path / "s.json"),
               "--model", str(tmp_path / "m.pkl"))
     assert rc == 0
@@ -138,3 +141,33 @@ def test_knn_baseline():
 def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "cmot", "--version"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "cmot 0.1.0" in res.stdout
+
+
+def test_run_h5ad_and_transposed_csv_inputs(files, tmp_path, capsys):
+    d = files["d"]
+    s_cells = [f"s{i}" for i in range(100)]
+    write_matrix(tmp_path / "sx.h5ad", d.source_x, s_cells, files["x_feats"])
+    y_feats = [f"peak{j}" for j in range(d.source_y.shape[1])]
+    pd.DataFrame(d.source_y.T, index=y_feats, columns=s_cells).to_csv(tmp_path / "sy_t.csv")
+    pd.DataFrame(d.target_y.T, index=y_feats, columns=files["t_cells"]).to_csv(tmp_path / "ty_t.csv")
+    out = tmp_path / "o.tsv"
+    rc = main(["run", "--source-x", str(tmp_path / "sx.h5ad"), "--source-y", str(tmp_path / "sy_t.csv"),
+               "--target-y", str(tmp_path / "ty_t.csv"), "--transpose", "--out", str(out), "--quiet",
+               "--n-neighbors", "10", "--n-features", "40"])
+    assert rc == 0, capsys.readouterr().err
+    m, cells, feats = read_matrix(out)
+    expected = CMOT(n_neighbors=10, n_features=40, random_state=0).fit(d.source_x, d.source_y).predict(d.target_y)
+    assert cells.tolist() == files["t_cells"] and np.allclose(m, expected, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_demo_on_shared_pancancer_data(capsys):
+    import os
+
+    if not os.path.isdir("/work/shared/data/pancancer"):
+        pytest.skip("shared data not present")
+    assert main(["demo", "--data", "/work/shared/data", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "pan-cancer" in out
+    r = float(out.split("mean cell-wise Pearson r")[1].split()[1])
+    assert 0.55 < r < 0.8  # the paper reports 0.67

@@ -65,14 +65,31 @@ def _timed(what: str):
     logger.info("%s done in %.2f s", what, time.perf_counter() - t0)
 
 
+@contextmanager
+def _warnings_to_log():
+    """Report warnings of the method (poorly mapped cells, Sinkhorn) as log lines, not Python tracebacks."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        msg = f"{w.category.__name__}: {w.message}"
+        if msg not in seen:
+            seen.add(msg)
+            logger.warning("%s", msg)
+
+
 def _read(path, modality, transpose, what):
-    from .io import read_matrix
+    from .io import matrix_format, read_matrix
 
     if path is None:
         raise CLIError(f"--{what}: expected a path, found none.")
     with _timed(f"reading {what} from {path}" + (f" ({modality})" if modality else "")):
         try:
-            m, cells, feats = read_matrix(path, modality, transpose=transpose and not os.path.isdir(path))
+            transpose = transpose and os.path.exists(path) and matrix_format(path) in ("csv", "tsv")
+            m, cells, feats = read_matrix(path, modality, transpose=transpose)
         except (ValueError, TypeError, FileNotFoundError) as exc:
             raise CLIError(f"--{what}: {exc}") from exc
     logger.info("%s: %d cells x %d features%s", what, m.shape[0], m.shape[1], " (sparse)" if sp.issparse(m) else "")
@@ -268,7 +285,9 @@ def cmd_run(args) -> int:
         labels = None if labels is None else labels[train]
     else:
         if args.target_y is None:
-            raise CLIError("--target-y: expected the target cells' Y (or --split to hold out source cells), found none.")
+            raise CLIError(
+                "--target-y: expected the target cells' Y (or --split to hold out source cells), found none."
+            )
         ty, t_cells, t_feats = _read(args.target_y, _default_modality(args.target_y, args.target_y_modality,
                                                                        args.source_y_modality),
                                      args.transpose, "target-y")
@@ -290,10 +309,11 @@ def cmd_run(args) -> int:
 
     model = _model(args)
     try:
-        with _timed("fitting CMOT on %d source cells" % sy.shape[0]):
-            model.fit(sx, sy, labels=labels)
-        with _timed("inferring X of %d target cells" % ty.shape[0]):
-            x_hat = model.predict(ty)
+        with _warnings_to_log():
+            with _timed("fitting CMOT on %d source cells" % sy.shape[0]):
+                model.fit(sx, sy, labels=labels)
+            with _timed("inferring X of %d target cells" % ty.shape[0]):
+                x_hat = model.predict(ty)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
     n_out = int(model.outliers_.sum())
@@ -339,7 +359,9 @@ def _find_data(explicit):
             if all(os.path.exists(os.path.join(d, f)) for f in ("rna.mtx.gz", "atac.mtx.gz", "cells.tsv")):
                 return d
     if explicit:
-        raise CLIError(f"--data: expected a folder with pancancer/ (rna.mtx.gz, atac.mtx.gz, cells.tsv), found none at {explicit}.")
+        raise CLIError(
+            f"--data: expected a folder with pancancer/ (rna.mtx.gz, atac.mtx.gz, cells.tsv), found none at {explicit}."
+        )
     return None
 
 
@@ -389,7 +411,7 @@ def cmd_demo(args) -> int:
     logger.info("source: %d cells (X: %d, Y: %d features); target: %d cells", sx.shape[0], sx.shape[1],
                 sy.shape[1], ty.shape[0])
     model = CMOT(verbose=True, **params)
-    with _timed("CMOT fit + predict"):
+    with _warnings_to_log(), _timed("CMOT fit + predict"):
         x_hat = model.fit(sx, sy, labels=labels).predict(ty)
     with _timed("naive kNN baseline"):
         base = knn_baseline(sx, sy, ty, n_neighbors=params["n_neighbors"], n_features=params["n_features"])
@@ -462,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
                           + ("; default: --source-x-modality" if what == "target-x" else ""))
     io_g.add_argument("--out-modality", metavar="NAME", help="modality name when --out is a folder (default: "
                       "--source-x-modality or x)")
-    io_g.add_argument("--transpose", action="store_true", help="CSV/TSV inputs are features x cells")
+    io_g.add_argument("--transpose", action="store_true",
+                      help="CSV/TSV inputs are features x cells (other formats are unaffected)")
     io_g.add_argument("--transform-x", choices=("none", "log1p"), default="none", help="transform X first")
     io_g.add_argument("--transform-y", choices=("none", "log1p", "binarize"), default="none",
                       help="transform Y first (binarize: >0 -> 1, as for ATAC peaks)")

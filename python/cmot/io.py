@@ -121,7 +121,9 @@ def read_matrix(path, modality: str | None = None, *, transpose: bool = False) -
         raise FileNotFoundError(f"path: expected an existing file or folder, found nothing at {p!r}.")
     fmt = matrix_format(p)
     if fmt != "mtx" and modality is not None:
-        raise ValueError(f"modality: only used with Matrix Market folders, found modality={modality!r} for the file {p!r}.")
+        raise ValueError(
+            f"modality: only used with Matrix Market folders, found modality={modality!r} for the file {p!r}."
+        )
     if fmt != "csv" and fmt != "tsv" and transpose:
         raise ValueError(f"transpose: only used with CSV/TSV tables, found transpose=True for {p!r}.")
     if fmt == "mtx":
@@ -263,7 +265,9 @@ def write_matrix(path, matrix, cell_names=None, feature_names=None, *, modality:
         raise ValueError(f"modality: only used with Matrix Market folders, found modality={modality!r} for {p!r}.")
     parent = os.path.dirname(os.path.abspath(p))
     if not os.path.isdir(parent):
-        raise FileNotFoundError(f"path: expected an existing folder to write {os.path.basename(p)!r} in, found none: {parent}")
+        raise FileNotFoundError(
+            f"path: expected an existing folder to write {os.path.basename(p)!r} in, found none: {parent}"
+        )
     if fmt == "h5ad":
         import anndata
         import pandas as pd

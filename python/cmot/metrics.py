@@ -446,7 +446,8 @@ def wilcoxon_greater(scores_a, scores_b, *, paired: bool = True) -> WilcoxonResu
         raise ValueError(f"scores_a and scores_b: expected non-NaN scores, found {a.size} and {b.size}.")
     res = mannwhitneyu(a, b, alternative="greater")
     med = np.median(b)
-    return WilcoxonResult(float(res.statistic), float(res.pvalue), int(np.sum(a > med)), int(np.sum(a < med)), int(a.size))
+    n_gt, n_lt = int(np.sum(a > med)), int(np.sum(a < med))
+    return WilcoxonResult(float(res.statistic), float(res.pvalue), n_gt, n_lt, int(a.size))
 
 
 def summary(y_true, y_pred) -> dict:

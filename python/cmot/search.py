@@ -256,7 +256,9 @@ def cross_validate(
     CMOT().set_params(**base)  # unknown names raise here
     folds = _folds(n, n_splits, lab, random_state)
     n_train_min = min(len(tr) for tr, _ in folds)
-    grid = _check_grid(default_param_grid(ym, n_train_min, random_state=random_state) if param_grid is None else param_grid)
+    if param_grid is None:
+        param_grid = default_param_grid(ym, n_train_min, random_state=random_state)
+    grid = _check_grid(param_grid)
 
     keys = list(grid)
     combos = [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())]
@@ -275,7 +277,9 @@ def cross_validate(
         x_test = x_test.toarray() if sp.issparse(x_test) else np.asarray(x_test)
         y_test = ydata[test]
         if verbose:
-            logger.info("cross-validation fold %d/%d: %d training, %d held-out cells", f + 1, n_splits, len(train), len(test))
+            logger.info(
+                "cross-validation fold %d/%d: %d training, %d held-out cells", f + 1, n_splits, len(train), len(test)
+            )
         for members in groups.values():
             first = combos[members[0]]
             params = {**base, **{k: first[k] for k in ot_keys}}

@@ -1,0 +1,4 @@
+library(testthat)
+library(cmot)
+
+test_check("cmot")

@@ -1,0 +1,131 @@
+test_that("bad matrix inputs give clear R errors", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  q <- sim$query.y
+  ry <- sim$reference.y
+  rx <- sim$reference.x
+  run <- function(...) cmot::RunCMOT(..., k = 8, n.features = 20, seed = 0, verbose = FALSE)
+  expect_error(run(q, reference = ry), "refdata: the reference in the modality to infer is missing")
+  expect_error(run(q, refdata = rx), "reference: the reference in the shared modality is missing")
+  expect_error(run(as.character(q), reference = ry, refdata = rx), "object \\(query\\): expected a matrix")
+  expect_error(run(q[0, ], reference = ry, refdata = rx), "expected a non-empty matrix")
+  qq <- q
+  rownames(qq) <- paste0("other", seq_len(nrow(qq)))
+  expect_error(run(qq, reference = ry, refdata = rx), "No shared features between reference .* and query")
+  expect_error(run(unname(q)[-1, ], reference = unname(ry), refdata = rx), "different numbers of features")
+  expect_error(run(q, reference = ry, refdata = rx[, -1]), "Mismatched cells: refdata has 89 cells and reference has 90")
+  expect_error(run(unname(q), reference = unname(ry), refdata = unname(rx)[, -1]), "Mismatched cells")
+  expect_error(run(q, reference = ry, refdata = rx, labels = c("a", "b")),
+               "labels: expected one label per reference .*\\(90\\), found 2")
+  expect_error(run(q, reference = ry, refdata = rx, labels = c(NA, rep("a", 89))), "no missing labels")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = 0), "k: expected a whole number >= 1")
+  expect_error(run(q, reference = ry, refdata = rx, reg.e = -1), "reg.e: expected a finite number > 0")
+  expect_error(run(q, reference = ry, refdata = rx, mu = 1), "mu: expected a number strictly between 0 and 1")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, seed = 1.5), "seed: expected a whole number")
+  expect_error(run(q, reference = ry, refdata = rx, bogus = 1), "Unknown argument\\(s\\): bogus")
+  expect_error(run(q, reference = ry, refdata = rx, pairs = data.frame(a = "nope", b = "ref1")),
+               "pairs \\(column 1, refdata cells\\): 1 cell names not found, e.g. 'nope'")
+  expect_error(run(q, reference = ry, refdata = rx, pairs = cbind(1:3)), "pairs: expected two columns")
+  expect_error(run(q, reference = ry, refdata = rx, pairs = cbind(1, 1000)), "1-based cell indices in 1..90")
+  expect_error(run(q, reference = ry, refdata = rx, pairs = "cells"), "pairs: expected NULL, \"names\"")
+  rx2 <- rx
+  colnames(rx2) <- paste0("x", seq_len(ncol(rx2)))
+  expect_error(run(q, reference = ry, refdata = rx2, pairs = "names"), "no cell name is shared")
+  bad <- q
+  bad[1, 1] <- NaN
+  expect_error(run(bad, reference = ry, refdata = rx), "finite values")
+})
+
+test_that("errors raised by the Python core arrive as R errors with the Python message", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  err <- tryCatch(
+    cmot::RunCMOT(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x, n.clusters = 1000,
+                  verbose = FALSE),
+    error = function(e) e
+  )
+  expect_s3_class(err, "cmot_python_error")
+  msg <- conditionMessage(err)
+  expect_match(msg, "ValueError: n_clusters: expected at most the number of source cells \\(90\\), found 1000")
+  expect_match(msg, "R argument: n.clusters", fixed = TRUE)
+  expect_no_match(msg, "Traceback|py_call_impl|File \"")
+  # partly paired alignment constraints
+  expect_error(
+    cmot::RunCMOT(sim$query.y, reference = sim$reference.y[, 1:8], refdata = sim$reference.x[, 1:4],
+                  pairs = "names", verbose = FALSE),
+    "align_neighbors: expected fewer than the number of cells"
+  )
+})
+
+test_that("bad Seurat inputs give clear R errors", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  so <- seurat_pair(sim)
+  run <- function(...) cmot::RunCMOT(..., k = 8, n.features = 20, seed = 0, verbose = FALSE)
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", query.assay = "nope"),
+               "query.assay: assay 'nope' not found in the query \\(object\\) \\(assays: ATAC\\)")
+  expect_error(run(so$query, reference = so$reference, reference.assay = "nope", refdata.assay = "RNA"),
+               "reference.assay: assay 'nope' not found in reference \\(assays: ATAC, RNA\\)")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "ADT"),
+               "refdata.assay: assay 'ADT' not found in reference")
+  expect_error(run(so$query, reference = so$reference), "refdata.assay: name the assay of reference")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "ATAC"),
+               "must be another assay than the shared one")
+  expect_error(run(so$query, reference = sim$reference.y, refdata.assay = "RNA"),
+               "reference: expected a Seurat object")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", labels = "cluster"),
+               "labels: column 'cluster' not found in the reference's meta.data")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", labels = c("a", "b")),
+               "labels: expected the name of one column")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", slot = "scale.data"),
+               "'scale.data' slot of assay 'ATAC' in the query is empty")
+  other <- SeuratObject::CreateSeuratObject(
+    counts = SeuratObject::as.sparse(`rownames<-`(sim$query.y, paste0("chr1-", seq_len(nrow(sim$query.y))))),
+    assay = "ATAC")
+  expect_error(run(other, reference = so$reference, refdata.assay = "RNA"), "No shared features")
+  # mismatched cells between the two reference objects
+  ref.x <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$reference.x[, 1:50]), assay = "RNA")
+  expect_error(run(so$query, reference = so$reference, reference.x = ref.x, refdata.assay = "RNA"),
+               "Mismatched cells: reference.x \\(assay 'RNA'\\) has 50 cells and reference \\(assay 'ATAC'\\) has 90")
+  so$reference$with.na <- c(NA, rep("a", 89))
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", labels = "with.na"),
+               "no missing labels")
+  q <- run_quiet(so$query, reference = so$reference, refdata.assay = "RNA", k = 8, n.features = 20, verbose = FALSE)
+  q$cmot.poorly.mapped <- NULL
+  expect_error(run(q, reference = so$reference, refdata.assay = "RNA", new.assay.name = "CMOT2",
+                   overwrite = NA), "overwrite: expected TRUE or FALSE")
+})
+
+test_that("a missing Python core gives a helpful R error, not a traceback", {
+  sim <- sim_data(30, 10)
+  old <- options(cmot.python.module = "cmot_module_that_does_not_exist")
+  on.exit(options(old))
+  expect_false(cmot::cmot_available())
+  expect_message(cmot::cmot_available(verbose = TRUE), "cmot_module_that_does_not_exist")
+  err <- tryCatch(cmot::RunCMOT(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
+                                verbose = FALSE), error = function(e) e)
+  expect_s3_class(err, "error")
+  expect_match(conditionMessage(err), "The cmot Python core is not available")
+  expect_match(conditionMessage(err), "install_cmot\\(")
+  expect_match(conditionMessage(err), "RETICULATE_PYTHON")
+  expect_no_match(conditionMessage(err), "Traceback")
+  # argument errors are still reported first, without Python
+  expect_error(cmot::RunCMOT(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x[, -1],
+                             verbose = FALSE), "Mismatched cells")
+})
+
+test_that("install_cmot checks its arguments before touching Python", {
+  expect_error(cmot::install_cmot(python.path = ""), "python.path: expected the path to the cmot Python project")
+  expect_error(cmot::install_cmot(python.path = "/no/such/dir/cmot"), "no such file or folder")
+  expect_error(cmot::install_cmot(envname = c("a", "b"), python.path = "x"), "envname: expected one non-empty string")
+  tmp <- tempfile()
+  dir.create(tmp)
+  on.exit(unlink(tmp, recursive = TRUE))
+  expect_error(cmot:::.find_python_project(tmp), "found no pyproject.toml")
+  root <- Sys.getenv("CMOT_REPO", "")
+  proj <- file.path(tmp, "proj")
+  dir.create(file.path(proj, "python", "cmot"), recursive = TRUE)
+  file.create(file.path(proj, "pyproject.toml"))
+  expect_identical(cmot:::.find_python_project(file.path(proj, "python", "cmot")), normalizePath(proj))
+  expect_identical(cmot:::.find_python_project(proj), normalizePath(proj))
+})

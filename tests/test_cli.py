@@ -96,6 +96,7 @@ def test_run_split_holds_out_stratified_cells(files, tmp_path, capsys):
         (["--target-y", "TARGET", "--out", "o.xlsx"], "--out: path: expected"),
         (["--split", "0.2", "--target-y", "TARGET", "--out", "o.csv"], "--split: expected --target-y to be omitted"),
         (["--split", "1.5", "--out", "o.csv"], "--split: expected a fraction"),
+        (["--split", "0.2", "--target-x", "TARGET", "--out", "o.csv"], "--target-x: not used with --split"),
         (["--labels-column", "nope", "--target-y", "TARGET", "--out", "o.csv"], "--labels-column: expected a column"),
         (["--out", "o.csv"], "--target-y: expected the target"),
         (["--target-y", "TARGET", "--n-neighbors", "0", "--out", "o.csv"], "n_neighbors"),

@@ -65,6 +65,13 @@ def test_read_obs(tmp_path, mat):
     assert read_obs(d).index.tolist() == CELLS
     pd.DataFrame({"cell": CELLS, "t": [1, 2, 3, 4]}).to_csv(tmp_path / "l.csv", index=False)
     assert read_obs(tmp_path / "l.csv")["t"].tolist() == ["1", "2", "3", "4"]
+    import anndata
+
+    ad = anndata.AnnData(X=mat, obs=pd.DataFrame({"type": list("abab")}, index=CELLS))
+    ad.write_h5ad(tmp_path / "a.h5ad")
+    assert read_obs(tmp_path / "a.h5ad")["type"].tolist() == list("abab")
+    m, cells, _ = read_matrix(tmp_path / "a.h5ad")
+    assert cells.tolist() == CELLS and np.array_equal(m, mat)
 
 
 def test_shared_data_if_present():

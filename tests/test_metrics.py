@@ -65,6 +65,9 @@ def test_shape_mismatch_names_both_arguments(yy):
     dp = pd.DataFrame(p, columns=[f"g{j}" for j in range(8)])
     with pytest.raises(ValueError, match="feature names"):
         metrics.featurewise_pearson(dy, dp)
+    dup = pd.DataFrame(p, columns=["f0"] * 8)
+    with pytest.raises(ValueError, match="unique feature names"):
+        metrics.featurewise_pearson(dy, dup)
     with pytest.raises(TypeError, match="y_pred"):
         metrics.cellwise_pearson(y, np.full(y.shape, "a"))
 

@@ -276,6 +276,8 @@ def cmd_run(args) -> int:
         ):
             raise CLIError("--split: expected --target-y to be omitted or the same as --source-y (the held-out "
                            f"cells are the target), found {args.target_y!r}.")
+        if args.target_x is not None:
+            raise CLIError("--target-x: not used with --split (the held-out cells' measured X is scored); drop it.")
         train, test = _split(sy.shape[0], args.split, labels, args.seed)
         logger.info("split: %d training and %d held-out cells%s (seed %s)", len(train), len(test),
                     f", stratified by {args.labels_column}" if labels is not None else "", args.seed)

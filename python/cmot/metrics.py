@@ -55,6 +55,11 @@ def _align_names(true_names, pred_names, what, axis_name):
     p = [str(v) for v in pred_names]
     if t == p:
         return None
+    if len(set(p)) != len(p) or len(set(t)) != len(t):
+        raise ValueError(
+            f"y_true and y_pred: expected unique {what} names to match them, found duplicates in "
+            f"{'y_pred' if len(set(p)) != len(p) else 'y_true'} and a different order; pass arrays in the same order."
+        )
     pos = {v: i for i, v in enumerate(p)}
     missing = [v for v in t if v not in pos]
     if missing or len(t) != len(p):

@@ -90,6 +90,14 @@ def _pair(y_true, y_pred, names=("y_true", "y_pred")):
     return a.data, pred, a
 
 
+def _check_cell_labels(labels, n):
+    """``labels`` as a 1-D array with one label per cell (row)."""
+    arr = np.asarray(labels) if not hasattr(labels, "columns") else None
+    if arr is not None and arr.ndim == 1 and arr.shape[0] != n:
+        raise ValueError(f"labels: expected one label per cell ({n}), found {arr.shape[0]} labels.")
+    return check_labels(labels, n, "labels")
+
+
 def _rowwise_pearson(a, b):
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
@@ -318,7 +326,7 @@ def marker_auprc(
 
     a, b, meta = _pair(y_true, y_pred)
     n = a.shape[0]
-    lab = check_labels(labels, n, "labels")
+    lab = _check_cell_labels(labels, n)
     n_markers = check_int(n_markers, "n_markers")
     classes = np.unique(lab)
     if len(classes) < 2:
@@ -384,7 +392,7 @@ def silhouette_by_label(x, labels, *, metric: str = "euclidean", return_samples:
     from sklearn.metrics import silhouette_samples, silhouette_score
 
     m = as_matrix(x, "x")
-    lab = check_labels(labels, m.shape[0], "labels")
+    lab = _check_cell_labels(labels, m.shape[0])
     n_lab = len(np.unique(lab))
     if not 2 <= n_lab <= m.shape[0] - 1:
         raise ValueError(

@@ -1,0 +1,162 @@
+"""How CMOT's time and memory grow with the number of cells.
+
+    .venv/bin/python benchmarks/scale.py --sizes 1000,2000           # quick
+    .venv/bin/python benchmarks/scale.py                              # 1000 ... 20000
+    .venv/bin/python benchmarks/scale.py --data pbmc --sizes 1000,2000,5000
+
+Each size n runs in a fresh Python process (``n`` source and ``n`` target cells):
+
+- ``--data synthetic`` (default): ``cmot.datasets.make_multimodal(n, n,
+  n_x_features=50, n_y_features=200, random_state=0)``;
+- ``--data pbmc``: source = n pbmc10k cells, target = n pbmc5k cells, drawn
+  with replacement (seeded), log-normalized RNA (4,000 genes, sparse) as Y and
+  14 CLR proteins as X (the pbmc10k_to_pbmc5k task).
+
+CMOT runs with its default parameters (``random_state=0``).  Columns: ``fit s``,
+``predict s``, ``total s`` (wall seconds); ``data MB`` (resident memory of the
+process after building the data, before fit); ``peak RSS MB`` (the process's
+``ru_maxrss``: its peak resident memory, interpreter and data included);
+``extra MB`` (peak RSS minus data MB: what fit + predict added);
+``x time`` / ``x mem`` (ratio of total s / extra MB to the previous size) and ``time exp`` (log(time ratio) / log(size ratio): 1 = linear,
+2 = quadratic); ``OT iters`` (Sinkhorn iterations run, all majorization steps
+together: at most 10 x 200 with the defaults); ``outl %`` (target cells flagged
+as poorly mapped: the synthetic target has no new type, so ideally ~0).  ``--mem-limit-gb`` caps each child's address space so that a
+size too large for the machine fails with MemoryError instead of swapping
+other users out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def _rss_mb(key="VmRSS"):
+    from _common import _status_kb
+
+    return _status_kb(key) / 1024
+
+
+def child(n: int, data: str, seed: int, threads: int | None) -> dict:
+    import numpy as np
+
+    from _common import limit_threads
+
+    limit_threads(threads)
+    warnings.simplefilter("ignore")
+    if data == "synthetic":
+        from cmot.datasets import make_multimodal
+
+        d = make_multimodal(n, n, n_x_features=50, n_y_features=200, random_state=seed)
+        sx, sy, ty = d.source_x, d.source_y, d.target_y
+    elif data == "pbmc":
+        import _data
+
+        task = _data.load("pbmc10k_to_pbmc5k")
+        rng = np.random.default_rng(seed)
+        i = rng.integers(0, task.train_x.shape[0], n)
+        j = rng.integers(0, task.test_y.shape[0], n)
+        sx, sy, ty = task.train_x[i], task.train_y[i], task.test_y[j]
+        del task
+    else:
+        raise SystemExit(f"--data: expected synthetic or pbmc, found {data!r}")
+    from cmot import CMOT
+
+    data_mb = _rss_mb()
+    model = CMOT(random_state=seed)
+    t0 = time.perf_counter()
+    model.fit(sx, sy)
+    t1 = time.perf_counter()
+    pred = model.predict(ty)
+    t2 = time.perf_counter()
+    return {
+        "n": n, "fit s": t1 - t0, "predict s": t2 - t1, "total s": t2 - t0, "data MB": data_mb,
+        "peak RSS MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "outl %": 100 * float(np.mean(model.outliers_)), "OT iters": int(getattr(model, "n_iter_", -1)), "finite": bool(np.isfinite(pred).all()),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,2000,5000,10000,20000", help="comma-separated cell counts")
+    ap.add_argument("--data", default="synthetic", help="synthetic (default) or pbmc")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per size (default 1800)")
+    ap.add_argument("--mem-limit-gb", type=float, default=12.0, help="address-space cap per child (default 12; 0: none)")
+    ap.add_argument("--threads", type=int, default=None, help="cap BLAS/OpenMP threads")
+    ap.add_argument("--out", help="also write the markdown table to this file")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child is not None:
+        if args.mem_limit_gb > 0:
+            lim = int(args.mem_limit_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        try:
+            res = child(args.child, args.data, args.seed, args.threads)
+        except MemoryError:
+            res = {"n": args.child, "error": f"MemoryError (address space capped at {args.mem_limit_gb:g} GB)"}
+        except Exception as exc:  # noqa: BLE001
+            res = {"n": args.child, "error": f"{type(exc).__name__}: {exc}"}
+        print("RESULT " + json.dumps(res), flush=True)
+        return
+
+    from _common import fmt, machine_note, markdown_table
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    header = ["n source = n target", "fit s", "predict s", "total s", "data MB", "peak RSS MB", "extra MB", "x time", "x mem",
+              "time exp", "OT iters", "outl %"]
+    rows, prev = [], None
+    print(f"# scale: data={args.data}, sizes {sizes}", flush=True)
+    for n in sizes:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n), "--data", args.data, "--seed",
+               str(args.seed), "--mem-limit-gb", str(args.mem_limit_gb)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            res = json.loads(lines[-1][7:]) if lines else {
+                "n": n, "error": f"child exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
+        except subprocess.TimeoutExpired:
+            res = {"n": n, "error": f"timeout after {args.timeout:g} s"}
+        if "error" in res:
+            print(f"  n={n}: FAILED {res['error']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            rows.append([n, "FAILED: " + res["error"][:70]] + ["-"] * (len(header) - 2))
+            continue
+        xt = xm = ex = "-"
+        if prev is not None:
+            rt = res["total s"] / prev["total s"]
+            m0 = max(prev["peak RSS MB"] - prev["data MB"], 1e-9)
+            rm = (res["peak RSS MB"] - res["data MB"]) / m0
+            xt, xm = fmt(rt, 2), fmt(rm, 2)
+            ex = fmt(math.log(rt) / math.log(n / prev["n"]), 2)
+        row = [n, fmt(res["fit s"], 2), fmt(res["predict s"], 2), fmt(res["total s"], 2), fmt(res["data MB"], 0),
+               fmt(res["peak RSS MB"], 0), fmt(res["peak RSS MB"] - res["data MB"], 0), xt, xm, ex, res["OT iters"], fmt(res["outl %"], 1)]
+        rows.append(row)
+        prev = res
+        print("  " + " | ".join(str(c) for c in row), flush=True)
+    text = (f"CMOT scaling (data {args.data}, default parameters; {machine_note()})\n\n"
+            + markdown_table(header, rows) + "\n")
+    print()
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as fh:
+            fh.write(text)
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ For each task (see ``_data.py``) and method it prints one row:
   the test cells; ``AUROC@0.5`` cuts the normalized values at 0.5 first (paper).
 - outl %: share of test cells CMOT flags as poorly mapped (``outliers_``).
 - s: wall seconds of fit + predict (in a forked child).
+- with ``--seeds 0,1,2`` every number is the mean over the splits.
 - MB: the child's peak resident memory during the call minus its resident
   memory when the call began (extra memory needed on top of the loaded data).
 """
@@ -100,7 +101,8 @@ def main(argv=None):
     ap.add_argument("--datasets", default="all", help="comma-separated task names or prefixes "
                     f"({', '.join(_data.TASKS)}); default all")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
-    ap.add_argument("--seed", type=int, default=0, help="split and CMOT seed (default 0)")
+    ap.add_argument("--seeds", default="0", help="comma-separated split/CMOT seeds (default 0); with several, "
+                    "each cell is the mean over seeds and cell r mean shows +- the sd across seeds")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per method run (default 1800)")
     ap.add_argument("--out", help="also write the markdown table to this file")
     ap.add_argument("--threads", type=int, default=None,
@@ -108,38 +110,59 @@ def main(argv=None):
     args = ap.parse_args(argv)
     limit_threads(args.threads)
     names = _data.resolve_names(args.datasets)
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in METHODS:
             ap.error(f"unknown method {m!r}; expected some of {', '.join(METHODS)}")
 
-    header = ["dataset", "direction", "method", "cell r mean", "cell r median", "feat r mean",
-              "AUROC", "AUROC@0.5", "outl %", "s", "MB"]
+    keys = ["cell r mean", "cell r median", "feat r mean", "AUROC", "AUROC@0.5", "outl %", "s", "MB"]
+    header = ["dataset", "direction", "method"] + keys
     rows, notes = [], []
     for name in names:
-        task = _data.load(name, seed=args.seed)
-        print(f"# {task}  [{task.description}]", flush=True)
+        results = {m: [] for m in methods}
+        failures = {}
+        for seed in seeds:
+            task = _data.load(name, seed=seed)
+            print(f"# {task} seed {seed}  [{task.description}]", flush=True)
+            for method in methods:
+                res = run_method(task, method, seed, args.timeout)
+                if res["error"]:
+                    print(f"  {method}: FAILED: {res['error']}", flush=True)
+                    if res.get("traceback"):
+                        print(res["traceback"], file=sys.stderr)
+                    failures[method] = res["error"]
+                    continue
+                pred, outl = res["result"]
+                sc = score(task, pred, outl)
+                sc["s"], sc["MB"] = res["seconds"], res["peak_mb"]
+                results[method].append(sc)
+                print("  " + method + " | " + " | ".join(f"{k} {fmt(sc.get(k))}" for k in keys if sc.get(k) is not None),
+                      flush=True)
         notes.append(f"- {name}: train {task.train_x.shape[0]} / test {task.test_x.shape[0]} cells, "
                      f"X {task.train_x.shape[1]} / Y {task.train_y.shape[1]} features; paper params "
                      f"{task.paper_params}; {PAPER[name]}")
         for method in methods:
-            res = run_method(task, method, args.seed, args.timeout)
-            if res["error"]:
-                print(f"  {method}: FAILED: {res['error']}", flush=True)
-                if res.get("traceback"):
-                    print(res["traceback"], file=sys.stderr)
-                row = [task.dataset, task.direction, method] + ["FAILED: " + res["error"][:60]] + ["-"] * 7
-                rows.append(row)
+            runs = results[method]
+            if method in failures or not runs:
+                rows.append([task.dataset, task.direction, method, "FAILED: " + failures.get(method, "?")[:60]]
+                            + ["-"] * (len(keys) - 1))
                 continue
-            pred, outl = res["result"]
-            sc = score(task, pred, outl)
-            row = [task.dataset, task.direction, method, fmt(sc["cell r mean"]), fmt(sc["cell r median"]),
-                   fmt(sc["feat r mean"]), fmt(sc.get("AUROC")), fmt(sc.get("AUROC@0.5")),
-                   fmt(sc["outl %"], 1), fmt(res["seconds"], 2), fmt(res["peak_mb"], 0)]
+            row = [task.dataset, task.direction, method]
+            for k in keys:
+                vals = [r.get(k) for r in runs]
+                if any(v is None for v in vals):
+                    row.append("-")
+                    continue
+                v = float(np.mean(vals))
+                cell = fmt(v, {"outl %": 1, "s": 2, "MB": 0}.get(k, 3))
+                if k == "cell r mean" and len(vals) > 1:
+                    cell += f" ± {np.std(vals, ddof=1):.3f}"
+                row.append(cell)
             rows.append(row)
-            print("  " + " | ".join(row[2:]), flush=True)
     table = markdown_table(header, rows)
-    text = (f"Accuracy (seed {args.seed}; {machine_note()})\n\n{table}\n\n" + "\n".join(notes) + "\n")
+    seed_txt = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {','.join(map(str, seeds))}"
+    text = (f"Accuracy ({seed_txt}; {machine_note()})\n\n{table}\n\n" + "\n".join(notes) + "\n")
     print()
     print(text)
     if args.out:

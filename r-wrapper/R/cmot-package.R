@@ -39,4 +39,5 @@
 "_PACKAGE"
 
 #' @importFrom methods as slot
+#' @importClassesFrom Matrix dgCMatrix
 NULL

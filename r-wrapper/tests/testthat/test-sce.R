@@ -1,0 +1,71 @@
+sce_pair <- function(sim) {
+  ref <- SingleCellExperiment::SingleCellExperiment(
+    assays = list(logcounts = sim$reference.y),
+    colData = S4Vectors::DataFrame(type = unname(sim$reference.labels), row.names = colnames(sim$reference.y))
+  )
+  SingleCellExperiment::altExp(ref, "RNA") <- SingleCellExperiment::SingleCellExperiment(
+    assays = list(logcounts = sim$reference.x))
+  query <- SingleCellExperiment::SingleCellExperiment(assays = list(logcounts = sim$query.y))
+  list(reference = ref, query = query)
+}
+
+test_that("SingleCellExperiment: altExp in, altExp out, same values as the matrix method", {
+  skip_if_no_cmot()
+  skip_if_not_installed("SingleCellExperiment")
+  sim <- sim_data()
+  # underscores are kept as they are outside Seurat
+  rownames(sim$reference.x)[1] <- "gene_1"
+  s <- sce_pair(sim)
+  q <- do.call(run_quiet, c(list(s$query, reference = s$reference, refdata.altexp = "RNA", labels = "type"), fast))
+  expect_true("CMOT" %in% SingleCellExperiment::altExpNames(q))
+  ae <- SingleCellExperiment::altExp(q, "CMOT")
+  expect_identical(rownames(ae), rownames(sim$reference.x))
+  expect_identical(colnames(ae), colnames(sim$query.y))
+  expect_identical(SummarizedExperiment::assayNames(ae), "logcounts")
+  x <- do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
+                                 labels = unname(sim$reference.labels)), fast))
+  expect_equal(plain(SummarizedExperiment::assay(ae, "logcounts")), plain(x), tolerance = 1e-10)
+  expect_type(q$cmot.poorly.mapped, "logical")
+  expect_identical(S4Vectors::metadata(q)$RunCMOT$params$n_neighbors, 8L)
+  # the main experiment is unchanged
+  expect_identical(SummarizedExperiment::assay(q, "logcounts"), sim$query.y)
+  expect_error(do.call(cmot::RunCMOT, c(list(q, reference = s$reference, refdata.altexp = "RNA"), fast)),
+               "already has an altExp 'CMOT'")
+})
+
+test_that("SingleCellExperiment: shared modality in an altExp, partly paired reference.x, and errors", {
+  skip_if_no_cmot()
+  skip_if_not_installed("SingleCellExperiment")
+  sim <- sim_data()
+  s <- sce_pair(sim)
+  # query with ATAC as an altExp of an RNA-less main experiment
+  query <- SingleCellExperiment::SingleCellExperiment(
+    assays = list(logcounts = matrix(0, 2, ncol(sim$query.y), dimnames = list(c("a", "b"), colnames(sim$query.y)))))
+  SingleCellExperiment::altExp(query, "ATAC") <- SingleCellExperiment::SingleCellExperiment(
+    assays = list(logcounts = sim$query.y))
+  q <- do.call(run_quiet, c(list(query, reference = s$reference, query.altexp = "ATAC", refdata.altexp = "RNA"), fast))
+  x <- do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x), fast))
+  expect_equal(plain(SummarizedExperiment::assay(SingleCellExperiment::altExp(q, "CMOT"))), plain(x), tolerance = 1e-10)
+
+  # partly paired: X in a second object
+  ref.y <- s$reference[, 31:90]
+  ref.x <- SingleCellExperiment::SingleCellExperiment(assays = list(logcounts = sim$reference.x[, 1:60]))
+  q2 <- do.call(run_quiet, c(list(s$query, reference = ref.y, reference.x = ref.x, pairs = "names"), fast))
+  direct <- python_direct(sim$reference.x[, 1:60], sim$reference.y[, 31:90], sim$query.y,
+                          correspondence = cbind(30:59, 0:29))
+  expect_equal(plain(SummarizedExperiment::assay(SingleCellExperiment::altExp(q2, "CMOT"))), plain(direct),
+               tolerance = 1e-10)
+
+  expect_error(do.call(cmot::RunCMOT, c(list(s$query, reference = s$reference), fast)),
+               "refdata.altexp: name the altExp of reference")
+  expect_error(do.call(cmot::RunCMOT, c(list(s$query, reference = s$reference, refdata.altexp = "ADT"), fast)),
+               "refdata.altexp: altExp 'ADT' not found in reference \\(altExps: RNA\\)")
+  expect_error(do.call(cmot::RunCMOT, c(list(s$query, reference = s$reference, refdata.altexp = "RNA",
+                                             assay.type = "counts"), fast)),
+               "assay.type: assay 'counts' not found in the main experiment of the query")
+  expect_error(do.call(cmot::RunCMOT, c(list(s$query, reference = s$reference, refdata.altexp = "RNA",
+                                             labels = "celltype"), fast)),
+               "labels: column 'celltype' not found in the reference's colData")
+  expect_error(do.call(cmot::RunCMOT, c(list(s$query, reference = ref.y, reference.x = ref.x), fast)),
+               "Mismatched cells")
+})

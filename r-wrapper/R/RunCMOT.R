@@ -304,7 +304,8 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   # command log (named "RunCMOT"), recorded as run on the query assay
   cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
   methods::slot(cmd, "assay.used") <- query.assay
-  object[[methods::slot(cmd, "name")]] <- cmd
+  methods::slot(cmd, "name") <- "RunCMOT"   # fixed, also when called through do.call()
+  object[["RunCMOT"]] <- cmd
   object
 }
 

@@ -179,13 +179,24 @@ install_cmot <- function(envname = "r-cmot", python.path = Sys.getenv("CMOT_PYTH
   if (!reticulate::virtualenv_exists(envname)) {
     reticulate::virtualenv_create(envname, python = python, packages = "numpy<2")
   }
-  reticulate::virtualenv_install(envname, packages = "numpy<2", ...)
-  if (editable) {
-    reticulate::virtualenv_install(envname, packages = c("-e", target), ...)
-  } else {
-    reticulate::virtualenv_install(envname, packages = target, ...)
-  }
+  # one pip call, so that the resolver keeps numpy < 2 while installing the
+  # core's dependencies (a separate call would upgrade numpy again)
+  pkgs <- if (editable) c("numpy<2", "-e", target) else c("numpy<2", target)
+  reticulate::virtualenv_install(envname, packages = pkgs, ...)
   py <- reticulate::virtualenv_python(envname)
+  check <- tryCatch(
+    system2(py, c("-c", shQuote("import numpy, cmot; print(numpy.__version__)")), stdout = TRUE, stderr = TRUE),
+    error = function(e) conditionMessage(e), warning = function(w) conditionMessage(w)
+  )
+  np.version <- utils::tail(check, 1L)
+  if (!grepl("^[0-9]+\\.", np.version)) {
+    stop("install_cmot: the core was installed but cannot be imported from ", py, ":\n",
+         paste(check, collapse = "\n"), call. = FALSE)
+  }
+  if (utils::compareVersion(np.version, "2.0") >= 0) {
+    warning("install_cmot: ", py, " has NumPy ", np.version, "; reticulate ", utils::packageVersion("reticulate"),
+            " needs NumPy < 2.", call. = FALSE)
+  }
   if (restart.message) {
     message("Installed the cmot Python core into '", envname, "' (", py, ").\n",
             "Restart R; cmot then uses this environment", if (envname != "r-cmot")

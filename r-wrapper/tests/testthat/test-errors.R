@@ -129,3 +129,15 @@ test_that("install_cmot checks its arguments before touching Python", {
   expect_identical(cmot:::.find_python_project(file.path(proj, "python", "cmot")), normalizePath(proj))
   expect_identical(cmot:::.find_python_project(proj), normalizePath(proj))
 })
+
+test_that("install_cmot builds a working environment with NumPy < 2 (opt-in: needs PyPI)", {
+  skip_if(Sys.getenv("CMOT_TEST_INSTALL") != "true", "set CMOT_TEST_INSTALL=true to test install_cmot()")
+  project <- Sys.getenv("CMOT_PYTHON_PATH")
+  skip_if(!nzchar(project), "set CMOT_PYTHON_PATH to the cmot Python project")
+  env <- file.path(tempdir(), "r-cmot-install-test")
+  on.exit(unlink(env, recursive = TRUE))
+  py <- cmot::install_cmot(envname = env, python.path = project, restart.message = FALSE)
+  expect_true(file.exists(py))
+  out <- system2(py, c("-c", shQuote("import numpy, cmot; print(numpy.__version__)")), stdout = TRUE)
+  expect_true(utils::compareVersion(utils::tail(out, 1), "2.0") < 0)
+})

@@ -35,7 +35,6 @@
 #' @references Alatkar S. A. and Wang D. (2023). CMOT: Cross-Modality Optimal
 #'   Transport for multimodal inference. Genome Biology 24, 163.
 #'   \doi{10.1186/s13059-023-02989-8}
-#' @keywords internal
 "_PACKAGE"
 
 #' @importFrom methods as slot

@@ -13,6 +13,9 @@
     m <- tryCatch(methods::as(methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix"), "dMatrix"),
                   error = function(e) stop(name, ": cannot convert a ", class(m)[1],
                                            " to a sparse numeric matrix.", call. = FALSE))
+  } else if (isS4(m) && methods::canCoerce(m, "dgCMatrix")) {
+    # e.g. DelayedMatrix assays of SingleCellExperiment objects
+    m <- methods::as(m, "dgCMatrix")
   } else {
     stop(name, ": expected a matrix or sparse Matrix with features as rows and cells as columns, found ",
          paste(class(m), collapse = "/"), ".", call. = FALSE)

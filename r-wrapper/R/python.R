@@ -25,7 +25,9 @@
 .python_status <- function() {
   module <- .module_name()
   if (!reticulate::py_available(initialize = TRUE)) {
-    return(list(ok = FALSE, reason = "no Python interpreter was found by reticulate"))
+    rp <- Sys.getenv("RETICULATE_PYTHON")
+    return(list(ok = FALSE, reason = paste0("no Python interpreter was found by reticulate",
+                                            if (nzchar(rp)) paste0(" (RETICULATE_PYTHON is '", rp, "')") else "")))
   }
   python <- tryCatch(reticulate::py_config()$python, error = function(e) "unknown")
   res <- tryCatch({

@@ -1,5 +1,4 @@
-test_that("bad matrix inputs give clear R errors", {
-  skip_if_no_cmot()
+test_that("bad matrix inputs give clear R errors (checked in R, before Python)", {
   sim <- sim_data()
   q <- sim$query.y
   ry <- sim$reference.y
@@ -31,9 +30,10 @@ test_that("bad matrix inputs give clear R errors", {
   rx2 <- rx
   colnames(rx2) <- paste0("x", seq_len(ncol(rx2)))
   expect_error(run(q, reference = ry, refdata = rx2, pairs = "names"), "no cell name is shared")
+  skip_if_no_cmot()
   bad <- q
   bad[1, 1] <- NaN
-  expect_error(run(bad, reference = ry, refdata = rx), "finite values")
+  expect_error(run(bad, reference = ry, refdata = rx), "finite values")   # reported by the core
 })
 
 test_that("errors raised by the Python core arrive as R errors with the Python message", {
@@ -57,8 +57,7 @@ test_that("errors raised by the Python core arrive as R errors with the Python m
   )
 })
 
-test_that("bad Seurat inputs give clear R errors", {
-  skip_if_no_cmot()
+test_that("bad Seurat inputs give clear R errors (checked in R, before Python)", {
   sim <- sim_data()
   so <- seurat_pair(sim)
   run <- function(...) cmot::RunCMOT(..., k = 8, n.features = 20, seed = 0, verbose = FALSE)
@@ -90,6 +89,7 @@ test_that("bad Seurat inputs give clear R errors", {
   so$reference$with.na <- c(NA, rep("a", 89))
   expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", labels = "with.na"),
                "no missing labels")
+  skip_if_no_cmot()
   q <- run_quiet(so$query, reference = so$reference, refdata.assay = "RNA", k = 8, n.features = 20, verbose = FALSE)
   q$cmot.poorly.mapped <- NULL
   expect_error(run(q, reference = so$reference, refdata.assay = "RNA", new.assay.name = "CMOT2",

@@ -346,7 +346,12 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
 }
 
 .get_data <- function(obj, assay, slot, what) {
-  m <- SeuratObject::GetAssayData(obj, slot = slot, assay = assay)
+  m <- if (utils::packageVersion("SeuratObject") >= "5.0.0") {
+    # SeuratObject 5 names slots "layers" (untested here: this machine has SeuratObject 4)
+    SeuratObject::GetAssayData(obj, assay = assay, layer = slot)
+  } else {
+    SeuratObject::GetAssayData(obj, slot = slot, assay = assay)
+  }
   if (nrow(m) == 0L || ncol(m) == 0L) {
     stop("The '", slot, "' slot of assay '", assay, "' in ", what, " is empty; choose another slot.", call. = FALSE)
   }

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 HERE = Path(__file__).resolve().parent
 TRANSFER_R = HERE / "transfer.R"
 
-__all__ = ["seurat_transfer", "rscript_available", "TRANSFER_R"]
+__all__ = ["seurat_transfer", "rscript_available", "r_baseline_mib", "TRANSFER_R"]
 
 
 def rscript_available() -> str | None:
@@ -41,6 +41,15 @@ def rscript_available() -> str | None:
     if r.returncode != 0:
         return "R packages Seurat/jsonlite/irlba are not installed: " + r.stderr.strip()[-300:]
     return None
+
+
+def r_baseline_mib() -> float:
+    """Peak RSS (MiB) of an Rscript that only loads Seurat: the floor of every Seurat run."""
+    rc, _, err, _, peak = _run_child(
+        ["Rscript", "--vanilla", "-e", "suppressPackageStartupMessages({library(Matrix); library(Seurat)})"])
+    if rc != 0:
+        raise RuntimeError(err[-2000:])
+    return peak
 
 
 def _write_csc(folder: Path, name: str, cells_x_features, cell_names, feature_names) -> None:
@@ -59,12 +68,12 @@ def _write_csc(folder: Path, name: str, cells_x_features, cell_names, feature_na
     (folder / f"{name}.cols").write_text("\n".join(map(str, cell_names)) + "\n", encoding="utf-8")
 
 
-def _run_child(cmd, timeout=None):
+def _run_child(cmd, timeout=None, env=None):
     """Run cmd; return (returncode, stdout, stderr, wall seconds, peak RSS in MiB of that child)."""
     t0 = time.perf_counter()
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
     deadline = None if timeout is None else t0 + timeout
     while True:
         pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
@@ -116,9 +125,11 @@ def seurat_transfer(
         _write_csc(folder, "query_y", test_y, test_cells, y_names)
         cmd = ["Rscript", "--vanilla", str(TRANSFER_R), str(folder), reduction, str(int(dims)), str(int(k_weight)),
                str(int(n_features))]
-        env_threads = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-        os.environ.update({k: os.environ.get(k, v) for k, v in env_threads.items()})
-        rc, out, err, wall, peak = _run_child(cmd, timeout=timeout)
+        # one BLAS/OpenMP thread unless the caller set otherwise (as the cmot runs)
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
+        rc, out, err, wall, peak = _run_child(cmd, timeout=timeout, env=env)
         if rc != 0:
             raise RuntimeError(f"transfer.R failed (exit {rc}, reduction={reduction}, dims={dims}, n_features={n_features}):\n{err[-3000:]}")
         info = json.loads((folder / "result.json").read_text())

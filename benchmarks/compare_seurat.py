@@ -1,0 +1,320 @@
+"""cmot against Seurat's FindTransferAnchors + TransferData on the same train/test splits.
+
+Run (from the repository root, with the project's venv; R with Seurat on PATH)::
+
+    python benchmarks/compare_seurat.py                     # all four tasks, seed 0
+    python benchmarks/compare_seurat.py --datasets pancancer,a549 --seeds 0,1,2
+    python benchmarks/compare_seurat.py --sweep             # re-tune Seurat's reduction/dims first
+
+For each task of ``benchmarks/_data.py`` with a Seurat counterpart
+(pancancer and a549: RNA from ATAC; pbmc10k: protein from RNA; pbmc10k ->
+pbmc5k), it runs, on exactly the same cells (``_data.load(name, seed)``):
+
+- ``cmot paper``: ``CMOT(**task.paper_params)`` (the paper's parameters);
+- ``cmot default``: ``CMOT()`` (the package defaults);
+- ``TransferData``: ``benchmarks/seurat/transfer.R``: reference = training cells,
+  the shared modality (Y) for the anchors and the other modality (X) as
+  ``refdata``; query = test cells in Y.  The loader's normalized values go to the
+  ``data`` slot; Seurat scales and reduces them.  The reduction and the number of
+  dimensions are those of :data:`SEURAT_SETTINGS` (the best mean cell-wise r of a
+  sweep on split seed 0, chosen on the test cells, which favours Seurat), or,
+  with ``--sweep``, the best of :data:`SEURAT_GRID` found anew.
+
+``cmot recommended`` (:data:`RECOMMENDED`) names, per task, the cmot setting
+that benchmarks/results/accuracy*.md (mean over seeds 0-4) found better; the
+per-feature scatter and the CI test (tests/r/test_seurat_baseline.py) use it.
+
+Printed and written to ``benchmarks/results/compare_seurat.md``: mean and median
+cell-wise Pearson r (each test cell across features), mean feature-wise r (each
+feature across test cells), the one-sided paired Wilcoxon signed-rank p-value of
+"cmot's cell-wise r > TransferData's" (``scipy.stats.wilcoxon(..., alternative=
+"greater")`` over the test cells; cells of all seeds pooled), seconds and peak
+memory.  Time: cmot's ``fit`` + ``predict`` in a forked child; Seurat's own work
+as timed inside R (object set-up, ScaleData, reduction, FindTransferAnchors,
+TransferData; not R's start-up, library loading or file I/O).  Memory: "peak MB"
+is the peak resident set of the process that ran the method (cmot: the forked
+Python child holding the loaded data; Seurat: the Rscript child, in which R with
+Seurat loaded alone takes the "R+Seurat floor" noted under the table); "call MB"
+is what the method added on top (cmot: peak minus the child's RSS at the start;
+Seurat: peak minus that floor).  BLAS/OpenMP use one thread in both (``--threads``).
+
+Figures (``benchmarks/results/``): ``seurat_cellwise_boxplot.png`` (per-cell r of
+every method, one panel per task, as the paper's Fig. 2A) and
+``seurat_featurewise_scatter.png`` (per-feature r, cmot recommended vs
+TransferData, one panel per task).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "seurat"))
+
+import _data  # noqa: E402
+from _common import (  # noqa: E402
+    cellwise_pearson,
+    featurewise_pearson,
+    fmt,
+    limit_threads,
+    machine_note,
+    markdown_table,
+    measured,
+    nanmean,
+    nanmedian,
+)
+from driver import r_baseline_mib, rscript_available, seurat_transfer  # noqa: E402
+
+RESULTS = HERE / "results"
+
+TASKS = ("pancancer_rna_from_atac", "a549_rna_from_atac", "pbmc10k_protein_from_rna", "pbmc10k_to_pbmc5k")
+
+#: Best (reduction, dims) of TransferData per task: sweep of SEURAT_GRID on split
+#: seed 0 (benchmarks/results/compare_seurat.md has the sweep table).
+SEURAT_SETTINGS = {
+    "pancancer_rna_from_atac": ("pcaproject", 5),
+    "a549_rna_from_atac": ("pcaproject", 10),
+    "pbmc10k_protein_from_rna": ("pcaproject", 30),
+    "pbmc10k_to_pbmc5k": ("pcaproject", 30),
+}
+
+#: Grid searched by --sweep: reductions x numbers of dimensions.  "lsiproject" is a
+#: hand-made LSI (TF-IDF + irlba SVD; Signac is not installed), for ATAC only.
+SEURAT_GRID = {
+    "pancancer_rna_from_atac": (("pcaproject", "cca", "lsiproject"), (5, 10, 20, 30, 50)),
+    "a549_rna_from_atac": (("pcaproject", "cca", "lsiproject"), (5, 10, 20, 30)),
+    "pbmc10k_protein_from_rna": (("pcaproject", "cca"), (10, 30, 50)),
+    "pbmc10k_to_pbmc5k": (("pcaproject", "cca"), (10, 30, 50)),
+}
+
+#: cmot's recommended setting per task, from benchmarks/results/accuracy*.md
+#: (mean cell-wise r over split seeds 0-4): "paper" or "default".
+RECOMMENDED = {
+    "pancancer_rna_from_atac": "default",  # 0.681 (default) vs 0.677 (paper)
+    "a549_rna_from_atac": "paper",  # 0.530 (paper) vs 0.512 (default)
+    "pbmc10k_protein_from_rna": "paper",
+    "pbmc10k_to_pbmc5k": "paper",
+}
+
+CMOT_METHODS = ("cmot paper", "cmot default")
+
+
+# ----------------------------------------------------------------- runs
+def _cmot(task, params, seed):
+    from cmot import CMOT
+
+    warnings.simplefilter("ignore")
+    model = CMOT(**params, random_state=seed)
+    return np.asarray(model.fit(task.train_x, task.train_y, labels=task.labels_for_ot).predict(task.test_y))
+
+
+def run_cmot(task, which: str, seed: int, timeout=None) -> dict:
+    params = dict(task.paper_params) if which == "paper" else {}
+    res = measured(_cmot, task, params, seed, timeout=timeout)
+    if res["error"]:
+        raise RuntimeError(f"cmot {which} failed on {task.name}: {res['error']}\n{res.get('traceback', '')}")
+    return {"pred": res["result"], "seconds": res["seconds"], "peak_mb": res["peak_total_mb"],
+            "call_mb": res["peak_mb"], "setting": "paper params" if which == "paper" else "defaults"}
+
+
+def run_seurat(task, reduction: str, dims: int, floor_mb: float | None = None, timeout=None) -> dict:
+    pred, info = seurat_transfer(task.train_y, task.train_x, task.test_y, reduction=reduction, dims=dims,
+                                 y_names=task.y_features, x_names=task.x_features,
+                                 train_cells=task.train_cells, test_cells=task.test_cells, timeout=timeout)
+    return {"pred": pred, "seconds": info["seconds"], "wall": info["wall_seconds"], "peak_mb": info["peak_mib"],
+            "call_mb": None if floor_mb is None else info["peak_mib"] - floor_mb,
+            "setting": f"{reduction}, {info['dims']} dims ({info['n_anchors']} anchors, k.weight {info['k_weight']})",
+            "info": info}
+
+
+def sweep(task, timeout=None, log=print) -> tuple:
+    """Run SEURAT_GRID on ``task``; returns (best (reduction, dims), rows)."""
+    reductions, dims_list = SEURAT_GRID[task.name]
+    rows, best, best_r = [], None, -np.inf
+    for red in reductions:
+        for dims in dims_list:
+            try:
+                res = run_seurat(task, red, dims, timeout=timeout)
+            except Exception as exc:  # a failed setting is reported, not fatal
+                log(f"  sweep {red} {dims}: FAILED {str(exc).splitlines()[-1] if str(exc) else exc}")
+                rows.append([task.name, red, dims, "failed", "", "", ""])
+                continue
+            cell = cellwise_pearson(res["pred"], task.test_x)
+            r = nanmean(cell)
+            log(f"  sweep {red} {dims}: cell r mean {r:.4f}  ({res['seconds']:.1f} s)")
+            rows.append([task.name, red, dims, fmt(r, 4), fmt(nanmedian(cell), 4),
+                         fmt(nanmean(featurewise_pearson(res["pred"], task.test_x)), 4), fmt(res["seconds"], 1)])
+            if r > best_r:
+                best, best_r = (red, dims), r
+    return best, rows
+
+
+def wilcoxon_greater(a, b) -> float:
+    """One-sided paired Wilcoxon signed-rank p-value of a > b (pairs with a nan dropped)."""
+    from scipy.stats import wilcoxon
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 1 or np.all(a[ok] == b[ok]):
+        return float("nan")
+    return float(wilcoxon(a[ok], b[ok], alternative="greater").pvalue)
+
+
+# ----------------------------------------------------------------- figures
+def figures(collected: dict, out: Path) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(collected)
+    paths = []
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        methods = list(collected[name]["cell"])
+        data = [np.asarray(collected[name]["cell"][m])[np.isfinite(collected[name]["cell"][m])] for m in methods]
+        ax.boxplot(data, showfliers=True, widths=0.6)
+        ax.set_xticks(range(1, len(methods) + 1))
+        ax.set_xticklabels([m.replace(" ", "\n", 1) for m in methods], fontsize=8)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.set_ylabel("cell-wise Pearson r")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Per-cell correlation of inferred and measured profiles (test cells)", fontsize=10)
+    fig.tight_layout()
+    p = out / "seurat_cellwise_boxplot.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+
+    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.9), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rec = f"cmot {RECOMMENDED[name]}"
+        x = np.asarray(collected[name]["feat"]["TransferData"])
+        y = np.asarray(collected[name]["feat"][rec])
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], s=4 if ok.sum() > 200 else 14, alpha=0.4 if ok.sum() > 200 else 0.8, lw=0)
+        lo = float(min(x[ok].min(), y[ok].min(), 0)) if ok.any() else -1
+        ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8, ls="--")
+        above = float(np.mean(y[ok] > x[ok])) if ok.any() else float("nan")
+        ax.set_title(f"{name.replace('_', ' ')}\n{100 * above:.0f}% of {ok.sum()} features above the diagonal",
+                     fontsize=8)
+        ax.set_xlabel("TransferData feature-wise r")
+        ax.set_ylabel(f"{rec} feature-wise r")
+        ax.set_aspect("equal", adjustable="box")
+    fig.tight_layout()
+    p = out / "seurat_featurewise_scatter.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+    return paths
+
+
+# ----------------------------------------------------------------- main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", default=",".join(TASKS),
+                    help=f"comma-separated task names or prefixes among {', '.join(TASKS)} (default all four)")
+    ap.add_argument("--seeds", default="0", help="comma-separated split/CMOT seeds (default 0)")
+    ap.add_argument("--sweep", action="store_true", help="re-tune TransferData's reduction/dims on the first seed")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads for cmot and R (default 1)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run (default 3600)")
+    ap.add_argument("--out", default=str(RESULTS), help="folder for the table and figures (default benchmarks/results)")
+    ap.add_argument("--no-figures", action="store_true")
+    args = ap.parse_args(argv)
+
+    reason = rscript_available()
+    if reason:
+        sys.exit(f"compare_seurat: {reason}")
+    limit_threads(args.threads)
+    names = [n for n in _data.resolve_names(args.datasets) if n in TASKS]
+    if not names:
+        sys.exit(f"compare_seurat: no task among {', '.join(TASKS)} selected")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    floor = r_baseline_mib()
+    print(f"# R + Seurat loaded, nothing else: peak RSS {floor:.0f} MB", flush=True)
+
+    header = ["dataset", "direction", "method", "setting", "cell r mean", "cell r median", "feat r mean",
+              "p (cmot > TD)", "s", "peak MB", "call MB"]
+    rows, sweep_rows, notes, collected = [], [], [], {}
+    for name in names:
+        settings = SEURAT_SETTINGS[name]
+        per = {m: {"cell": [], "feat": [], "s": [], "peak": [], "call": [], "setting": ""}
+               for m in (*CMOT_METHODS, "TransferData")}
+        for i, seed in enumerate(seeds):
+            task = _data.load(name, seed=seed)
+            print(f"# {task} seed {seed}", flush=True)
+            if args.sweep and i == 0:
+                settings, srows = sweep(task, timeout=args.timeout)
+                sweep_rows += srows
+                print(f"  best TransferData setting: {settings}", flush=True)
+            runs = {
+                "cmot paper": run_cmot(task, "paper", seed, args.timeout),
+                "cmot default": run_cmot(task, "default", seed, args.timeout),
+                "TransferData": run_seurat(task, *settings, floor_mb=floor, timeout=args.timeout),
+            }
+            for m, r in runs.items():
+                cell = cellwise_pearson(r["pred"], task.test_x)
+                feat = featurewise_pearson(r["pred"], task.test_x)
+                per[m]["cell"].append(cell)
+                per[m]["feat"].append(feat)
+                per[m]["s"].append(r["seconds"])
+                per[m]["peak"].append(r["peak_mb"])
+                per[m]["call"].append(r["call_mb"] if r["call_mb"] is not None else np.nan)
+                per[m]["setting"] = r["setting"]
+                print(f"  {m:13s} cell r mean {nanmean(cell):.4f} median {nanmedian(cell):.4f} feat r mean "
+                      f"{nanmean(feat):.4f}  {r['seconds']:.1f} s  peak {r['peak_mb']:.0f} MB  [{r['setting']}]",
+                      flush=True)
+        td_cells = np.concatenate(per["TransferData"]["cell"])
+        task_dir = f"{task.dataset}: {task.direction}"
+        collected[name] = {"cell": {}, "feat": {}}
+        for m in (*CMOT_METHODS, "TransferData"):
+            cells = np.concatenate(per[m]["cell"])
+            feats = np.concatenate(per[m]["feat"])
+            collected[name]["cell"][m] = cells
+            collected[name]["feat"][m] = feats
+            means = [nanmean(c) for c in per[m]["cell"]]
+            mean_s = fmt(float(np.mean(means)), 4) + (f" ± {np.std(means):.4f}" if len(seeds) > 1 else "")
+            label = m + (" (recommended)" if m == f"cmot {RECOMMENDED[name]}" else "")
+            rows.append([name, task.direction, label, per[m]["setting"], mean_s, fmt(nanmedian(cells), 4),
+                         fmt(nanmean(feats), 4),
+                         "-" if m == "TransferData" else f"{wilcoxon_greater(cells, td_cells):.2g}",
+                         fmt(float(np.mean(per[m]["s"])), 1), fmt(float(np.max(per[m]["peak"])), 0),
+                         fmt(float(np.nanmax(per[m]["call"])), 0)])
+        notes.append(f"- {name}: {task_dir}; train {task.train_x.shape[0]} / test {task.test_x.shape[0]} cells, "
+                     f"X {task.train_x.shape[1]} / Y {task.train_y.shape[1]} features; paper params "
+                     f"{task.paper_params}")
+
+    table = markdown_table(header, rows)
+    print()
+    print(table)
+    text = [f"# cmot vs Seurat TransferData (seeds {','.join(map(str, seeds))}; {machine_note()}; "
+            f"threads {args.threads})", "", "Command: `python benchmarks/compare_seurat.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "", table, "",
+            f"R + Seurat loaded alone (the floor of every Seurat run): peak RSS {floor:.0f} MB.", "", *notes]
+    if sweep_rows:
+        text += ["", "## TransferData sweep (split seed " + str(seeds[0]) + ", chosen on the test cells)", "",
+                 markdown_table(["task", "reduction", "dims", "cell r mean", "cell r median", "feat r mean", "s"],
+                                sweep_rows)]
+    if not args.no_figures:
+        for p in figures(collected, out):
+            print(f"wrote {p}")
+            text.append(f"\n![{p.stem}]({p.name})")
+    md = out / "compare_seurat.md"
+    md.write_text("\n".join(text) + "\n")
+    print(f"wrote {md}")
+    return rows
+
+
+if __name__ == "__main__":
+    t0 = time.time()
+    main()
+    print(f"# total {time.time() - t0:.0f} s")

@@ -13,8 +13,12 @@ _spec = importlib.util.spec_from_file_location("cmot_benchmarks_data", _BENCH / 
 _data = importlib.util.module_from_spec(_spec)
 sys.modules["cmot_benchmarks_data"] = _data
 _spec.loader.exec_module(_data)
+_cspec = importlib.util.spec_from_file_location("cmot_benchmarks_common", _BENCH / "_common.py")
+_common = importlib.util.module_from_spec(_cspec)
+sys.modules["cmot_benchmarks_common"] = _common
+_cspec.loader.exec_module(_common)
 
-pytestmark = pytest.mark.skipif(not _data.available(), reason=f"benchmark data folder {_data.data_dir()} absent")
+needs_data = pytest.mark.skipif(not _data.available(), reason=f"benchmark data folder {_data.data_dir()} absent")
 
 
 def dense(m):
@@ -38,6 +42,7 @@ def check_split(task, n_total, strata_test=True):
             assert abs((te == c).sum() - 0.2 * n_c) <= 1, c
 
 
+@needs_data
 @pytest.mark.parametrize("name", ["pancancer_rna_from_atac", "pancancer_atac_from_rna"])
 def test_pancancer(name):
     t = _data.load(name)
@@ -57,6 +62,7 @@ def test_pancancer(name):
         assert (p["reg_e"], p["n_neighbors"], p["n_features"]) == (1e3, 10, 50)
 
 
+@needs_data
 def test_pancancer_directions_share_split():
     a = _data.load("pancancer_rna_from_atac")
     b = _data.load("pancancer_atac_from_rna")
@@ -64,6 +70,7 @@ def test_pancancer_directions_share_split():
     assert np.array_equal(dense(a.test_x), dense(b.test_y))
 
 
+@needs_data
 def test_a549():
     t = _data.load("a549_rna_from_atac")
     check_split(t, 2391)
@@ -76,6 +83,7 @@ def test_a549():
     assert t.paper_params["reg_cl"] == 5e-3 and t.paper_params["n_neighbors"] == 500
 
 
+@needs_data
 def test_pbmc10k():
     t = _data.load("pbmc10k_protein_from_rna")
     check_split(t, 6855)
@@ -87,6 +95,7 @@ def test_pbmc10k():
     np.testing.assert_allclose(np.expm1(y).sum(axis=1), 1e4, rtol=1e-6)
 
 
+@needs_data
 def test_pbmc10k_to_5k():
     t = _data.load("pbmc10k_to_pbmc5k")
     assert t.train_x.shape == (6855, 14) and t.test_x.shape == (3994, 14)
@@ -102,6 +111,7 @@ def test_clr_matches_definition():
     np.testing.assert_allclose(_data.clr(x), want)
 
 
+@needs_data
 @pytest.mark.parametrize("name", ["pancancer_rna_from_atac", "a549_rna_from_atac"])
 def test_split_reproducible(name):
     a, b = _data.load(name, seed=0), _data.load(name, seed=0)
@@ -111,6 +121,7 @@ def test_split_reproducible(name):
     assert not np.array_equal(a.test_cells, c.test_cells)
 
 
+@needs_data
 def test_baselines_shapes():
     t = _data.load("pancancer_rna_from_atac")
     knn = _data.naive_knn(t.train_x, t.train_y, t.test_y)
@@ -118,3 +129,20 @@ def test_baselines_shapes():
     m = _data.training_mean(t.train_x, t.test_x.shape[0])
     assert m.shape == t.test_x.shape
     np.testing.assert_allclose(m[0], dense(t.train_x).mean(axis=0))
+
+
+def test_metrics_match_references():
+    from scipy.stats import pearsonr
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    t = (rng.random((40, 30)) < 0.3).astype(float)
+    p = np.round(rng.random((40, 30)) + 0.3 * t, 1)
+    t[:, 0] = 0  # one class only -> nan
+    auc = _common.peakwise_auroc(p, t)
+    assert np.isnan(auc[0])
+    np.testing.assert_allclose(auc[1:], [roc_auc_score(t[:, j], p[:, j]) for j in range(1, 30)])
+    r = _common.cellwise_pearson(p, t)
+    assert r[3] == pytest.approx(pearsonr(p[3], t[3])[0])
+    const = np.tile(p.mean(axis=0), (40, 1))
+    assert np.isnan(_common.featurewise_pearson(const, t)).all()

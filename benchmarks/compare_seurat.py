@@ -12,6 +12,10 @@ pbmc5k), it runs, on exactly the same cells (``_data.load(name, seed)``):
 
 - ``cmot paper``: ``CMOT(**task.paper_params)`` (the paper's parameters);
 - ``cmot default``: ``CMOT()`` (the package defaults);
+- ``cmot tuned``: ``cmot.search.CMOTSearchCV`` (5-fold cross-validation of
+  ``reg_e``, ``n_neighbors`` and ``n_features`` over the default grid, on the
+  training cells only, from the recommended setting), refitted on all training
+  cells; its time includes the search (``--methods`` can leave it out);
 - ``TransferData``: ``benchmarks/seurat/transfer.R``: reference = training cells,
   the shared modality (Y) for the anchors and the other modality (X) as
   ``refdata``; query = test cells in Y.  The loader's normalized values go to the
@@ -103,7 +107,7 @@ RECOMMENDED = {
     "pbmc10k_to_pbmc5k": "paper",
 }
 
-CMOT_METHODS = ("cmot paper", "cmot default")
+CMOT_METHODS = ("cmot paper", "cmot default", "cmot tuned")
 
 
 # ----------------------------------------------------------------- runs
@@ -115,13 +119,32 @@ def _cmot(task, params, seed):
     return np.asarray(model.fit(task.train_x, task.train_y, labels=task.labels_for_ot).predict(task.test_y))
 
 
+def _cmot_tuned(task, base, seed):
+    from cmot.search import CMOTSearchCV
+
+    warnings.simplefilter("ignore")
+    search = CMOTSearchCV(n_splits=5, base_params=base, random_state=seed)
+    search.fit(task.train_x, task.train_y, labels=task.labels_for_ot)
+    return np.asarray(search.predict(task.test_y)), search.best_params_
+
+
 def run_cmot(task, which: str, seed: int, timeout=None) -> dict:
-    params = dict(task.paper_params) if which == "paper" else {}
-    res = measured(_cmot, task, params, seed, timeout=timeout)
+    if which == "tuned":
+        base = dict(task.paper_params) if RECOMMENDED[task.name] == "paper" else {}
+        base = {k: v for k, v in base.items() if k not in ("reg_e", "n_neighbors", "n_features")}
+        res = measured(_cmot_tuned, task, base, seed, timeout=timeout)
+    else:
+        params = dict(task.paper_params) if which == "paper" else {}
+        res = measured(_cmot, task, params, seed, timeout=timeout)
     if res["error"]:
         raise RuntimeError(f"cmot {which} failed on {task.name}: {res['error']}\n{res.get('traceback', '')}")
-    return {"pred": res["result"], "seconds": res["seconds"], "peak_mb": res["peak_total_mb"],
-            "call_mb": res["peak_mb"], "setting": "paper params" if which == "paper" else "defaults"}
+    if which == "tuned":
+        pred, best = res["result"]
+        setting = "CV on train: " + ", ".join(f"{k}={v}" for k, v in best.items())
+    else:
+        pred, setting = res["result"], "paper params" if which == "paper" else "defaults"
+    return {"pred": pred, "seconds": res["seconds"], "peak_mb": res["peak_total_mb"], "call_mb": res["peak_mb"],
+            "setting": setting}
 
 
 def run_seurat(task, reduction: str, dims: int, floor_mb: float | None = None, timeout=None) -> dict:
@@ -196,6 +219,8 @@ def figures(collected: dict, out: Path) -> list:
     fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.9), squeeze=False)
     for ax, name in zip(axes[0], names):
         rec = f"cmot {RECOMMENDED[name]}"
+        if rec not in collected[name]["feat"]:
+            rec = next(m for m in collected[name]["feat"] if m != "TransferData")
         x = np.asarray(collected[name]["feat"]["TransferData"])
         y = np.asarray(collected[name]["feat"][rec])
         ok = np.isfinite(x) & np.isfinite(y)
@@ -222,6 +247,8 @@ def main(argv=None):
     ap.add_argument("--datasets", default=",".join(TASKS),
                     help=f"comma-separated task names or prefixes among {', '.join(TASKS)} (default all four)")
     ap.add_argument("--seeds", default="0", help="comma-separated split/CMOT seeds (default 0)")
+    ap.add_argument("--methods", default=",".join(CMOT_METHODS),
+                    help=f"cmot variants to run besides TransferData (default {','.join(CMOT_METHODS)})")
     ap.add_argument("--sweep", action="store_true", help="re-tune TransferData's reduction/dims on the first seed")
     ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads for cmot and R (default 1)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run (default 3600)")
@@ -237,6 +264,10 @@ def main(argv=None):
     if not names:
         sys.exit(f"compare_seurat: no task among {', '.join(TASKS)} selected")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in CMOT_METHODS]
+    if bad:
+        ap.error(f"unknown method(s) {bad}; expected some of {', '.join(CMOT_METHODS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     floor = r_baseline_mib()
@@ -248,7 +279,7 @@ def main(argv=None):
     for name in names:
         settings = SEURAT_SETTINGS[name]
         per = {m: {"cell": [], "feat": [], "s": [], "peak": [], "call": [], "setting": ""}
-               for m in (*CMOT_METHODS, "TransferData")}
+               for m in (*methods, "TransferData")}
         for i, seed in enumerate(seeds):
             task = _data.load(name, seed=seed)
             print(f"# {task} seed {seed}", flush=True)
@@ -256,11 +287,8 @@ def main(argv=None):
                 settings, srows = sweep(task, timeout=args.timeout)
                 sweep_rows += srows
                 print(f"  best TransferData setting: {settings}", flush=True)
-            runs = {
-                "cmot paper": run_cmot(task, "paper", seed, args.timeout),
-                "cmot default": run_cmot(task, "default", seed, args.timeout),
-                "TransferData": run_seurat(task, *settings, floor_mb=floor, timeout=args.timeout),
-            }
+            runs = {m: run_cmot(task, m.split()[1], seed, args.timeout) for m in methods}
+            runs["TransferData"] = run_seurat(task, *settings, floor_mb=floor, timeout=args.timeout)
             for m, r in runs.items():
                 cell = cellwise_pearson(r["pred"], task.test_x)
                 feat = featurewise_pearson(r["pred"], task.test_x)
@@ -276,7 +304,7 @@ def main(argv=None):
         td_cells = np.concatenate(per["TransferData"]["cell"])
         task_dir = f"{task.dataset}: {task.direction}"
         collected[name] = {"cell": {}, "feat": {}}
-        for m in (*CMOT_METHODS, "TransferData"):
+        for m in (*methods, "TransferData"):
             cells = np.concatenate(per[m]["cell"])
             feats = np.concatenate(per[m]["feat"])
             collected[name]["cell"][m] = cells

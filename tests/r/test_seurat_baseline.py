@@ -1,0 +1,97 @@
+"""cmot is not worse than Seurat's TransferData on the paper's tasks (same split).
+
+For each task that fits in CI time, the training cells are Seurat's reference
+(shared modality for FindTransferAnchors, the other modality as TransferData's
+refdata) and the test cells its query (benchmarks/seurat/transfer.R with the best
+reduction/dims of benchmarks/compare_seurat.py's sweep); cmot runs with its
+recommended setting for that task (compare_seurat.RECOMMENDED, from the accuracy
+benchmark).  The test asserts that cmot's mean cell-wise Pearson r over the test
+cells is not below TransferData's.  ``python benchmarks/compare_seurat.py`` gives
+the full table (Wilcoxon tests, time, memory, figures).
+
+Skipped (with the reason) only when Rscript/Seurat are not installed or the
+shared data folder is absent.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks" / "seurat"))
+
+import _data  # noqa: E402
+import compare_seurat  # noqa: E402
+from _common import cellwise_pearson, nanmean  # noqa: E402
+from driver import rscript_available  # noqa: E402
+
+pytestmark = [pytest.mark.r, pytest.mark.slow]
+
+SEED = 0
+
+PBMC_LOSES = (
+    "cmot loses to TransferData on pbmc10k (split seed 0, mean cell-wise r over 1,371 test cells): "
+    "cmot paper params 0.941, cmot defaults 0.927, TransferData pcaproject 30 dims 0.952 (median 0.975 vs 0.984); "
+    "reported to the lead, the assertion is unchanged"
+)
+
+
+@pytest.fixture(scope="module")
+def seurat_ok():
+    reason = rscript_available()
+    if reason:
+        pytest.skip(reason)
+    if not _data.available():
+        pytest.skip(f"shared data folder {_data.data_dir()} absent (set CMOT_DATA)")
+
+
+_SEURAT = {}
+
+
+def _seurat(task):
+    """TransferData on ``task`` with the recorded best setting (cached per task)."""
+    if task.name not in _SEURAT:
+        _SEURAT[task.name] = compare_seurat.run_seurat(task, *compare_seurat.SEURAT_SETTINGS[task.name])
+    return _SEURAT[task.name]
+
+
+def _cmot(task, which):
+    from cmot import CMOT
+
+    params = dict(task.paper_params) if which == "paper" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = CMOT(**params, random_state=SEED)
+        return np.asarray(model.fit(task.train_x, task.train_y, labels=task.labels_for_ot).predict(task.test_y))
+
+
+@pytest.mark.parametrize("name", [
+    "pancancer_rna_from_atac",
+    "a549_rna_from_atac",
+    pytest.param("pbmc10k_protein_from_rna", marks=pytest.mark.xfail(strict=True, reason=PBMC_LOSES)),
+])
+def test_cmot_not_worse_than_transferdata(seurat_ok, name):
+    task = _data.load(name, seed=SEED)
+    which = compare_seurat.RECOMMENDED[name]
+    seurat = _seurat(task)
+    r_seurat = nanmean(cellwise_pearson(seurat["pred"], task.test_x))
+    r_cmot = nanmean(cellwise_pearson(_cmot(task, which), task.test_x))
+    print(f"{name}: cmot {which} {r_cmot:.4f}, TransferData ({seurat['setting']}) {r_seurat:.4f}")
+    assert np.isfinite(r_cmot) and np.isfinite(r_seurat)
+    assert r_cmot >= r_seurat, (
+        f"{name}: cmot ({which}) mean cell-wise r {r_cmot:.4f} < TransferData ({seurat['setting']}) {r_seurat:.4f}")
+
+
+def test_transfer_r_recovers_a_paired_signal(seurat_ok):
+    """Sanity check of the baseline itself: TransferData beats the training mean on pancancer."""
+    task = _data.load("pancancer_rna_from_atac", seed=SEED)
+    seurat = _seurat(task)
+    assert seurat["pred"].shape == task.test_x.shape
+    mean = _data.training_mean(task.train_x, task.test_x.shape[0])
+    assert nanmean(cellwise_pearson(seurat["pred"], task.test_x)) > nanmean(cellwise_pearson(mean, task.test_x)) + 0.03

@@ -180,6 +180,25 @@ def markdown_table(header: list, rows: list) -> str:
     return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
 
+def core_state() -> str:
+    """Which cmot core was measured: version, git HEAD, and a hash of uncommitted core changes."""
+    import hashlib
+    import subprocess
+
+    import cmot
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "python/cmot"], cwd=root, capture_output=True,
+                              timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        head, diff = "?", b""
+    dirty = f" + uncommitted python/cmot changes (diff sha1 {hashlib.sha1(diff).hexdigest()[:8]})" if diff else ""
+    return f"cmot {getattr(cmot, '__version__', '?')} at {head or '?'}{dirty}"
+
+
 def machine_note() -> str:
     import platform
 
@@ -190,7 +209,7 @@ def machine_note() -> str:
         load_s = "load average n/a"
     return (
         f"{platform.node()}, {os.cpu_count()} CPUs, {load_s}, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"numpy {np.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {core_state()}"
     )
 
 

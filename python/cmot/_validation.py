@@ -152,6 +152,8 @@ def check_int(value, name: str, *, low: int = 1, high: int | None = None, allow_
     """Check an integer parameter within ``[low, high]``."""
     if value is None and allow_none:
         return None
+    if isinstance(value, Real) and not isinstance(value, (bool, Integral)) and float(value).is_integer():
+        value = int(value)  # whole-valued floats, as R passes numbers
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name}: expected an integer, found {value!r} ({type(value).__name__}).")
     if value < low or (high is not None and value > high):

@@ -17,15 +17,27 @@ import scipy.sparse as sp
 from . import __version__
 from ._validation import Matrix, as_matrix, check_float, check_int, check_labels
 from .align import correspondence_matrix, manifold_align, match_aligned
-from .infer import knn_weights, variable_features, weighted_average
-from .transport import barycentric_map, poorly_mapped_cells, sinkhorn_lpl1, sqeuclidean_cost
+from .infer import exp_weights, knn_weights, nearest_neighbors, variable_features, weighted_average
+from .transport import (
+    barycentric_map,
+    neighbor_distance_scale,
+    poorly_mapped_cells,
+    sinkhorn_lpl1,
+    sqeuclidean_cost,
+    unmatched_cells,
+)
 
 logger = logging.getLogger("cmot")
 
 __all__ = ["CMOT", "PoorlyMappedWarning", "ward_labels", "resolve_reg_e"]
 
-#: ``reg_e=None`` sets the entropic weight to this fraction of the median cost.
-AUTO_REG_FRACTION = 0.05
+#: ``reg_e=None`` sets the entropic weight to this multiple of the median (over source
+#: cells) of the cost to their ``AUTO_REG_NEIGHBOR``-th nearest target cell: a local scale,
+#: so the barycentric map keeps neighbourhoods apart instead of averaging whole clusters.
+AUTO_REG_FRACTION = 1.0
+AUTO_REG_NEIGHBOR = 10
+#: Candidate numbers of neighbours for ``n_neighbors="auto"``.
+AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
 
 
 class PoorlyMappedWarning(UserWarning):
@@ -71,13 +83,66 @@ def ward_labels(y, n_clusters: int, *, n_dims: int = 30, random_state=None) -> n
 
 
 def resolve_reg_e(reg_e, cost) -> float:
-    """The entropic weight to use: ``reg_e``, or a fraction of the median cost when None."""
+    """The entropic weight to use: ``reg_e``, or a local cost scale when None.
+
+    ``None`` gives ``AUTO_REG_FRACTION`` times the median, over source cells, of the
+    cost to their ``AUTO_REG_NEIGHBOR``-th nearest target cell.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> resolve_reg_e(5e3, np.ones((3, 3)))
+    5000.0
+    >>> resolve_reg_e(None, np.tile(np.arange(20.0), (4, 1)))
+    10.0
+    """
     if reg_e is not None:
         return float(reg_e)
-    med = float(np.median(cost))
+    kth = min(AUTO_REG_NEIGHBOR, cost.shape[1] - 1)
+    local = np.partition(cost, kth, axis=1)[:, kth]
+    med = float(np.median(local))
     if med <= 0:
         med = float(cost.mean()) or 1.0
     return AUTO_REG_FRACTION * med
+
+
+def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, max_cells: int = 2000, random_state=None):
+    """Choose ``k`` for Step C by leave-one-out prediction on the source.
+
+    Each of at most ``max_cells`` source cells has its X predicted from its
+    ``k`` nearest other source cells in the Step C space (``exp(-d)`` weights,
+    as in :func:`cmot.infer.knn_weights`); the score is the mean of the mean
+    cell-wise and mean feature-wise Pearson correlations.
+
+    Returns
+    -------
+    best_k : int
+    scores : dict
+        ``{k: score}`` for every candidate tried.
+    """
+    from .metrics import _rowwise_pearson
+
+    n = rep.shape[0]
+    ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
+    rng = np.random.default_rng(random_state)
+    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+    idx, dist = nearest_neighbors(rep[query], rep, ks[-1] + 1)
+    # drop each cell itself (or one exact duplicate standing for it)
+    self_pos = np.argmax(idx == query[:, None], axis=1)
+    keep = np.ones(idx.shape, dtype=bool)
+    keep[np.arange(len(query)), self_pos] = False
+    idx = idx[keep].reshape(len(query), -1)
+    dist = dist[keep].reshape(len(query), -1)
+    x_true = x[query]
+    x_true = x_true.toarray() if sp.issparse(x_true) else np.asarray(x_true)
+    scores = {}
+    for k in ks:
+        pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k]))
+        cell = np.nanmean(_rowwise_pearson(x_true, pred))
+        feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
+        scores[k] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return best, scores
 
 
 @contextmanager
@@ -110,26 +175,54 @@ class CMOT:
         Alignment trade-off between within-modality geometry and correspondences.
     reg_e : float or None, default=None
         Entropic weight of the OT, on the scale of the squared Euclidean cost
-        (the paper uses 5e3 for pancancer, 1e2 for a549 and PBMC).  None sets it
-        to ``0.05 * median(cost)``, which works across data scales.
+        (the paper uses 5e3 for pancancer and 1e2 for a549 and PBMC, on raw
+        features with ``n_pcs=None``).  None sets it to the median, over source
+        cells, of the cost to their 10th nearest target cell: a local scale that
+        works across data sets and units.
     reg_cl : float, default=1.0
         Weight of the group-lasso label regularization (``eta``).
+    reg_m : float or None, default=None
+        None (the paper) keeps both marginals exactly (balanced OT).  A number
+        relaxes the source marginal by a KL penalty of that weight (semi-relaxed
+        OT), so that cell types more abundant in the source than in the target
+        need not be forced onto other target cells; try ``reg_m`` of the order of
+        ``reg_e_`` when source and target compositions differ.
     n_clusters : int, default=2
         Ward clusters of source Y used as labels when ``fit`` gets no labels.
-    n_neighbors : int, default=30
+    n_neighbors : int or "auto", default="auto"
         ``k`` transported source cells averaged for each target cell (Step C).
-    n_features : int, default=150
-        Most variable shared features (by variance in the source) on which the
-        Step C neighbours are found.
+        "auto" picks ``k`` from 5 to 500 by leave-one-out prediction of the source
+        cells' X from their Y (fitted attribute ``n_neighbors_``).
+    n_features : int, default=2000
+        Most variable shared features (by variance in the source) used for Steps
+        B and C.
+    n_pcs : int or None, default=30
+        Principal components (fitted on the source) of those features in which
+        the OT cost and the Step C neighbours are computed.  None follows the
+        paper exactly: the cost on every shared feature and the neighbours on the
+        ``n_features`` raw features.  PCA removes much of the technical noise of
+        single-cell data, so neighbours are more meaningful; it is the main
+        deliberate departure from the reference code (see the README).
     max_iter : int, default=10
         Majorization steps of the label-regularized OT.
-    max_inner_iter : int, default=200
-        Sinkhorn iterations per majorization step.
-    tol : float, default=1e-9
-        Sinkhorn tolerance on the target marginal.
+    max_inner_iter : int, default=1000
+        Largest number of Sinkhorn iterations per majorization step.
+    tol : float, default=1e-6
+        Sinkhorn stops when the l2 error of the target marginal is below ``tol``
+        times its norm; a final error above ``1e-3`` raises an
+        ``OTConvergenceWarning``.
     outlier_threshold : float, default=3.5
-        Robust z-score of the IsolationForest anomaly score above which a target
-        cell is reported as poorly mapped; ``np.inf`` disables the report.
+        Robust z-score above which a target cell is reported as poorly mapped;
+        ``np.inf`` disables the report.
+    outlier_method : {"distance", "isolation_forest"}, default="distance"
+        "isolation_forest" is the paper's detector: IsolationForest on the PCA of
+        coupling x cost, here with a robust z-score cut instead of a fixed
+        contamination.  It only sees the target, so it misses a new cell type
+        that makes up a large share of it, and it flags cells of known types.
+        "distance" (default) scores each target cell by its distance to its 10th
+        nearest source cell in the Step B/C space, against the same distance
+        among source cells: calibrated on the source, it flags whole unseen
+        populations and almost nothing else.
     random_state : int or None, default=None
         Seed for the alignment, clustering, PCA and IsolationForest.
     verbose : bool, default=False
@@ -144,7 +237,13 @@ class CMOT:
     labels_ : ndarray of shape (n_source,)
         Labels of the source Y cells used by the label regularizer.
     features_ : ndarray of int
-        Columns of Y used for the Step C neighbours.
+        Columns of Y used for Steps B and C.
+    pca_ : sklearn.decomposition.PCA or None
+        PCA of those columns (None when ``n_pcs=None``).
+    n_neighbors_ : int
+        The ``k`` used in Step C.
+    k_scores_ : dict or None
+        Leave-one-out score of each candidate ``k`` (``n_neighbors="auto"``).
     feature_names_y_, feature_names_x_ : ndarray of str or None
         Feature names seen in ``fit``.
     aligned_index_ : ndarray of int or None
@@ -159,6 +258,8 @@ class CMOT:
         Set by ``predict``: the entropic weight used.
     n_iter_ : int
         Set by ``predict``: Sinkhorn iterations run.
+    marginal_error_ : float
+        Set by ``predict``: final relative error of the target marginal.
 
     Examples
     --------
@@ -180,13 +281,16 @@ class CMOT:
         mu: float = 0.5,
         reg_e: float | None = None,
         reg_cl: float = 1.0,
+        reg_m: float | None = None,
         n_clusters: int = 2,
-        n_neighbors: int = 30,
-        n_features: int = 150,
+        n_neighbors: int | str = "auto",
+        n_features: int = 2000,
+        n_pcs: int | None = 30,
         max_iter: int = 10,
-        max_inner_iter: int = 200,
-        tol: float = 1e-9,
+        max_inner_iter: int = 1000,
+        tol: float = 1e-6,
         outlier_threshold: float = 3.5,
+        outlier_method: str = "distance",
         random_state=None,
         verbose: bool = False,
     ):
@@ -195,13 +299,16 @@ class CMOT:
         self.mu = mu
         self.reg_e = reg_e
         self.reg_cl = reg_cl
+        self.reg_m = reg_m
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.n_features = n_features
+        self.n_pcs = n_pcs
         self.max_iter = max_iter
         self.max_inner_iter = max_inner_iter
         self.tol = tol
         self.outlier_threshold = outlier_threshold
+        self.outlier_method = outlier_method
         self.random_state = random_state
         self.verbose = verbose
 
@@ -237,11 +344,18 @@ class CMOT:
         check_float(self.reg_e, "reg_e", allow_none=True)
         check_float(self.reg_cl, "reg_cl", strict=False)
         check_int(self.n_clusters, "n_clusters")
-        check_int(self.n_neighbors, "n_neighbors")
+        if self.n_neighbors != "auto":
+            check_int(self.n_neighbors, "n_neighbors")
         check_int(self.n_features, "n_features")
+        check_int(self.n_pcs, "n_pcs", allow_none=True)
+        check_float(self.reg_m, "reg_m", allow_none=True)
         check_int(self.max_iter, "max_iter")
         check_int(self.max_inner_iter, "max_inner_iter")
         check_float(self.tol, "tol")
+        if self.outlier_method not in ("distance", "isolation_forest"):
+            raise ValueError(
+                f"outlier_method: expected 'distance' or 'isolation_forest', found {self.outlier_method!r}."
+            )
         if not (isinstance(self.outlier_threshold, (int, float)) and not isinstance(self.outlier_threshold, bool)):
             raise TypeError(f"outlier_threshold: expected a number, found {self.outlier_threshold!r}.")
 
@@ -318,16 +432,40 @@ class CMOT:
         else:
             source_x_rows = xm.data
 
+        self.features_ = variable_features(ym.data, self.n_features)
+        self.pca_ = None
+        if self.n_pcs is not None:
+            from sklearn.decomposition import PCA
+
+            sel = _dense(ym.data[:, self.features_])
+            n_pcs = min(self.n_pcs, sel.shape[0] - 1, sel.shape[1])
+            with _step(f"PCA of {sel.shape[1]} variable Y features to {n_pcs} components", self.verbose):
+                solver = "randomized" if min(sel.shape) > 500 else "full"
+                self.pca_ = PCA(n_components=n_pcs, svd_solver=solver, random_state=self.random_state).fit(sel)
+                self.source_rep_ = self.pca_.transform(sel)
+        else:
+            self.source_rep_ = _dense(ym.data[:, self.features_])
+
         if labels is None:
             with _step(f"Ward clustering of source Y into {self.n_clusters} labels", self.verbose):
-                lab = ward_labels(ym.data, self.n_clusters, random_state=self.random_state)
+                space = self.source_rep_ if self.pca_ is not None else ym.data
+                lab = ward_labels(space, self.n_clusters, random_state=self.random_state)
         else:
             lab = check_labels(labels, n_y)
+
+        if self.n_neighbors == "auto":
+            with _step("choosing n_neighbors by leave-one-out on the source", self.verbose):
+                k, k_scores = select_n_neighbors(self.source_rep_, source_x_rows, random_state=self.random_state)
+            self.k_scores_ = k_scores
+        else:
+            k = self.n_neighbors
+            self.k_scores_ = None
+        self.n_neighbors_ = int(k)
+        self.distance_scale_ = neighbor_distance_scale(_dense(ym.data[:, self.features_]), random_state=self.random_state)
 
         self.source_x_ = source_x_rows
         self.source_y_ = ym.data
         self.labels_ = lab
-        self.features_ = variable_features(ym.data, self.n_features)
         self.feature_names_y_ = ym.feature_names
         self.feature_names_x_ = xm.feature_names
         self.n_features_in_ = ym.shape[1]
@@ -376,9 +514,17 @@ class CMOT:
         tm = self._target(target_y)
         return self._transport(tm.data)
 
+    def _represent(self, target):
+        """Target cells in the Step B/C space: PCA of the variable features, or those features."""
+        sel = _dense(target[:, self.features_])
+        return self.pca_.transform(sel) if self.pca_ is not None else sel
+
     def _transport(self, target):
         with _step("cost matrix", self.verbose):
-            cost = sqeuclidean_cost(self.source_y_, target)
+            if self.pca_ is not None:
+                cost = sqeuclidean_cost(self.source_rep_, self._represent(target))
+            else:  # the paper: squared Euclidean cost on every shared feature
+                cost = sqeuclidean_cost(self.source_y_, target)
         reg = resolve_reg_e(self.reg_e, cost)
         with _step(f"label-regularized OT (reg_e={reg:.4g}, reg_cl={self.reg_cl:g})", self.verbose):
             coupling, log = sinkhorn_lpl1(
@@ -386,6 +532,7 @@ class CMOT:
                 self.labels_,
                 reg_e=reg,
                 reg_cl=self.reg_cl,
+                reg_m=self.reg_m,
                 max_iter=self.max_iter,
                 max_inner_iter=self.max_inner_iter,
                 tol=self.tol,
@@ -393,6 +540,7 @@ class CMOT:
             )
         self.reg_e_ = reg
         self.n_iter_ = log["n_iter"]
+        self.marginal_error_ = log["err"]
         return coupling, cost
 
     def predict(self, target_y):
@@ -423,9 +571,19 @@ class CMOT:
     def _predict(self, target):
         coupling, cost = self._transport(target)
         with _step("poorly mapped cells", self.verbose):
-            flags, scores = poorly_mapped_cells(
-                coupling, cost, threshold=self.outlier_threshold, random_state=self.random_state
-            )
+            if self.outlier_method == "isolation_forest":
+                flags, scores = poorly_mapped_cells(
+                    coupling, cost, threshold=self.outlier_threshold, random_state=self.random_state
+                )
+            else:
+                # on the variable features themselves: a PCA fitted on the source
+                # would project away what sets an unseen cell type apart
+                flags, scores = unmatched_cells(
+                    _dense(target[:, self.features_]),
+                    _dense(self.source_y_[:, self.features_]),
+                    self.distance_scale_,
+                    threshold=self.outlier_threshold,
+                )
         del cost
         self.outliers_ = flags
         self.outlier_scores_ = scores
@@ -437,15 +595,29 @@ class CMOT:
                 PoorlyMappedWarning,
                 stacklevel=3,
             )
-        feats = self.features_
-        with _step(f"kNN inference (k={self.n_neighbors}, {len(feats)} features)", self.verbose):
-            tgt = target[:, feats]
-            tgt = tgt.toarray() if sp.issparse(tgt) else tgt
+        return self.infer_from_coupling(coupling, target)
+
+    def infer_from_coupling(self, coupling, target, *, n_neighbors=None):
+        """Step C on a given coupling: barycentric map, then weighted kNN.
+
+        Parameters
+        ----------
+        coupling : ndarray of shape (n_source, n_target)
+        target : ndarray or sparse matrix of shape (n_target, n_y_features)
+            Target cells, columns in the order of ``fit``'s ``source_y``.
+        n_neighbors : int, optional
+            Defaults to the fitted ``n_neighbors_``.
+
+        Returns
+        -------
+        ndarray of shape (n_target, n_x_features)
+        """
+        k = self.n_neighbors_ if n_neighbors is None else n_neighbors
+        with _step(f"kNN inference (k={k})", self.verbose):
+            tgt = self._represent(target)
             mapped = barycentric_map(coupling, tgt)
-            del coupling
-            idx, w = knn_weights(tgt, mapped, self.n_neighbors)
-            x_hat = weighted_average(self.source_x_, idx, w)
-        return x_hat
+            idx, w = knn_weights(tgt, mapped, k)
+            return weighted_average(self.source_x_, idx, w)
 
     def fit_predict(self, source_x, source_y, target_y, **fit_params):
         """``fit(source_x, source_y, **fit_params).predict(target_y)``."""
@@ -465,6 +637,10 @@ class CMOT:
         if not isinstance(obj, dict) or obj.get("format") != "cmot-model":
             raise ValueError(f"path: expected a model written by CMOT.save, found another file: {path}")
         return obj["model"]
+
+
+def _dense(m):
+    return m.toarray() if sp.issparse(m) else np.asarray(m)
 
 
 def _wrap_output(x_hat, tm: Matrix, x_names):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["variable_features", "knn_weights", "weighted_average"]
+__all__ = ["variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average"]
 
 
 def variable_features(data, n_features: int) -> np.ndarray:
@@ -29,18 +29,79 @@ def variable_features(data, n_features: int) -> np.ndarray:
     """
     if sp.issparse(data):
         mean = np.asarray(data.mean(axis=0)).ravel()
-        var = np.asarray(data.multiply(data).mean(axis=0)).ravel() - mean**2
+        sq = np.asarray(data.multiply(data).mean(axis=0)).ravel()
     else:
-        var = np.var(np.asarray(data), axis=0)
+        data = np.asarray(data)
+        mean = data.mean(axis=0)
+        sq = np.einsum("ij,ij->j", data, data) / data.shape[0]
+    var = np.maximum(sq - mean**2, 0.0)
+    # Round away summation-order noise so that dense and sparse copies of the same
+    # data select the same features when variances tie (binary data).
+    scale = var.max() if var.size and var.max() > 0 else 1.0
+    var = np.round(var / scale, 10)
     n_features = min(int(n_features), data.shape[1])
     top = np.argsort(-var, kind="stable")[:n_features]
     return np.sort(top)
 
 
+def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
+    """The ``n_neighbors`` nearest reference rows of each query row (Euclidean).
+
+    Brute force on BLAS in chunks of ``chunk_size`` query rows: no
+    ``n_query x n_reference`` matrix is held at once.
+
+    Returns
+    -------
+    indices : ndarray of int, shape (n_query, k)
+        Neighbours, nearest first.
+    distances : ndarray of float, shape (n_query, k)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> idx, d = nearest_neighbors(np.array([[0.0]]), np.array([[5.0], [0.0], [1.0]]), 2)
+    >>> idx.tolist(), d.tolist()
+    ([[1, 2]], [[0.0, 1.0]])
+    """
+    query = np.asarray(query, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    n_q = query.shape[0]
+    k = min(int(n_neighbors), reference.shape[0])
+    ref_sq = np.einsum("ij,ij->i", reference, reference)
+    indices = np.empty((n_q, k), dtype=np.int64)
+    dists = np.empty((n_q, k))
+    for start in range(0, n_q, chunk_size):
+        q = query[start : start + chunk_size]
+        d2 = ref_sq[None, :] - 2.0 * (q @ reference.T)
+        d2 += np.einsum("ij,ij->i", q, q)[:, None]
+        np.maximum(d2, 0.0, out=d2)
+        if k < reference.shape[0]:
+            part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(k), (q.shape[0], k)).copy()
+        dpart = np.take_along_axis(d2, part, axis=1)
+        order = np.lexsort((part, dpart), axis=1)  # by distance, ties by index
+        indices[start : start + len(q)] = np.take_along_axis(part, order, axis=1)
+        dists[start : start + len(q)] = np.sqrt(np.take_along_axis(dpart, order, axis=1))
+    return indices, dists
+
+
+def exp_weights(distances) -> np.ndarray:
+    """``exp(-d)`` normalized to sum to one per row (shifted by the row minimum, so no underflow).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> np.round(exp_weights(np.array([[0.0, 1.0]])), 3).tolist()
+    [[0.731, 0.269]]
+    """
+    w = np.exp(-(distances - distances[:, :1]))
+    w /= w.sum(axis=1, keepdims=True)
+    return w
+
+
 def knn_weights(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
     """Nearest reference rows of each query row, with normalized ``exp(-distance)`` weights.
-
-    Brute force on BLAS in chunks: no n x n matrix is held at once.
 
     Parameters
     ----------
@@ -63,30 +124,8 @@ def knn_weights(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
     >>> idx.tolist(), np.round(w, 3).tolist()
     ([[0, 1]], [[0.731, 0.269]])
     """
-    query = np.asarray(query, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    n_q = query.shape[0]
-    k = min(int(n_neighbors), reference.shape[0])
-    ref_sq = np.einsum("ij,ij->i", reference, reference)
-    indices = np.empty((n_q, k), dtype=np.int64)
-    dists = np.empty((n_q, k))
-    for start in range(0, n_q, chunk_size):
-        q = query[start : start + chunk_size]
-        d2 = ref_sq[None, :] - 2.0 * (q @ reference.T)
-        d2 += np.einsum("ij,ij->i", q, q)[:, None]
-        np.maximum(d2, 0.0, out=d2)
-        if k < reference.shape[0]:
-            part = np.argpartition(d2, k - 1, axis=1)[:, :k]
-        else:
-            part = np.broadcast_to(np.arange(k), (q.shape[0], k)).copy()
-        dpart = np.take_along_axis(d2, part, axis=1)
-        order = np.argsort(dpart, axis=1, kind="stable")
-        indices[start : start + len(q)] = np.take_along_axis(part, order, axis=1)
-        dists[start : start + len(q)] = np.sqrt(np.take_along_axis(dpart, order, axis=1))
-    # exp(-d) normalized; subtracting the nearest distance avoids underflow.
-    w = np.exp(-(dists - dists[:, :1]))
-    w /= w.sum(axis=1, keepdims=True)
-    return indices, w
+    indices, dists = nearest_neighbors(query, reference, n_neighbors, chunk_size=chunk_size)
+    return indices, exp_weights(dists)
 
 
 def weighted_average(values, indices, weights) -> np.ndarray:

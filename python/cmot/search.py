@@ -22,17 +22,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import as_matrix, check_int, check_labels
-from .estimator import AUTO_REG_FRACTION, CMOT
-from .infer import knn_weights, variable_features, weighted_average
+from .estimator import CMOT, resolve_reg_e
 from .metrics import _rowwise_pearson
-from .transport import OTConvergenceError, barycentric_map, sqeuclidean_cost
+from .transport import OTConvergenceError, sqeuclidean_cost
 
 logger = logging.getLogger("cmot")
 
 __all__ = ["cross_validate", "CVResult", "CMOTSearchCV", "default_param_grid", "SCORINGS"]
 
 #: Step C parameters: they do not change the coupling.
-_STEP_C = ("n_features", "n_neighbors")
+_STEP_C = ("n_neighbors",)
 
 
 def _mean_cellwise(y_true, y_pred):
@@ -84,7 +83,8 @@ def _auto_reg(y, random_state, n_max=500) -> float:
     rng = np.random.default_rng(random_state)
     idx = rng.choice(y.shape[0], min(n_max, y.shape[0]), replace=False)
     sub = y[np.sort(idx)]
-    return AUTO_REG_FRACTION * float(np.median(sqeuclidean_cost(sub, sub)))
+    model = CMOT(n_neighbors=1, random_state=random_state).fit(sub, sub)
+    return resolve_reg_e(None, sqeuclidean_cost(model.source_rep_, model.source_rep_))
 
 
 def _round_sig(v, digits=3):
@@ -94,9 +94,9 @@ def _round_sig(v, digits=3):
 def default_param_grid(source_y, n_train: int | None = None, *, random_state=None) -> dict:
     """The default search grid, capped by the data size.
 
-    ``reg_e``: None (automatic, ``0.05 * median cost``) and 1/2 and 4 times that
-    value on ``source_y``; ``n_neighbors``: 10, 30, 100 (at most ``n_train``);
-    ``n_features``: 50, 150, 500 (at most the number of Y features).
+    ``reg_e``: None (automatic, see :func:`cmot.estimator.resolve_reg_e`) and 1/2
+    and 4 times that value on ``source_y``; ``n_neighbors``: 10, 30, 100 (at most
+    ``n_train``); ``n_features``: 50, 150, 500 (at most the number of Y features).
 
     Examples
     --------
@@ -148,16 +148,6 @@ def _folds(n, n_splits, labels, random_state):
         return list(cv.split(np.zeros(n), labels))
     cv = KFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     return list(cv.split(np.zeros(n)))
-
-
-def _infer(model: CMOT, coupling, target, n_features, n_neighbors):
-    """Step C of ``CMOT._predict`` for given ``n_features`` and ``n_neighbors`` on a computed coupling."""
-    feats = variable_features(model.source_y_, n_features)
-    tgt = target[:, feats]
-    tgt = tgt.toarray() if sp.issparse(tgt) else tgt
-    mapped = barycentric_map(coupling, tgt)
-    idx, w = knn_weights(tgt, mapped, n_neighbors)
-    return weighted_average(model.source_x_, idx, w)
 
 
 def cross_validate(
@@ -294,8 +284,8 @@ def cross_validate(
             t_ot = (time.perf_counter() - t0) / len(members)
             for i in members:
                 t1 = time.perf_counter()
-                c = {**model.get_params(), **combos[i]}
-                x_hat = _infer(model, coupling, y_test, c["n_features"], c["n_neighbors"])
+                k = combos[i].get("n_neighbors", "auto")
+                x_hat = model.infer_from_coupling(coupling, y_test, n_neighbors=None if k == "auto" else k)
                 scores[i, f] = float(score_fn(x_test, x_hat))
                 times[i] += t_ot + time.perf_counter() - t1
                 if verbose:

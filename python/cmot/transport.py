@@ -28,10 +28,14 @@ __all__ = [
     "sinkhorn_lpl1",
     "barycentric_map",
     "poorly_mapped_cells",
+    "neighbor_distance_scale",
+    "unmatched_cells",
 ]
 
 _P = 0.5  # the l_p^q group-lasso exponent used by POT and the paper (p=1, q=1/2)
 _EPS = 1e-3  # POT's smoothing of the majorization weights
+#: A final relative marginal error above this is reported (OTConvergenceWarning).
+WARN_MARGINAL_ERROR = 1e-3
 
 
 class OTConvergenceError(RuntimeError):
@@ -92,7 +96,8 @@ def sinkhorn_lpl1(
     b=None,
     max_iter: int = 10,
     max_inner_iter: int = 200,
-    tol: float = 1e-9,
+    tol: float = 1e-6,
+    reg_m: float | None = None,
     return_log: bool = False,
     dtype=np.float64,
 ):
@@ -120,7 +125,11 @@ def sinkhorn_lpl1(
     max_inner_iter : int
         Sinkhorn iterations per step (POT's ``numInnerItermax``).
     tol : float
-        Stop Sinkhorn when the l2 error of the target marginal is below ``tol``.
+        Stop Sinkhorn when the l2 error of the target marginal, relative to the
+        marginal's norm, is below ``tol``.
+    reg_m : float or None
+        None keeps the source marginal exactly (the paper); a number relaxes it
+        by a KL penalty of that weight (semi-relaxed OT).
     return_log : bool
         Also return a dict with the number of iterations and final marginal error.
     dtype : numpy dtype
@@ -139,7 +148,8 @@ def sinkhorn_lpl1(
     Warns
     -----
     OTConvergenceWarning
-        If the final Sinkhorn step did not reach ``tol`` within ``max_inner_iter``.
+        If the final relative marginal error stays above ``max(tol, 1e-3)``
+        after ``max_inner_iter`` iterations.
 
     Examples
     --------
@@ -186,6 +196,9 @@ def sinkhorn_lpl1(
             out += factor[c] * (u_[blk] @ kernel[blk])
         return out
 
+    # Semi-relaxed OT: the source marginal is only kept by a KL penalty of weight reg_m.
+    fi = 1.0 if reg_m is None else reg_m / (reg_m + reg_e)
+    b_norm = float(np.linalg.norm(b_t))
     total_inner = 0
     err = np.inf
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -193,6 +206,8 @@ def sinkhorn_lpl1(
             for it in range(max_inner_iter):
                 v = b_t / kt_dot(u)
                 u = a_s / k_dot(v)
+                if fi != 1.0:
+                    u **= fi
                 total_inner += 1
                 if it % 10 == 0 or it == max_inner_iter - 1:
                     if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
@@ -201,7 +216,7 @@ def sinkhorn_lpl1(
                             "weight is too small for the cost scale. Increase reg_e, or use reg_e=None to "
                             "scale it to the cost automatically."
                         )
-                    err = float(np.linalg.norm(v * kt_dot(u) - b_t))
+                    err = float(np.linalg.norm(v * kt_dot(u) - b_t) / b_norm)
                     if err < tol:
                         break
             if reg_cl > 0 and outer < max_iter - 1:
@@ -218,9 +233,9 @@ def sinkhorn_lpl1(
         raise OTConvergenceError(
             f"Sinkhorn diverged (NaN or infinite scalings) at reg_e={reg_e:g}. Increase reg_e."
         )
-    if err >= tol:
+    if err >= max(tol, WARN_MARGINAL_ERROR):
         warnings.warn(
-            f"Sinkhorn did not converge: target-marginal error {err:.3g} > tol={tol:g} after "
+            f"Sinkhorn did not converge: relative target-marginal error {err:.3g} after "
             f"{max_inner_iter} iterations (reg_e={reg_e:g}). The coupling may be inaccurate; "
             "increase reg_e or max_inner_iter.",
             OTConvergenceWarning,
@@ -321,9 +336,66 @@ def poorly_mapped_cells(
     cum = np.cumsum(pca.explained_variance_) / total
     keep = int(np.searchsorted(cum, variance) + 1)
     z = z[:, : max(1, min(keep, n_comp))]
-    forest = IsolationForest(n_estimators=200, random_state=random_state).fit(z)
+    forest = IsolationForest(random_state=random_state).fit(z)
     raw = -forest.score_samples(z)
     med = np.median(raw)
     mad = 1.4826 * np.median(np.abs(raw - med))
     scores = (raw - med) / (mad if mad > 0 else 1.0)
+    return scores > threshold, scores
+
+
+def neighbor_distance_scale(source, *, n_neighbors: int = 10, max_cells: int = 2000, random_state=None):
+    """Median and robust spread (1.4826 MAD) of the log distance from source cells to
+    their ``n_neighbors``-th nearest other source cell: the reference against which
+    :func:`unmatched_cells` judges target cells.
+
+    Returns
+    -------
+    (median, spread) : tuple of float
+    """
+    from .infer import nearest_neighbors
+
+    n = source.shape[0]
+    k = min(n_neighbors, n - 1)
+    rng = np.random.default_rng(random_state)
+    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+    _, dist = nearest_neighbors(source[query], source, k + 1)  # the first is the cell itself
+    logd = np.log(np.maximum(dist[:, k], np.finfo(float).tiny))
+    med = float(np.median(logd))
+    spread = float(1.4826 * np.median(np.abs(logd - med)))
+    return med, spread if spread > 0 else float(np.std(logd) or 1.0)
+
+
+def unmatched_cells(target, source, scale, *, threshold: float = 3.5, n_neighbors: int = 10):
+    """Flag target cells far from every source cell, calibrated on the source.
+
+    A target cell's score is the robust z-score of the log distance to its
+    ``n_neighbors``-th nearest source cell, against the same distance among
+    source cells (``scale`` from :func:`neighbor_distance_scale`).  Unlike an
+    outlier detector fitted on the target alone, this flags a whole population
+    of a cell type the source lacks, however large, and flags almost nothing
+    when the target resembles the source.
+
+    Returns
+    -------
+    flags : ndarray of bool, shape (n_target,)
+    scores : ndarray of float, shape (n_target,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> src = rng.normal(size=(200, 3))
+    >>> tgt = np.r_[rng.normal(size=(50, 3)), rng.normal(size=(20, 3)) + 8]
+    >>> flags, _ = unmatched_cells(tgt, src, neighbor_distance_scale(src))
+    >>> int(flags[:50].sum()), int(flags[50:].sum())
+    (0, 20)
+    """
+    from .infer import nearest_neighbors
+
+    med, spread = scale
+    k = min(n_neighbors, source.shape[0])
+    _, dist = nearest_neighbors(target, source, k)
+    logd = np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny))
+    scores = (logd - med) / spread
     return scores > threshold, scores

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Render the cmot vignettes to HTML.
+#
+#   vignettes/render.sh [OUTPUT_DIR] [VIGNETTE.Rmd ...]
+#
+# OUTPUT_DIR defaults to vignettes/_output (git-ignored).  Without vignette
+# names, every vignettes/*.Rmd is rendered, each in its own R process.  Exits
+# with status 1 if any render fails (after trying all of them).
+#
+# Needs: R with rmarkdown, knitr, Seurat, ggplot2, patchwork and the cmot R
+# package installed (R CMD INSTALL r-wrapper); pandoc; a Python with the cmot
+# core, given by RETICULATE_PYTHON (default: <repo>/.venv/bin/python when it
+# exists); the data folder, given by CMOT_DATA (default: <repo>/../shared/data).
+# Without Python core or data, a vignette stops early with a note (not an error).
+set -u
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+out="${1:-$here/_output}"
+shift || true
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+
+if [ -z "${RETICULATE_PYTHON:-}" ] && [ -x "$repo/.venv/bin/python" ]; then
+  export RETICULATE_PYTHON="$repo/.venv/bin/python"
+fi
+# single-threaded BLAS: much faster on small shared machines
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+
+if ! command -v pandoc >/dev/null 2>&1; then
+  echo "render.sh: pandoc not found (rmarkdown needs it; e.g. apt-get install -y pandoc)" >&2
+  exit 1
+fi
+
+if [ "$#" -gt 0 ]; then files=("$@"); else files=("$here"/*.Rmd); fi
+status=0
+for f in "${files[@]}"; do
+  [ -f "$f" ] || f="$here/$f"
+  name="$(basename "$f" .Rmd)"
+  tmp="$(mktemp -d)"
+  start=$(date +%s)
+  echo "== rendering $name.Rmd -> $out/$name.html"
+  if Rscript -e 'a <- commandArgs(TRUE); rmarkdown::render(a[1], output_dir = a[2], intermediates_dir = a[3], quiet = TRUE, envir = new.env())' \
+       "$f" "$out" "$tmp"; then
+    echo "== $name: OK in $(( $(date +%s) - start )) s"
+  else
+    echo "== $name: FAILED after $(( $(date +%s) - start )) s" >&2
+    status=1
+  fi
+  rm -rf "$tmp"
+done
+exit $status

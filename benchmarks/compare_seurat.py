@@ -5,6 +5,7 @@ Run (from the repository root, with the project's venv; R with Seurat on PATH)::
     python benchmarks/compare_seurat.py                     # all four tasks, seed 0
     python benchmarks/compare_seurat.py --datasets pancancer,a549 --seeds 0,1,2
     python benchmarks/compare_seurat.py --sweep             # re-tune Seurat's reduction/dims first
+    python benchmarks/compare_seurat.py --sweep pancancer,a549   # ... for these tasks only
 
 For each task of ``benchmarks/_data.py`` with a Seurat counterpart
 (pancancer and a549: RNA from ATAC; pbmc10k: protein from RNA; pbmc10k ->
@@ -15,7 +16,8 @@ pbmc5k), it runs, on exactly the same cells (``_data.load(name, seed)``):
 - ``cmot tuned``: ``cmot.search.CMOTSearchCV`` (5-fold cross-validation of
   ``reg_e``, ``n_neighbors`` and ``n_features`` over the default grid, on the
   training cells only, from the recommended setting), refitted on all training
-  cells; its time includes the search (``--methods`` can leave it out);
+  cells; its time includes the search (by default on pancancer and a549 only,
+  see ``--tune``; ``--methods`` can leave it out);
 - ``TransferData``: ``benchmarks/seurat/transfer.R``: reference = training cells,
   the shared modality (Y) for the anchors and the other modality (X) as
   ``refdata``; query = test cells in Y.  The loader's normalized values go to the
@@ -83,7 +85,7 @@ TASKS = ("pancancer_rna_from_atac", "a549_rna_from_atac", "pbmc10k_protein_from_
 #: Best (reduction, dims) of TransferData per task: sweep of SEURAT_GRID on split
 #: seed 0 (benchmarks/results/compare_seurat.md has the sweep table).
 SEURAT_SETTINGS = {
-    "pancancer_rna_from_atac": ("pcaproject", 5),
+    "pancancer_rna_from_atac": ("pcaproject", 10),
     "a549_rna_from_atac": ("pcaproject", 10),
     "pbmc10k_protein_from_rna": ("pcaproject", 30),
     "pbmc10k_to_pbmc5k": ("pcaproject", 30),
@@ -199,7 +201,7 @@ def figures(collected: dict, out: Path) -> list:
 
     names = list(collected)
     paths = []
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(3.6 * len(names), 5.0), 4.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         methods = list(collected[name]["cell"])
         data = [np.asarray(collected[name]["cell"][m])[np.isfinite(collected[name]["cell"][m])] for m in methods]
@@ -209,14 +211,14 @@ def figures(collected: dict, out: Path) -> list:
         ax.set_title(name.replace("_", " "), fontsize=9)
         ax.set_ylabel("cell-wise Pearson r")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Per-cell correlation of inferred and measured profiles (test cells)", fontsize=10)
+    fig.suptitle("Cell-wise Pearson r, inferred vs measured (test cells)", fontsize=10)
     fig.tight_layout()
     p = out / "seurat_cellwise_boxplot.png"
     fig.savefig(p, dpi=120)
     plt.close(fig)
     paths.append(p)
 
-    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(3.8 * len(names), 4.0), 4.1), squeeze=False)
     for ax, name in zip(axes[0], names):
         rec = f"cmot {RECOMMENDED[name]}"
         if rec not in collected[name]["feat"]:
@@ -242,6 +244,27 @@ def figures(collected: dict, out: Path) -> list:
 
 
 # ----------------------------------------------------------------- main
+def core_stamp() -> str:
+    """cmot's version and the git commit of python/cmot (with a hash of uncommitted changes)."""
+    import hashlib
+    import subprocess
+
+    import cmot
+    import cmot.metrics  # noqa: F401  (imported once, before the forked runs)
+    import cmot.search  # noqa: F401
+
+    repo = HERE.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "python/cmot"], cwd=repo, capture_output=True,
+                              check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return f"cmot {cmot.__version__}"
+    dirty = f" + uncommitted python/cmot changes (diff sha1 {hashlib.sha1(diff).hexdigest()[:8]})" if diff else ""
+    return f"cmot {cmot.__version__} at {head}{dirty}"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default=",".join(TASKS),
@@ -249,7 +272,12 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0", help="comma-separated split/CMOT seeds (default 0)")
     ap.add_argument("--methods", default=",".join(CMOT_METHODS),
                     help=f"cmot variants to run besides TransferData (default {','.join(CMOT_METHODS)})")
-    ap.add_argument("--sweep", action="store_true", help="re-tune TransferData's reduction/dims on the first seed")
+    ap.add_argument("--tune", default="pancancer,a549", metavar="DATASETS",
+                    help="tasks on which 'cmot tuned' runs (default pancancer,a549: on pbmc the 5-fold search of "
+                         "15 couplings takes long on 2 cores); 'all' for every task")
+    ap.add_argument("--sweep", nargs="?", const="all", default=None, metavar="DATASETS",
+                    help="re-tune TransferData's reduction/dims on the first seed (SEURAT_GRID), for all selected "
+                         "tasks or for the comma-separated names/prefixes given")
     ap.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads for cmot and R (default 1)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run (default 3600)")
     ap.add_argument("--out", default=str(RESULTS), help="folder for the table and figures (default benchmarks/results)")
@@ -270,6 +298,12 @@ def main(argv=None):
         ap.error(f"unknown method(s) {bad}; expected some of {', '.join(CMOT_METHODS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    sweep_names = set(_data.resolve_names(args.sweep)) if args.sweep else set()
+    tune_names = set(_data.resolve_names(args.tune)) if args.tune else set()
+    # import the core once here: the forked cmot runs then all use this same code,
+    # even if the working tree changes during the run
+    stamp = core_stamp()
+    print(f"# {stamp}", flush=True)
     floor = r_baseline_mib()
     print(f"# R + Seurat loaded, nothing else: peak RSS {floor:.0f} MB", flush=True)
 
@@ -278,16 +312,17 @@ def main(argv=None):
     rows, sweep_rows, notes, collected = [], [], [], {}
     for name in names:
         settings = SEURAT_SETTINGS[name]
+        task_methods = [m for m in methods if m != "cmot tuned" or name in tune_names]
         per = {m: {"cell": [], "feat": [], "s": [], "peak": [], "call": [], "setting": ""}
-               for m in (*methods, "TransferData")}
+               for m in (*task_methods, "TransferData")}
         for i, seed in enumerate(seeds):
             task = _data.load(name, seed=seed)
             print(f"# {task} seed {seed}", flush=True)
-            if args.sweep and i == 0:
+            if name in sweep_names and i == 0:
                 settings, srows = sweep(task, timeout=args.timeout)
                 sweep_rows += srows
                 print(f"  best TransferData setting: {settings}", flush=True)
-            runs = {m: run_cmot(task, m.split()[1], seed, args.timeout) for m in methods}
+            runs = {m: run_cmot(task, m.split()[1], seed, args.timeout) for m in task_methods}
             runs["TransferData"] = run_seurat(task, *settings, floor_mb=floor, timeout=args.timeout)
             for m, r in runs.items():
                 cell = cellwise_pearson(r["pred"], task.test_x)
@@ -304,7 +339,7 @@ def main(argv=None):
         td_cells = np.concatenate(per["TransferData"]["cell"])
         task_dir = f"{task.dataset}: {task.direction}"
         collected[name] = {"cell": {}, "feat": {}}
-        for m in (*methods, "TransferData"):
+        for m in (*task_methods, "TransferData"):
             cells = np.concatenate(per[m]["cell"])
             feats = np.concatenate(per[m]["feat"])
             collected[name]["cell"][m] = cells
@@ -325,7 +360,7 @@ def main(argv=None):
     print()
     print(table)
     text = [f"# cmot vs Seurat TransferData (seeds {','.join(map(str, seeds))}; {machine_note()}; "
-            f"threads {args.threads})", "", "Command: `python benchmarks/compare_seurat.py "
+            f"threads {args.threads}; {stamp})", "", "Command: `python benchmarks/compare_seurat.py "
             + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "", table, "",
             f"R + Seurat loaded alone (the floor of every Seurat run): peak RSS {floor:.0f} MB.", "", *notes]
     if sweep_rows:

@@ -11,7 +11,9 @@
 # package installed (R CMD INSTALL r-wrapper); pandoc; a Python with the cmot
 # core, given by RETICULATE_PYTHON (default: <repo>/.venv/bin/python when it
 # exists); the data folder, given by CMOT_DATA (default: <repo>/../shared/data).
-# Without Python core or data, a vignette stops early with a note (not an error).
+# Without Python core or data, a vignette stops early with a note (not an error),
+# unless CMOT_VIGNETTES_STRICT=1: then such an early stop counts as a failure
+# (use it in CI where the data and the Python core are expected).
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -41,7 +43,12 @@ for f in "${files[@]}"; do
   echo "== rendering $name.Rmd -> $out/$name.html"
   if Rscript -e 'a <- commandArgs(TRUE); rmarkdown::render(a[1], output_dir = a[2], intermediates_dir = a[3], quiet = TRUE, envir = new.env())' \
        "$f" "$out" "$tmp"; then
-    echo "== $name: OK in $(( $(date +%s) - start )) s"
+    if [ "${CMOT_VIGNETTES_STRICT:-0}" = "1" ] && grep -q "Stopping here\." "$out/$name.html"; then
+      echo "== $name: stopped early (no Python core or no data; see $out/$name.html), failing as CMOT_VIGNETTES_STRICT=1" >&2
+      status=1
+    else
+      echo "== $name: OK in $(( $(date +%s) - start )) s"
+    fi
   else
     echo "== $name: FAILED after $(( $(date +%s) - start )) s" >&2
     status=1

@@ -43,7 +43,8 @@ for f in "${files[@]}"; do
   echo "== rendering $name.Rmd -> $out/$name.html"
   if Rscript -e 'a <- commandArgs(TRUE); rmarkdown::render(a[1], output_dir = a[2], intermediates_dir = a[3], quiet = TRUE, envir = new.env())' \
        "$f" "$out" "$tmp"; then
-    if [ "${CMOT_VIGNETTES_STRICT:-0}" = "1" ] && grep -q "#&gt; [^<]*Stopping here\." "$out/$name.html"   # the message, not the code; then
+    # the printed message ("#> ... Stopping here."), not the vignette's code
+    if [ "${CMOT_VIGNETTES_STRICT:-0}" = "1" ] && grep -q "#&gt; [^<]*Stopping here\." "$out/$name.html"; then
       echo "== $name: stopped early (no Python core or no data; see $out/$name.html), failing as CMOT_VIGNETTES_STRICT=1" >&2
       status=1
     else

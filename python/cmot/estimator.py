@@ -181,12 +181,13 @@ class CMOT:
         works across data sets and units.
     reg_cl : float, default=1.0
         Weight of the group-lasso label regularization (``eta``).
-    reg_m : float or None, default=None
-        None (the paper) keeps both marginals exactly (balanced OT).  A number
-        relaxes the source marginal by a KL penalty of that weight (semi-relaxed
-        OT), so that cell types more abundant in the source than in the target
-        need not be forced onto other target cells; try ``reg_m`` of the order of
-        ``reg_e_`` when source and target compositions differ.
+    reg_m : float, "auto" or None, default="auto"
+        A number relaxes the source marginal by a KL penalty of that weight
+        (semi-relaxed OT): every target cell still receives its share of mass,
+        but cell types more abundant in the source than in the target need not be
+        forced onto other target cells, as happens when reference and query come
+        from different samples.  "auto" uses ``reg_m = reg_e_``.  None keeps both
+        marginals exactly (balanced OT, as in the paper).
     n_clusters : int, default=2
         Ward clusters of source Y used as labels when ``fit`` gets no labels.
     n_neighbors : int or "auto", default="auto"
@@ -220,9 +221,10 @@ class CMOT:
         contamination.  It only sees the target, so it misses a new cell type
         that makes up a large share of it, and it flags cells of known types.
         "distance" (default) scores each target cell by its distance to its 10th
-        nearest source cell in the Step B/C space, against the same distance
-        among source cells: calibrated on the source, it flags whole unseen
-        populations and almost nothing else.
+        nearest source cell, in a PCA of the variable features fitted on source
+        and target together, against the same distance among source cells:
+        calibrated on the source, it can flag a whole unseen population and
+        rarely flags cells of known types.
     random_state : int or None, default=None
         Seed for the alignment, clustering, PCA and IsolationForest.
     verbose : bool, default=False
@@ -281,7 +283,7 @@ class CMOT:
         mu: float = 0.5,
         reg_e: float | None = None,
         reg_cl: float = 1.0,
-        reg_m: float | None = None,
+        reg_m: float | str | None = "auto",
         n_clusters: int = 2,
         n_neighbors: int | str = "auto",
         n_features: int = 2000,
@@ -348,7 +350,8 @@ class CMOT:
             check_int(self.n_neighbors, "n_neighbors")
         check_int(self.n_features, "n_features")
         check_int(self.n_pcs, "n_pcs", allow_none=True)
-        check_float(self.reg_m, "reg_m", allow_none=True)
+        if self.reg_m != "auto":
+            check_float(self.reg_m, "reg_m", allow_none=True)
         check_int(self.max_iter, "max_iter")
         check_int(self.max_inner_iter, "max_inner_iter")
         check_float(self.tol, "tol")
@@ -461,7 +464,6 @@ class CMOT:
             k = self.n_neighbors
             self.k_scores_ = None
         self.n_neighbors_ = int(k)
-        self.distance_scale_ = neighbor_distance_scale(_dense(ym.data[:, self.features_]), random_state=self.random_state)
 
         self.source_x_ = source_x_rows
         self.source_y_ = ym.data
@@ -532,7 +534,7 @@ class CMOT:
                 self.labels_,
                 reg_e=reg,
                 reg_cl=self.reg_cl,
-                reg_m=self.reg_m,
+                reg_m=reg if self.reg_m == "auto" else self.reg_m,
                 max_iter=self.max_iter,
                 max_inner_iter=self.max_inner_iter,
                 tol=self.tol,
@@ -576,14 +578,7 @@ class CMOT:
                     coupling, cost, threshold=self.outlier_threshold, random_state=self.random_state
                 )
             else:
-                # on the variable features themselves: a PCA fitted on the source
-                # would project away what sets an unseen cell type apart
-                flags, scores = unmatched_cells(
-                    _dense(target[:, self.features_]),
-                    _dense(self.source_y_[:, self.features_]),
-                    self.distance_scale_,
-                    threshold=self.outlier_threshold,
-                )
+                flags, scores = self._unmatched(target)
         del cost
         self.outliers_ = flags
         self.outlier_scores_ = scores
@@ -596,6 +591,21 @@ class CMOT:
                 stacklevel=3,
             )
         return self.infer_from_coupling(coupling, target)
+
+    def _unmatched(self, target):
+        """Source-calibrated distance test in a PCA fitted on source and target together
+        (a PCA of the source alone would project away what sets an unseen cell type apart)."""
+        from sklearn.decomposition import PCA
+
+        src = _dense(self.source_y_[:, self.features_])
+        tgt = _dense(target[:, self.features_])
+        both = np.vstack([src, tgt])
+        n_pcs = int(min(self.n_pcs or 30, both.shape[0] - 1, both.shape[1]))
+        solver = "randomized" if min(both.shape) > 500 else "full"
+        emb = PCA(n_components=n_pcs, svd_solver=solver, random_state=self.random_state).fit_transform(both)
+        emb_s, emb_t = emb[: src.shape[0]], emb[src.shape[0] :]
+        scale = neighbor_distance_scale(emb_s, random_state=self.random_state)
+        return unmatched_cells(emb_t, emb_s, scale, threshold=self.outlier_threshold)
 
     def infer_from_coupling(self, coupling, target, *, n_neighbors=None):
         """Step C on a given coupling: barycentric map, then weighted kNN.

@@ -165,9 +165,43 @@ def sinkhorn_lpl1(
     labels = np.asarray(labels)
     if labels.shape != (ns,):
         raise ValueError(f"labels: expected {ns} labels (one per source cell), found shape {labels.shape}.")
+    if not np.all(np.isfinite(cost)):
+        raise OTConvergenceError("cost: expected finite values, found NaN or infinite entries.")
     a = np.full(ns, 1.0 / ns) if a is None else np.asarray(a, dtype=np.float64)
     b = np.full(nt, 1.0 / nt) if b is None else np.asarray(b, dtype=np.float64)
+    params = dict(reg_e=reg_e, reg_cl=reg_cl, reg_m=reg_m, max_iter=max_iter, max_inner_iter=max_inner_iter, tol=tol)
+    try:
+        coupling, log = _sinkhorn_scaling(cost, labels, a, b, dtype=dtype, **params)
+    except _Diverged:
+        # Scalings over/underflow when reg_e is far below the cost scale: solve the
+        # same problem in the log domain (slower, but exact and stable).
+        logger.info("cmot: Sinkhorn scalings overflowed at reg_e=%g; switching to the log domain", reg_e)
+        coupling, log = _sinkhorn_log(cost, labels, a, b, **params)
+    err = log["err"]
+    if not np.all(np.isfinite(coupling)):
+        raise OTConvergenceError(
+            f"Sinkhorn diverged (NaN in the coupling) at reg_e={reg_e:g}: the entropic weight is too small "
+            "for the cost scale. Increase reg_e, or use reg_e=None to scale it to the cost automatically."
+        )
+    if err >= max(tol, WARN_MARGINAL_ERROR):
+        warnings.warn(
+            f"Sinkhorn did not converge: relative target-marginal error {err:.3g} after "
+            f"{max_inner_iter} iterations (reg_e={reg_e:g}). The coupling may be inaccurate; "
+            "increase reg_e or max_inner_iter.",
+            OTConvergenceWarning,
+            stacklevel=2,
+        )
+    if return_log:
+        return coupling, log
+    return coupling
 
+
+class _Diverged(ArithmeticError):
+    pass
+
+
+def _sinkhorn_scaling(cost, labels, a, b, *, reg_e, reg_cl, reg_m, max_iter, max_inner_iter, tol, dtype):
+    ns, nt = cost.shape
     classes, order, blocks = _class_blocks(labels)
     # Stabilized kernel in class-sorted row order:
     # K = exp(-(C - r_i - c_j) / reg_e), r and c absorbed into the scalings.
@@ -211,11 +245,7 @@ def sinkhorn_lpl1(
                 total_inner += 1
                 if it % 10 == 0 or it == max_inner_iter - 1:
                     if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
-                        raise OTConvergenceError(
-                            f"Sinkhorn diverged (NaN or infinite scalings) at reg_e={reg_e:g}: the entropic "
-                            "weight is too small for the cost scale. Increase reg_e, or use reg_e=None to "
-                            "scale it to the cost automatically."
-                        )
+                        raise _Diverged
                     err = float(np.linalg.norm(v * kt_dot(u) - b_t) / b_norm)
                     if err < tol:
                         break
@@ -230,27 +260,46 @@ def sinkhorn_lpl1(
                 w -= w.min(axis=0, keepdims=True)
                 factor = np.exp(-reg_cl * w / reg_e)
     if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
-        raise OTConvergenceError(
-            f"Sinkhorn diverged (NaN or infinite scalings) at reg_e={reg_e:g}. Increase reg_e."
-        )
-    if err >= max(tol, WARN_MARGINAL_ERROR):
-        warnings.warn(
-            f"Sinkhorn did not converge: relative target-marginal error {err:.3g} after "
-            f"{max_inner_iter} iterations (reg_e={reg_e:g}). The coupling may be inaccurate; "
-            "increase reg_e or max_inner_iter.",
-            OTConvergenceWarning,
-            stacklevel=2,
-        )
-
+        raise _Diverged
     coupling = np.empty((ns, nt), dtype=dtype)
     for c, blk in enumerate(blocks):
         rows = order[blk]
         coupling[rows] = u[blk][:, None] * kernel[blk] * (factor[c] * v)[None, :]
-    if not np.all(np.isfinite(coupling)):  # pragma: no cover - guarded above
-        raise OTConvergenceError("The coupling holds NaN values; increase reg_e.")
-    if return_log:
-        return coupling, {"n_iter": total_inner, "err": err}
-    return coupling
+    if not np.all(np.isfinite(coupling)) or not np.any(coupling):
+        raise _Diverged
+    return coupling, {"n_iter": total_inner, "err": err, "log_domain": False}
+
+
+def _sinkhorn_log(cost, labels, a, b, *, reg_e, reg_cl, reg_m, max_iter, max_inner_iter, tol):
+    """The same majorization-minimization as :func:`_sinkhorn_scaling`, on dual potentials."""
+    from scipy.special import logsumexp
+
+    ns, nt = cost.shape
+    _, cls = np.unique(labels, return_inverse=True)
+    n_cls = cls.max() + 1
+    onehot = np.zeros((n_cls, ns))
+    onehot[cls, np.arange(ns)] = 1.0
+    la, lb = np.log(a), np.log(b)
+    fi = 1.0 if reg_m is None else reg_m / (reg_m + reg_e)
+    f, g = np.zeros(ns), np.zeros(nt)
+    w = np.zeros((n_cls, nt))
+    total_inner, err = 0, np.inf
+    b_norm = float(np.linalg.norm(b))
+    for outer in range(max(1, max_iter if reg_cl > 0 else 1)):
+        ceff = cost + reg_cl * w[cls] if reg_cl > 0 else cost
+        for it in range(max_inner_iter):
+            g = reg_e * (lb - logsumexp((f[:, None] - ceff) / reg_e, axis=0))
+            f = fi * reg_e * (la - logsumexp((g[None, :] - ceff) / reg_e, axis=1))
+            total_inner += 1
+            if it % 10 == 0 or it == max_inner_iter - 1:
+                col = np.exp(logsumexp((f[:, None] + g[None, :] - ceff) / reg_e, axis=0))
+                err = float(np.linalg.norm(col - b) / b_norm)
+                if err < tol:
+                    break
+        coupling = np.exp((f[:, None] + g[None, :] - ceff) / reg_e)
+        if reg_cl > 0 and outer < max_iter - 1:
+            w = _P * (onehot @ coupling + _EPS) ** (_P - 1)
+    return coupling, {"n_iter": total_inner, "err": err, "log_domain": True}
 
 
 def barycentric_map(coupling, target):

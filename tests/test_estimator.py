@@ -1,0 +1,333 @@
+"""The CMOT estimator: public surface, inputs and outputs, determinism, bad input."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from cmot import CMOT, PoorlyMappedWarning
+from cmot.datasets import make_multimodal
+from cmot.infer import knn_weights, variable_features, weighted_average
+from cmot.metrics import cellwise_pearson
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_multimodal(n_source=240, n_target=80, random_state=0)
+
+
+def _fit_predict(d, **kw):
+    params = dict(n_neighbors=15, random_state=0)
+    params.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PoorlyMappedWarning)
+        model = CMOT(**params).fit(d.source_x, d.source_y)
+        return model, model.predict(d.target_y)
+
+
+def test_public_surface_from_the_issue(data):
+    model = CMOT(n_components=10, align_neighbors=5, reg_e=5e3, reg_cl=1.0, n_clusters=2,
+                 n_neighbors=40, n_features=150, random_state=0)
+    model.fit(data.source_x, data.source_y)
+    x_hat = model.predict(data.target_y)
+    assert x_hat.shape == (80, 30)
+    assert model.outliers_.shape == (80,) and model.outliers_.dtype == bool
+    with pytest.raises(TypeError):
+        CMOT(10)  # keyword-only
+
+
+def test_beats_naive_knn_and_training_mean(data):
+    from sklearn.neighbors import KNeighborsRegressor
+
+    _, x_hat = _fit_predict(data)
+    ours = np.nanmean(cellwise_pearson(data.target_x, x_hat))
+    naive = KNeighborsRegressor(30).fit(data.source_y, data.source_x).predict(data.target_y)
+    mean = np.tile(data.source_x.mean(0), (80, 1))
+    assert ours > np.nanmean(cellwise_pearson(data.target_x, mean)) + 0.1
+    assert ours >= np.nanmean(cellwise_pearson(data.target_x, naive)) - 0.01
+
+
+def test_inferred_values_stay_on_the_scale_of_x(data):
+    _, x_hat = _fit_predict(data)
+    # normalized weights: each prediction is a convex combination of source X rows
+    assert x_hat.min() >= data.source_x.min() - 1e-9
+    assert x_hat.max() <= data.source_x.max() + 1e-9
+
+
+def test_step_c_is_weighted_average_of_transported_neighbours(data):
+    model, x_hat = _fit_predict(data, n_pcs=None, n_features=20, reg_m=None)
+    coupling, _ = model.transport(data.target_y)
+    feats = variable_features(data.source_y, 20)
+    tgt = data.target_y[:, feats]
+    mapped = (coupling / coupling.sum(1, keepdims=True)) @ tgt
+    idx, w = knn_weights(tgt, mapped, 15)
+    np.testing.assert_allclose(x_hat, weighted_average(data.source_x, idx, w), atol=1e-12)
+    np.testing.assert_allclose(w.sum(1), 1.0)
+
+
+def test_coupling_marginals(data):
+    # the paper's balanced OT keeps both marginals
+    model, _ = _fit_predict(data, reg_m=None)
+    coupling, cost = model.transport(data.target_y)
+    np.testing.assert_allclose(coupling.sum(axis=1), 1 / 240, rtol=1e-4)
+    np.testing.assert_allclose(coupling.sum(axis=0), 1 / 80, rtol=1e-4)
+    assert cost.shape == coupling.shape
+    # the default semi-relaxed OT keeps the target marginal only
+    model, _ = _fit_predict(data)
+    coupling, _ = model.transport(data.target_y)
+    np.testing.assert_allclose(coupling.sum(axis=0), 1 / 80, rtol=1e-4)
+    assert not np.allclose(coupling.sum(axis=1), 1 / 240, rtol=1e-3)
+
+
+def test_deterministic_with_random_state(data):
+    _, a = _fit_predict(data)
+    _, b = _fit_predict(data)
+    np.testing.assert_array_equal(a, b)
+    corr = np.c_[np.arange(120), np.arange(120)]
+    m1 = CMOT(n_neighbors=10, random_state=3).fit(data.source_x, data.source_y, correspondence=corr)
+    m2 = CMOT(n_neighbors=10, random_state=3).fit(data.source_x, data.source_y, correspondence=corr)
+    np.testing.assert_array_equal(m1.aligned_index_, m2.aligned_index_)
+
+
+def test_variable_features_by_source_variance_not_first_columns():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(50, 10)) * np.array([0.1] * 5 + [5.0] * 5)
+    np.testing.assert_array_equal(variable_features(y, 5), [5, 6, 7, 8, 9])
+    np.testing.assert_array_equal(variable_features(sp.csr_matrix(y), 5), [5, 6, 7, 8, 9])
+
+
+def test_sparse_and_dense_inputs_give_the_same_result(data):
+    rng = np.random.default_rng(1)
+    sy = np.where(rng.random(data.source_y.shape) < 0.4, 0.0, data.source_y)
+    ty = np.where(rng.random(data.target_y.shape) < 0.4, 0.0, data.target_y)
+    kw = dict(n_neighbors=10, random_state=0, outlier_threshold=np.inf)
+    dense = CMOT(**kw).fit(data.source_x, sy).predict(ty)
+    sparse = CMOT(**kw).fit(sp.csr_matrix(data.source_x), sp.csc_matrix(sy)).predict(sp.csr_matrix(ty))
+    np.testing.assert_allclose(sparse, dense, atol=1e-8)
+
+
+def test_sparse_input_is_not_densified_in_storage(data):
+    sy = sp.csr_matrix(np.where(data.source_y > 1.0, data.source_y, 0.0))
+    model = CMOT(n_neighbors=5, random_state=0).fit(sp.csr_matrix(data.source_x), sy)
+    assert sp.issparse(model.source_y_) and sp.issparse(model.source_x_)
+
+
+def test_dataframe_in_dataframe_out_with_name_matching(data):
+    ycols = [f"peak_{i}" for i in range(60)]
+    xcols = [f"gene_{i}" for i in range(30)]
+    sx = pd.DataFrame(data.source_x, index=[f"s{i}" for i in range(240)], columns=xcols)
+    sy = pd.DataFrame(data.source_y, index=sx.index, columns=ycols)
+    ty = pd.DataFrame(data.target_y, index=[f"t{i}" for i in range(80)], columns=ycols)
+    model = CMOT(n_neighbors=10, random_state=0, outlier_threshold=np.inf).fit(sx, sy)
+    out = model.predict(ty)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.index) == list(ty.index) and list(out.columns) == xcols
+    # shuffled and extra target columns are matched by name
+    shuffled = ty[ycols[::-1]].assign(extra=1.0)
+    np.testing.assert_allclose(model.predict(shuffled).to_numpy(), out.to_numpy())
+    # missing names are an error that lists them
+    with pytest.raises(ValueError, match="peak_3"):
+        model.predict(ty.drop(columns=["peak_3", "peak_7"]))
+
+
+def test_anndata_in_anndata_out(data):
+    anndata = pytest.importorskip("anndata")
+    sx = anndata.AnnData(data.source_x)
+    sx.var_names = [f"g{i}" for i in range(30)]
+    sy = anndata.AnnData(sp.csr_matrix(data.source_y))
+    sy.var_names = [f"p{i}" for i in range(60)]
+    sy.obs_names = sx.obs_names
+    ty = anndata.AnnData(data.target_y)
+    ty.var_names = sy.var_names
+    ty.obs_names = [f"q{i}" for i in range(80)]
+    out = CMOT(n_neighbors=10, random_state=0, outlier_threshold=np.inf).fit(sx, sy).predict(ty)
+    assert isinstance(out, anndata.AnnData)
+    assert list(out.obs_names) == list(ty.obs_names) and list(out.var_names) == list(sx.var_names)
+
+
+def test_partly_paired_source_runs_alignment(data):
+    n = 240
+    rng = np.random.default_rng(0)
+    known = np.sort(rng.choice(n, n // 2, replace=False))
+    corr = np.c_[known, known]
+    model = CMOT(n_neighbors=15, random_state=0, outlier_threshold=np.inf)
+    model.fit(data.source_x, data.source_y, correspondence=corr)
+    assert model.embedding_x_.shape == (n, 10) and model.embedding_y_.shape == (n, 10)
+    np.testing.assert_array_equal(model.aligned_index_[known], known)  # known pairs are kept
+    # unknown Y cells take an X profile from a cell of the same simulated type most of the time
+    unknown = np.setdiff1d(np.arange(n), known)
+    same = data.source_labels[model.aligned_index_[unknown]] == data.source_labels[unknown]
+    assert same.mean() > 0.8
+    x_hat = model.predict(data.target_y)
+    assert np.nanmean(cellwise_pearson(data.target_x, x_hat)) > 0.8
+
+
+def test_partly_paired_with_different_cell_counts(data):
+    corr = np.zeros((200, 240))
+    corr[np.arange(100), np.arange(100)] = 1
+    model = CMOT(n_neighbors=10, random_state=0, outlier_threshold=np.inf)
+    model.fit(data.source_x[:200], data.source_y, correspondence=sp.csr_matrix(corr))
+    assert model.source_x_.shape == (240, 30)
+    assert model.predict(data.target_y).shape == (80, 30)
+
+
+def test_user_labels_are_used(data):
+    model = CMOT(n_neighbors=10, random_state=0).fit(data.source_x, data.source_y, labels=data.source_labels)
+    np.testing.assert_array_equal(model.labels_, data.source_labels)
+    ward = CMOT(n_neighbors=10, n_clusters=3, random_state=0).fit(data.source_x, data.source_y)
+    assert len(np.unique(ward.labels_)) == 3
+
+
+def test_auto_n_neighbors_chooses_from_the_grid(data):
+    model = CMOT(random_state=0).fit(data.source_x, data.source_y)
+    assert model.n_neighbors_ in model.k_scores_
+    assert model.k_scores_[model.n_neighbors_] == max(model.k_scores_.values())
+
+
+@pytest.mark.parametrize("seed,min_new", [(0, 0.9), (2, 0.5), (3, 0.9)])
+def test_new_cell_type_is_flagged_and_seen_types_are_not(seed, min_new):
+    # How far the simulated new type lies from the known ones varies with the seed
+    # (with seed 1 it nearly overlaps one and is mostly missed); known types stay unflagged.
+    d = make_multimodal(300, 120, new_type_fraction=0.3, random_state=seed)
+    model = CMOT(n_neighbors=15, random_state=0)
+    with pytest.warns(PoorlyMappedWarning, match="%"):
+        model.fit(d.source_x, d.source_y).predict(d.target_y)
+    new = d.target_labels == 3
+    assert model.outliers_[new].mean() >= min_new
+    assert model.outliers_[~new].mean() < 0.02
+    assert np.median(model.outlier_scores_[new]) > np.median(model.outlier_scores_[~new]) + 3
+
+
+def test_no_warning_when_nothing_is_poorly_mapped(data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PoorlyMappedWarning)
+        CMOT(n_neighbors=10, random_state=0, outlier_threshold=np.inf).fit(data.source_x, data.source_y).predict(
+            data.target_y
+        )
+
+
+def test_isolation_forest_method_is_available(data):
+    model, _ = _fit_predict(data, outlier_method="isolation_forest")
+    assert model.outlier_scores_.shape == (80,)
+
+
+def test_get_set_params_roundtrip():
+    model = CMOT(reg_e=3.0, n_neighbors=7)
+    params = model.get_params()
+    assert params["reg_e"] == 3.0 and params["n_neighbors"] == 7
+    clone = CMOT(**params)
+    assert clone.get_params() == params
+    model.set_params(reg_cl=0.5)
+    assert model.reg_cl == 0.5
+    with pytest.raises(ValueError, match="unknown parameter 'foo'"):
+        model.set_params(foo=1)
+    assert "reg_e=3.0" in repr(model)
+
+
+def test_init_only_stores():
+    model = CMOT(n_neighbors=-5)  # no validation at construction (scikit-learn convention)
+    assert model.n_neighbors == -5
+    with pytest.raises(ValueError, match="n_neighbors"):
+        model.fit(np.ones((5, 2)), np.random.default_rng(0).normal(size=(5, 3)))
+
+
+def test_save_and_load(tmp_path, data):
+    model, x_hat = _fit_predict(data)
+    path = tmp_path / "model.pkl"
+    model.save(path)
+    loaded = CMOT.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PoorlyMappedWarning)
+        np.testing.assert_array_equal(loaded.predict(data.target_y), x_hat)
+    other = tmp_path / "other.pkl"
+    other.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="CMOT.save"):
+        CMOT.load(other)
+
+
+def test_unfitted_predict_is_an_error():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        CMOT().predict(np.ones((3, 3)))
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda x, y: (np.where(np.eye(*x.shape) > 0, np.nan, x), y), "source_x: expected finite values"),
+        (lambda x, y: (x, np.where(np.eye(*y.shape) > 0, np.inf, y)), "source_y: expected finite values"),
+        (lambda x, y: (x[:-3], y), "same number of cells"),
+        (lambda x, y: (x[:, :0], y), "source_x: expected a non-empty matrix"),
+        (lambda x, y: (x, y[:0]), "source_y: expected a non-empty matrix"),
+        (lambda x, y: (x[0], y), "source_x: expected a 2-D matrix"),
+    ],
+)
+def test_bad_source_input(data, mutate, match):
+    x, y = mutate(data.source_x, data.source_y)
+    with pytest.raises(ValueError, match=match):
+        CMOT(random_state=0).fit(x, y)
+
+
+def test_non_numeric_input_is_a_type_error(data):
+    with pytest.raises(TypeError, match="source_x: expected numeric"):
+        CMOT().fit(np.array([["a", "b"], ["c", "d"]]), data.source_y[:2])
+    df = pd.DataFrame({"a": ["x", "y"], "b": [1.0, 2.0]})
+    with pytest.raises(TypeError, match="non-numeric columns: a"):
+        CMOT().fit(df, data.source_y[:2])
+
+
+def test_bad_target_input(data):
+    model, _ = _fit_predict(data)
+    with pytest.raises(ValueError, match="target_y: expected 60 features"):
+        model.predict(data.target_y[:, :50])
+    with pytest.raises(ValueError, match="target_y: expected finite"):
+        model.predict(np.full((4, 60), np.nan))
+
+
+def test_too_few_cells_for_neighbours_or_clusters(data):
+    with pytest.raises(ValueError, match="n_clusters"):
+        CMOT(n_clusters=10).fit(data.source_x[:5], data.source_y[:5])
+    with pytest.raises(ValueError, match="align_neighbors"):
+        CMOT(align_neighbors=50).fit(data.source_x[:30], data.source_y[:30], correspondence=[[0, 0]])
+
+
+def test_bad_labels(data):
+    with pytest.raises(ValueError, match="labels: expected one label per source Y cell \\(240\\), found 3"):
+        CMOT().fit(data.source_x, data.source_y, labels=[1, 2, 3])
+    with pytest.raises(ValueError, match="missing labels"):
+        CMOT().fit(data.source_x, data.source_y, labels=[np.nan] * 240)
+
+
+def test_bad_correspondence(data):
+    x, y = data.source_x, data.source_y
+    with pytest.raises(ValueError, match="pairs no cells"):
+        CMOT().fit(x, y, correspondence=np.zeros((240, 240)))
+    with pytest.raises(ValueError, match="out of range"):
+        CMOT().fit(x, y, correspondence=[[0, 999]])
+    with pytest.raises(ValueError, match="binary"):
+        CMOT().fit(x, y, correspondence=np.full((240, 240), 0.5))
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"reg_e": -1.0}, "reg_e"),
+        ({"reg_cl": -1.0}, "reg_cl"),
+        ({"mu": 1.5}, "mu"),
+        ({"n_neighbors": 0}, "n_neighbors"),
+        ({"n_neighbors": "many"}, "n_neighbors"),
+        ({"n_pcs": 0}, "n_pcs"),
+        ({"outlier_method": "magic"}, "outlier_method"),
+    ],
+)
+def test_bad_parameters(data, params, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        CMOT(**params).fit(data.source_x, data.source_y)
+
+
+def test_whole_floats_are_accepted_as_integers(data):
+    model = CMOT(n_neighbors=10.0, n_clusters=2.0, random_state=0).fit(data.source_x, data.source_y)
+    assert model.n_neighbors_ == 10

@@ -33,6 +33,26 @@
 #' profile of its (known or nearest aligned) X partner.  \code{labels} then
 #' refer to the reference's Y cells.
 #'
+#' \strong{Defaults and paper mode.}  The defaults are those of the Python
+#' core (a test keeps them equal): the transport cost and the neighbours are
+#' computed on \code{n.pcs = 30} principal components of the \code{n.features =
+#' 2000} most variable shared features, \code{reg.e} is set from the data,
+#' the transport is semi-relaxed (\code{reg.m = "auto"}), \code{k} is chosen by
+#' leave-one-out on the reference (\code{k = "auto"}), neighbour weights are
+#' scaled to the data (\code{weight.scale = "auto"}) and poorly mapped cells
+#' are found by a distance test calibrated on the reference
+#' (\code{outlier.method = "distance"}).  To follow the paper instead, set
+#' \code{n.pcs = NULL} (transport cost on every shared feature, neighbours on
+#' the \code{n.features} raw features), \code{reg.m = NULL} (balanced
+#' transport), \code{weight.scale = 1} (weights \code{exp(-distance)}) and, if
+#' wanted, \code{outlier.method = "isolation_forest"}.  The
+#' paper's entropic weights (\code{reg.e = 5e3} for the pancancer data,
+#' \code{1e2} for A549 and PBMC) are on the scale of the squared Euclidean cost
+#' between raw features and belong with \code{n.pcs = NULL}: on principal
+#' components the cost is on another scale, and such a value can be far too
+#' large or too small.  With \code{reg.e = NULL} (default) the weight is set
+#' from the cost in either mode.
+#'
 #' @param object The query: for the default method a matrix of the shared
 #'   modality Y with features as rows and cells as columns (dense
 #'   \code{matrix} or sparse \code{dgCMatrix}); for the Seurat method a
@@ -46,7 +66,11 @@
 #'   as columns (in the query's order, their names kept), with an attribute
 #'   \code{"cmot"}: a list with \code{poorly.mapped} (logical per query cell),
 #'   \code{score} (robust z-score of poor mapping, higher is worse),
-#'   \code{reg.e} (the entropic weight used) and \code{params}.  The Seurat
+#'   \code{reg.e} (the entropic weight used), \code{k} (the number of
+#'   neighbours used, chosen by the core when \code{k = "auto"}),
+#'   \code{k.scores} (the leave-one-out score of each candidate \code{k}, or
+#'   \code{NULL} when \code{k} was given) and \code{params} (the parameters
+#'   passed to the core, with its names).  The Seurat
 #'   and SingleCellExperiment methods return \code{object} with the inferred
 #'   modality added (see there).
 #'
@@ -90,28 +114,74 @@ RunCMOT <- function(object, ...) {
 #' @param mu Alignment trade-off between within-modality geometry and known
 #'   pairs, strictly between 0 and 1 (partly paired references only).
 #' @param reg.e Entropic weight of the optimal transport, on the scale of the
-#'   squared Euclidean cost; \code{NULL} uses 0.05 times the median cost.
+#'   squared Euclidean cost between reference and query cells in the space set
+#'   by \code{n.pcs}.  \code{NULL} (default) uses the median, over reference
+#'   cells, of the cost to their 10th nearest query cell: a local scale that
+#'   suits any data set and unit.  The paper's values (\code{5e3}, \code{1e2})
+#'   are on the raw-feature cost scale and go with \code{n.pcs = NULL}; see
+#'   Details.
 #' @param reg.cl Weight of the label regularization.
+#' @param reg.m Relaxation of the reference marginal of the transport.
+#'   \code{"auto"} (default) relaxes it by a KL penalty of weight \code{reg.e}
+#'   (the weight used): every query cell still receives its share, but cell
+#'   types more abundant in the reference than in the query need not be
+#'   forced onto other query cells, as happens when reference and query come
+#'   from different samples.  A number > 0 is that penalty's weight;
+#'   \code{NULL} keeps both marginals exactly (balanced transport, as in the
+#'   paper).
 #' @param n.clusters Ward clusters of the reference used as labels when
 #'   \code{labels} is \code{NULL}.
-#' @param k Transported reference cells averaged for each query cell.
-#' @param n.features Most variable shared features on which those neighbours
-#'   are found.
+#' @param k Transported reference cells averaged for each query cell: a whole
+#'   number, or \code{"auto"} (default; \code{NULL} is not accepted) to choose
+#'   it among 5, 10, 20, 30, 50, 100, 200 and 500 (those below the number of
+#'   reference cells) by leave-one-out prediction of the reference cells' X
+#'   from their neighbours in Y.  The \code{k} used is recorded (see Value and
+#'   the object methods' sections).
+#' @param n.features Most variable shared features (by variance in the
+#'   reference) used for the transport and the neighbours; all of them when
+#'   there are fewer.
+#' @param n.pcs Principal components (fitted on the reference) of those
+#'   features in which the transport cost and the neighbours are computed
+#'   (at most the number of features and of reference cells - 1).  \code{NULL}
+#'   is paper mode: the cost on every shared feature, the neighbours on the
+#'   \code{n.features} raw features; see Details.
+#' @param weight.scale Distance unit of the neighbour weights: each query
+#'   cell averages its \code{k} neighbours with weights proportional to
+#'   \code{exp(-distance / weight.scale)}.  \code{"auto"} (default) uses the
+#'   median distance of query cells to their \code{k}-th neighbour, so the
+#'   weights do not depend on the units of the data; \code{1} is the paper's
+#'   \code{exp(-distance)}, which puts all the weight on the nearest cell when
+#'   distances are large.
 #' @param max.iter,max.inner.iter Majorization steps of the label-regularized
-#'   transport, and Sinkhorn iterations per step.
-#' @param tol Sinkhorn tolerance.
+#'   transport, and largest number of Sinkhorn iterations per step.
+#' @param tol Sinkhorn stops when the l2 error of the query marginal is below
+#'   \code{tol} times its norm; a final error above \code{1e-3} gives a
+#'   warning.
 #' @param outlier.threshold Robust z-score above which a query cell is
 #'   reported as poorly mapped; \code{Inf} disables the report.
-#' @param seed Random seed (alignment, clustering, outlier detection);
-#'   \code{NULL} for none.  Fully paired references give the same inferred
-#'   values with any seed.
+#' @param outlier.method How poorly mapped query cells are found.
+#'   \code{"distance"} (default) scores each query cell by its distance to its
+#'   10th nearest reference cell, in a PCA of the variable features fitted on
+#'   reference and query together, against the same distance among reference
+#'   cells: calibrated on the reference, it can flag a whole population the
+#'   reference lacks, and rarely flags cells of known types.
+#'   \code{"isolation_forest"} is the paper's detector (an isolation forest on
+#'   the PCA of coupling x cost, cut at \code{outlier.threshold} robust
+#'   z-scores): it sees only the query, so it misses a new cell type that makes
+#'   up a large share of it, and it flags cells of known types.
+#' @param seed Random seed (alignment, clustering, PCA, the subsample of at most
+#'   2000 reference cells that \code{k = "auto"} scores, outlier detection);
+#'   \code{NULL} for none.  On large data (randomized PCA, subsamples) and
+#'   for partly paired references the result can depend on it; set it for
+#'   reproducible results.
 #' @param verbose Print progress messages.
 #' @export
 #' @rdname RunCMOT
 RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
                             n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
-                            reg.cl = 1, n.clusters = 2, k = 30, n.features = 150, max.iter = 10,
-                            max.inner.iter = 200, tol = 1e-9, outlier.threshold = 3.5, seed = NULL,
+                            reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 2000,
+                            n.pcs = 30, weight.scale = "auto", max.iter = 10, max.inner.iter = 1000,
+                            tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                             verbose = TRUE, ...) {
   .check_dots(...)
   if (missing(reference)) stop("reference: the reference in the shared modality is missing.", call. = FALSE)
@@ -119,8 +189,7 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   query.y <- .check_matrix(object, "object (query)")
   ref.y <- .check_matrix(reference, "reference")
   ref.x <- .check_matrix(refdata, "refdata")
-  params <- .cmot_params(n.components, align.neighbors, mu, reg.e, reg.cl, n.clusters, k, n.features,
-                         max.iter, max.inner.iter, tol, outlier.threshold, seed)
+  params <- .collect_params(environment())
   shared <- .shared_features(ref.y, query.y, "reference", "query", verbose = verbose)
   if (!is.null(shared)) {
     ref.y <- ref.y[shared, , drop = FALSE]
@@ -134,8 +203,14 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, "attr(result, \"cmot\")$poorly.mapped")
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score, reg.e = res$reg.e,
-                            params = params)
+                            k = res$k, k.scores = res$k.scores, params = params)
   out
+}
+
+# The checked core parameters from the CMOT arguments of a RunCMOT() method
+# (the formals of .cmot_params(), looked up in the method's frame).
+.collect_params <- function(env) {
+  do.call(.cmot_params, mget(names(formals(.cmot_params)), envir = env))
 }
 
 .check_dots <- function(...) {
@@ -176,9 +251,13 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' \code{<name>.poorly.mapped} (logical) and \code{<name>.mapping.score} (robust
 #' z-score; higher is worse), where \code{<name>} is \code{tolower(new.assay.name)}
 #' (\code{cmot.poorly.mapped} by default), and a warning says how many cells
-#' are poorly mapped.  The parameters go into the command log
-#' (\code{object@commands}, via \code{LogSeuratCommand}) and into
-#' \code{Tool(object, "RunCMOT")}.  The default assay and everything else in
+#' are poorly mapped.  The arguments go into the command log
+#' (\code{object@commands$RunCMOT}, via \code{LogSeuratCommand}), with two
+#' entries added: \code{k.used} (the \code{k} used, chosen by the core when
+#' \code{k = "auto"}) and \code{reg.e.used} (the entropic weight used).
+#' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
+#' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
+#' \code{reg.e.used}, the assays and other details of the run.  The default assay and everything else in
 #' the query are left unchanged.
 #'
 #' @export
@@ -202,8 +281,9 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
                            new.assay.name = "CMOT", slot = "data", overwrite = FALSE,
                            n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
-                           reg.cl = 1, n.clusters = 2, k = 30, n.features = 150, max.iter = 10,
-                           max.inner.iter = 200, tol = 1e-9, outlier.threshold = 3.5, seed = NULL,
+                           reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 2000,
+                           n.pcs = 30, weight.scale = "auto", max.iter = 10, max.inner.iter = 1000,
+                           tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                            verbose = TRUE, ...) {
   .check_dots(...)
   if (missing(reference) || !inherits(reference, "Seurat")) {
@@ -260,8 +340,7 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
     label.values <- NULL
   }
 
-  params <- .cmot_params(n.components, align.neighbors, mu, reg.e, reg.cl, n.clusters, k, n.features,
-                         max.iter, max.inner.iter, tol, outlier.threshold, seed)
+  params <- .collect_params(environment())
   query.y <- .get_data(object, query.assay, slot, "the query")
   ref.y <- .get_data(reference, reference.assay, slot, "reference")
   ref.x <- .get_data(ref.x.obj, refdata.assay, slot, x.obj.name)
@@ -295,7 +374,8 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   object[[meta.cols[2]]] <- unname(res$score)
   .warn_poorly_mapped(res$poorly.mapped, paste0("meta.data column '", meta.cols[1], "'"))
 
-  tool <- list(params = params, reg.e.used = res$reg.e, reference.assay = reference.assay,
+  tool <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
+               reference.assay = reference.assay,
                refdata.assay = refdata.assay, query.assay = query.assay, slot = slot,
                new.assay.name = new.assay.name, labels = labels, n.shared.features = length(shared),
                n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs),
@@ -305,6 +385,8 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
   methods::slot(cmd, "assay.used") <- query.assay
   methods::slot(cmd, "name") <- "RunCMOT"   # fixed, also when called through do.call()
+  # what the core chose ("auto" / NULL arguments), next to the arguments as given
+  methods::slot(cmd, "params")[c("k.used", "reg.e.used")] <- list(res$k, res$reg.e)
   object[["RunCMOT"]] <- cmd
   object
 }

@@ -46,9 +46,12 @@
 }
 
 # Parameters of the Python estimator, from the R arguments (checked here so that
-# errors name the R argument).
-.cmot_params <- function(n.components, align.neighbors, mu, reg.e, reg.cl, n.clusters, k,
-                         n.features, max.iter, max.inner.iter, tol, outlier.threshold, seed) {
+# errors name the R argument).  The formals are the R argument names, with the
+# same defaults as RunCMOT() and the Python core (a test checks this).
+.cmot_params <- function(n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL, reg.cl = 1,
+                         reg.m = "auto", n.clusters = 2, k = "auto", n.features = 2000, n.pcs = 30,
+                         weight.scale = "auto", max.iter = 10, max.inner.iter = 1000, tol = 1e-6, outlier.threshold = 3.5,
+                         outlier.method = "distance", seed = NULL) {
   if (!is.null(seed)) seed <- .check_count(seed, "seed", min = 0L)
   if (!is.null(reg.e)) reg.e <- .check_number(reg.e, "reg.e", min = 0, strict = TRUE)
   mu <- .check_number(mu, "mu", min = 0, strict = TRUE)
@@ -59,16 +62,57 @@
     mu = mu,
     reg_e = reg.e,
     reg_cl = .check_number(reg.cl, "reg.cl", min = 0),
+    reg_m = .check_reg_m(reg.m),
     n_clusters = .check_count(n.clusters, "n.clusters"),
-    n_neighbors = .check_count(k, "k"),
+    n_neighbors = .check_k(k),
     n_features = .check_count(n.features, "n.features"),
+    n_pcs = if (is.null(n.pcs)) NULL else .check_count(n.pcs, "n.pcs"),
+    weight_scale = .check_auto_number(weight.scale, "weight.scale"),
     max_iter = .check_count(max.iter, "max.iter"),
     max_inner_iter = .check_count(max.inner.iter, "max.inner.iter"),
     tol = .check_number(tol, "tol", min = 0, strict = TRUE),
     outlier_threshold = .check_number(outlier.threshold, "outlier.threshold", allow.inf = TRUE),
+    outlier_method = .check_choice(outlier.method, "outlier.method", c("distance", "isolation_forest")),
     random_state = seed,
     verbose = FALSE
   )
+}
+
+# k: "auto" (chosen by the core) or a whole number.
+.check_k <- function(k) {
+  if (is.character(k) && length(k) == 1L && identical(k, "auto")) return("auto")
+  if (!is.numeric(k) || length(k) != 1L || is.na(k) || !is.finite(k) || k != round(k) || k < 1) {
+    stop("k: expected \"auto\" or a whole number >= 1, found ", deparse(k, nlines = 1L), ".", call. = FALSE)
+  }
+  as.integer(k)
+}
+
+# reg.m: "auto", NULL (balanced transport) or a number > 0.
+.check_reg_m <- function(reg.m) {
+  if (is.null(reg.m)) return(NULL)
+  if (is.character(reg.m) && length(reg.m) == 1L && identical(reg.m, "auto")) return("auto")
+  if (!is.numeric(reg.m) || length(reg.m) != 1L || is.na(reg.m) || !is.finite(reg.m) || reg.m <= 0) {
+    stop("reg.m: expected \"auto\", NULL (balanced transport) or a finite number > 0, found ",
+         deparse(reg.m, nlines = 1L), ".", call. = FALSE)
+  }
+  as.double(reg.m)
+}
+
+# "auto" or a finite number > 0.
+.check_auto_number <- function(x, name) {
+  if (is.character(x) && length(x) == 1L && identical(x, "auto")) return("auto")
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x <= 0) {
+    stop(name, ": expected \"auto\" or a finite number > 0, found ", deparse(x, nlines = 1L), ".", call. = FALSE)
+  }
+  as.double(x)
+}
+
+.check_choice <- function(x, name, choices) {
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !x %in% choices) {
+    stop(name, ": expected one of ", paste0("\"", choices, "\"", collapse = ", "), ", found ",
+         deparse(x, nlines = 1L), ".", call. = FALSE)
+  }
+  x
 }
 
 # Shared features of reference Y and query Y, matched by name.
@@ -242,7 +286,9 @@
   outliers <- as.logical(res$outliers)
   scores <- as.numeric(res$outlier_scores)
   names(outliers) <- names(scores) <- colnames(query.y)
+  k.scores <- if (is.null(res$k_scores)) NULL else unlist(res$k_scores)
   list(x.hat = x.hat, poorly.mapped = outliers, score = scores, reg.e = res$reg_e,
+       k = as.integer(res$n_neighbors), k.scores = k.scores,
        aligned.index = if (is.null(res$aligned_index)) NULL else as.integer(res$aligned_index) + 1L)
 }
 

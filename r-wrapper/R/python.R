@@ -113,10 +113,13 @@ cmot_available <- function(verbose = FALSE) {
 }
 
 # Python argument names -> R argument names, for error messages.
-.py_arg_names <- c(n_components = "n.components", align_neighbors = "align.neighbors", reg_e = "reg.e",
-                   reg_cl = "reg.cl", n_clusters = "n.clusters", n_neighbors = "k", n_features = "n.features",
-                   max_iter = "max.iter", max_inner_iter = "max.inner.iter", outlier_threshold = "outlier.threshold",
-                   random_state = "seed", source_x = "refdata (reference modality to infer)",
+.py_arg_names <- c(n_components = "n.components", align_neighbors = "align.neighbors", mu = "mu", reg_e = "reg.e",
+                   reg_cl = "reg.cl", reg_m = "reg.m", n_clusters = "n.clusters", n_neighbors = "k",
+                   n_features = "n.features", n_pcs = "n.pcs", weight_scale = "weight.scale",
+                   max_iter = "max.iter",
+                   max_inner_iter = "max.inner.iter", tol = "tol", outlier_threshold = "outlier.threshold",
+                   outlier_method = "outlier.method", random_state = "seed",
+                   source_x = "refdata (reference modality to infer)",
                    source_y = "reference (shared modality)", target_y = "query (shared modality)",
                    correspondence = "pairs")
 

@@ -20,7 +20,8 @@
 #' \code{assay.type}; features named as in the reference, unchanged), columns
 #' \code{<name>.poorly.mapped} and \code{<name>.mapping.score} added to
 #' \code{colData(object)}, and the parameters in
-#' \code{metadata(object)$RunCMOT}.  \code{overwrite} works as for Seurat.
+#' \code{metadata(object)$RunCMOT} (\code{params}, \code{k.used},
+#' \code{k.scores} and \code{reg.e.used}, as in \code{Tool()} for Seurat).  \code{overwrite} works as for Seurat.
 #'
 #' @export
 #' @rdname RunCMOT
@@ -41,9 +42,11 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
                                          labels = NULL, assay.type = "logcounts",
                                          new.altexp.name = "CMOT", overwrite = FALSE,
                                          n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
-                                         reg.cl = 1, n.clusters = 2, k = 30, n.features = 150,
-                                         max.iter = 10, max.inner.iter = 200, tol = 1e-9,
-                                         outlier.threshold = 3.5, seed = NULL, verbose = TRUE, ...) {
+                                         reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto",
+                                         n.features = 2000, n.pcs = 30, weight.scale = "auto",
+                                         max.iter = 10, max.inner.iter = 1000, tol = 1e-6,
+                                         outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
+                                         verbose = TRUE, ...) {
   .check_dots(...)
   if (!requireNamespace("SingleCellExperiment", quietly = TRUE) ||
       !requireNamespace("SummarizedExperiment", quietly = TRUE)) {
@@ -97,8 +100,7 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
     }
     label.values <- rcd[[labels]]
   }
-  params <- .cmot_params(n.components, align.neighbors, mu, reg.e, reg.cl, n.clusters, k, n.features,
-                         max.iter, max.inner.iter, tol, outlier.threshold, seed)
+  params <- .collect_params(environment())
   query.y <- .sce_data(object, query.altexp, assay.type, "query.altexp", "the query (object)")
   ref.y <- .sce_data(reference, reference.altexp, assay.type, "reference.altexp", "reference")
   ref.x <- .sce_data(ref.x.obj, refdata.altexp, assay.type, "refdata.altexp", x.obj.name)
@@ -121,7 +123,8 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
   SummarizedExperiment::colData(object)[[meta.cols[2]]] <- unname(res$score)
   .warn_poorly_mapped(res$poorly.mapped, paste0("colData column '", meta.cols[1], "'"))
   md <- S4Vectors::metadata(object)
-  md[["RunCMOT"]] <- list(params = params, reg.e.used = res$reg.e, assay.type = assay.type,
+  md[["RunCMOT"]] <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
+                          assay.type = assay.type,
                           reference.altexp = reference.altexp, refdata.altexp = refdata.altexp,
                           query.altexp = query.altexp, new.altexp.name = new.altexp.name, labels = labels,
                           n.shared.features = if (is.null(shared)) nrow(ref.y) else length(shared),

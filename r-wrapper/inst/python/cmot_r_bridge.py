@@ -45,6 +45,10 @@ def run(source_x, source_y, target_y, params, correspondence=None, labels=None):
             "outliers": np.asarray(model.outliers_, dtype=bool),
             "outlier_scores": np.asarray(model.outlier_scores_, dtype=np.float64),
             "reg_e": float(model.reg_e_),
+            "n_neighbors": int(model.n_neighbors_),
+            "k_scores": None
+            if getattr(model, "k_scores_", None) is None
+            else {str(k): float(v) for k, v in model.k_scores_.items()},
             "n_iter": int(getattr(model, "n_iter_", -1)),
             "aligned_index": None
             if getattr(model, "aligned_index_", None) is None

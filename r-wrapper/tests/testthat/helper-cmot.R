@@ -1,4 +1,4 @@
-# Shared fixtures. Everything is small: the whole suite runs in well under a minute.
+# Shared fixtures. Everything is small: the whole suite runs in about half a minute.
 
 skip_if_no_cmot <- function() {
   if (!cmot::cmot_available()) skip("the cmot Python core is not available to reticulate")
@@ -30,24 +30,31 @@ seurat_pair <- function(sim) {
   list(reference = reference, query = query)
 }
 
-# The Python core called directly on the same arrays (cells as rows).
+# The Python core called directly on the same arrays (cells as rows), with the
+# parameters of `fast` (k, n.features, seed) plus those in `...` (core names);
+# every other parameter takes the core's default, which RunCMOT() shares (see
+# test-params.R).  The result carries the fitted k, reg.e and poorly mapped cells.
 python_direct <- function(ref.x, ref.y, query.y, correspondence = NULL, labels = NULL,
                           k = 8L, n.features = 20L, seed = 0L, ...) {
   cm <- reticulate::import("cmot")
-  model <- cm$CMOT(n_neighbors = as.integer(k), n_features = as.integer(n.features),
-                   random_state = as.integer(seed), ...)
-  py <- reticulate::import_builtins()
+  model <- cm$CMOT(n_neighbors = if (identical(k, "auto")) "auto" else as.integer(k),
+                   n_features = as.integer(n.features), random_state = as.integer(seed), ...)
   warnings <- reticulate::import("warnings")
   with(warnings$catch_warnings(), {
     warnings$simplefilter("ignore")
     model$fit(t(as.matrix(ref.x)), t(as.matrix(ref.y)), correspondence = correspondence, labels = labels)
     out <- model$predict(t(as.matrix(query.y)))
   })
-  t(out)
+  out <- t(out)
+  attr(out, "core") <- list(k = model$n_neighbors_, reg.e = model$reg_e_,
+                            poorly.mapped = as.logical(model$outliers_),
+                            score = as.numeric(model$outlier_scores_))
+  out
 }
 
 # The values only: no dimnames, no "cmot" attribute.
 plain <- function(x) {
   attr(x, "cmot") <- NULL
+  attr(x, "core") <- NULL
   unname(as.matrix(x))
 }

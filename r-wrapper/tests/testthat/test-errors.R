@@ -17,7 +17,17 @@ test_that("bad matrix inputs give clear R errors (checked in R, before Python)",
   expect_error(run(q, reference = ry, refdata = rx, labels = c("a", "b")),
                "labels: expected one label per reference .*\\(90\\), found 2")
   expect_error(run(q, reference = ry, refdata = rx, labels = c(NA, rep("a", 89))), "no missing labels")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = 0), "k: expected a whole number >= 1")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = 0), "k: expected \"auto\" or a whole number >= 1")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = NULL), "k: expected \"auto\" or a whole number")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = "best"), "k: expected \"auto\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 0), "n.pcs: expected a whole number >= 1")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 2.5), "n.pcs: expected a whole number")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = 0),
+               "reg.m: expected \"auto\", NULL \\(balanced transport\\) or a finite number > 0, found 0")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = "balanced"), "reg.m: expected \"auto\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, outlier.method = "iforest"),
+               "outlier.method: expected one of \"distance\", \"isolation_forest\", found \"iforest\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, tol = 0), "tol: expected a finite number > 0")
   expect_error(run(q, reference = ry, refdata = rx, reg.e = -1), "reg.e: expected a finite number > 0")
   expect_error(run(q, reference = ry, refdata = rx, mu = 1), "mu: expected a number strictly between 0 and 1")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, seed = 1.5), "seed: expected a whole number")

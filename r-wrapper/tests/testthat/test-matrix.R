@@ -88,7 +88,7 @@ test_that("poorly mapped cells give an R warning with the count", {
     x <- do.call(cmot::RunCMOT, c(list(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
                                        outlier.threshold = Inf), fast))
   )
-  expect_no_match(w, "poorly mapped")
+  expect_false(any(grepl("poorly mapped", w)))   # w may hold no warning at all
   expect_false(any(attr(x, "cmot")$poorly.mapped))
 })
 

@@ -31,11 +31,18 @@ test_that("Seurat: new assay with every refdata feature for every query cell, qu
   cmd <- q@commands[["RunCMOT"]]
   expect_identical(cmd$refdata.assay, "RNA")
   expect_identical(cmd$k, 8)
+  expect_identical(cmd$k.used, 8L)
   expect_identical(cmd$labels, "celltype")
+  expect_identical(cmd$n.pcs, 30)
+  expect_identical(cmd$reg.m, "auto")
   tool <- SeuratObject::Tool(q, "RunCMOT")
   expect_identical(tool$params$n_neighbors, 8L)
+  expect_identical(tool$k.used, 8L)
+  expect_null(tool$k.scores)
   expect_identical(tool$new.assay.name, "CMOT")
   expect_gt(tool$reg.e.used, 0)
+  expect_identical(cmd$reg.e.used, tool$reg.e.used)
+  expect_equal(tool$reg.e.used, attr(direct, "core")$reg.e, tolerance = 1e-12)
 })
 
 test_that("Seurat: query cell order is kept and the reference's order does not matter", {

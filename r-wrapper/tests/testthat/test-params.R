@@ -1,0 +1,87 @@
+# The CMOT arguments of RunCMOT() (R names) and their defaults, from the formals
+# of the internal .cmot_params(), which turns them into the core's parameters.
+cmot_arg_names <- function() names(formals(cmot:::.cmot_params))
+
+method_defaults <- function(method) {
+  f <- formals(utils::getS3method("RunCMOT", method, envir = asNamespace("cmot")))
+  missing <- setdiff(cmot_arg_names(), names(f))
+  if (length(missing)) stop("RunCMOT.", method, " lacks argument(s) ", paste(missing, collapse = ", "))
+  # eval() of a NULL default gives NULL; keep the NULLs in the list
+  stats::setNames(lapply(cmot_arg_names(), function(a) eval(f[[a]], baseenv())), cmot_arg_names())
+}
+
+test_that("every method has the same CMOT arguments and defaults as .cmot_params()", {
+  ref <- formals(cmot:::.cmot_params)
+  ref <- stats::setNames(lapply(names(ref), function(a) eval(ref[[a]], baseenv())), names(ref))
+  for (m in c("default", "Seurat", "SingleCellExperiment")) {
+    expect_identical(method_defaults(m), ref, label = paste0("defaults of RunCMOT.", m))
+  }
+  expect_identical(ref$k, "auto")
+})
+
+test_that("RunCMOT.default's defaults equal the Python core's defaults (CMOT().get_params())", {
+  skip_if_no_cmot()
+  core <- reticulate::import("cmot")$CMOT()$get_params()   # converted: a named list, None -> NULL
+  defaults <- method_defaults("default")
+  sent <- do.call(cmot:::.cmot_params, defaults)            # what RunCMOT() passes to the core
+  # every core parameter is sent (a new core parameter needs an R argument),
+  # and nothing the core does not know
+  expect_setequal(names(sent), names(core))
+  # the R argument named in error messages exists for every core parameter
+  r.names <- cmot:::.py_arg_names[setdiff(names(core), "verbose")]
+  expect_false(anyNA(r.names))
+  expect_setequal(unname(r.names), cmot_arg_names())
+  for (p in setdiff(names(core), "verbose")) {   # verbose: R prints messages, the core never logs
+    expect_identical(is.null(sent[[p]]), is.null(core[[p]]), label = paste0("NULL-ness of ", p))
+    expect_equal(sent[[p]], core[[p]], label = paste0("R default of ", r.names[[p]], " (core ", p, ")"))
+    expect_equal(defaults[[r.names[[p]]]], core[[p]], label = paste0("formal default of ", r.names[[p]]))
+  }
+})
+
+test_that("k = \"auto\": the k chosen by the core is used and recorded, as with the core itself", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  args <- modifyList(fast, list(k = "auto"))
+  x <- do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x), args))
+  info <- attr(x, "cmot")
+  direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, k = "auto")
+  expect_equal(plain(x), plain(direct), tolerance = 1e-10)
+  expect_identical(info$k, as.integer(attr(direct, "core")$k))
+  expect_identical(info$params$n_neighbors, "auto")
+  # candidates below the number of reference cells (90), each scored
+  expect_identical(names(info$k.scores), c("5", "10", "20", "30", "50"))
+  expect_identical(info$k, as.integer(names(which.max(info$k.scores))))
+  expect_equal(info$reg.e, attr(direct, "core")$reg.e, tolerance = 1e-12)
+  # a given k is recorded as given, with no scores
+  x8 <- do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x), fast))
+  expect_identical(attr(x8, "cmot")$k, 8L)
+  expect_null(attr(x8, "cmot")$k.scores)
+})
+
+test_that("paper mode, balanced or weighted relaxation, weight scale and isolation forest: same as the core", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  lab <- unname(sim$reference.labels)
+  run <- function(...) do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y,
+                                                 refdata = sim$reference.x, labels = lab),
+                                            modifyList(fast, list(...), keep.null = TRUE)))
+  # paper mode: raw-feature cost (fewer variable features than shared ones, so it differs from PCA),
+  # balanced transport, exp(-distance) weights, the paper's detector, a paper-scale reg.e
+  paper <- run(n.features = 15, n.pcs = NULL, reg.m = NULL, weight.scale = 1, reg.e = 100,
+               outlier.method = "isolation_forest", max.inner.iter = 500, tol = 1e-8)
+  expect_null(attr(paper, "cmot")$params$n_pcs)
+  expect_true("n_pcs" %in% names(attr(paper, "cmot")$params))
+  direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab, n.features = 15,
+                          n_pcs = NULL, reg_m = NULL, weight_scale = 1, reg_e = 100,
+                          outlier_method = "isolation_forest", max_inner_iter = 500L, tol = 1e-8)
+  expect_equal(plain(paper), plain(direct), tolerance = 1e-10)
+  expect_identical(unname(attr(paper, "cmot")$poorly.mapped), attr(direct, "core")$poorly.mapped)
+  expect_equal(unname(attr(paper, "cmot")$score), attr(direct, "core")$score, tolerance = 1e-10)
+  expect_identical(attr(paper, "cmot")$reg.e, 100)
+
+  # a numeric reg.m and PCA with fewer components than features
+  relaxed <- run(reg.m = 5, n.pcs = 5)
+  direct.r <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab, reg_m = 5, n_pcs = 5L)
+  expect_equal(plain(relaxed), plain(direct.r), tolerance = 1e-10)
+  expect_false(isTRUE(all.equal(plain(relaxed), plain(paper))))
+})

@@ -360,7 +360,7 @@ def main(argv=None):
     print()
     print(table)
     text = [f"# cmot vs Seurat TransferData (seeds {','.join(map(str, seeds))}; {machine_note()}; "
-            f"threads {args.threads}; {stamp})", "", "Command: `python benchmarks/compare_seurat.py "
+            f"threads {args.threads})", "", f"Core used by every cmot run (imported once at the start): {stamp}.", "", "Command: `python benchmarks/compare_seurat.py "
             + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "", table, "",
             f"R + Seurat loaded alone (the floor of every Seurat run): peak RSS {floor:.0f} MB.", "", *notes]
     if sweep_rows:

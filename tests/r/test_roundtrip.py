@@ -51,7 +51,8 @@ SEED = 0
 RTOL = 1e-9
 ATOL = 1e-10
 
-# R/Python parameter names, and the core defaults made explicit on both sides
+# R/Python parameter names; every scenario passes all of these explicitly to both sides (the R
+# package's defaults, which need not equal the core's), so the comparison does not depend on defaults
 R2PY = {"n.components": "n_components", "align.neighbors": "align_neighbors", "mu": "mu", "reg.e": "reg_e",
         "reg.cl": "reg_cl", "n.clusters": "n_clusters", "k": "n_neighbors", "n.features": "n_features",
         "max.iter": "max_iter", "max.inner.iter": "max_inner_iter", "tol": "tol",

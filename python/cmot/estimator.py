@@ -38,18 +38,21 @@ AUTO_REG_FRACTION = 1.0
 AUTO_REG_NEIGHBOR = 10
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
+#: Above this many source x target pairs the OT works in float32, in place.
+LARGE_PROBLEM = 25_000_000
 
 
 class PoorlyMappedWarning(UserWarning):
     """Some target cells are mapped unlike the rest (see ``CMOT.outliers_``)."""
 
 
-def ward_labels(y, n_clusters: int, *, n_dims: int = 30, random_state=None) -> np.ndarray:
+def ward_labels(y, n_clusters: int, *, n_dims: int = 30, max_cells: int = 5000, random_state=None) -> np.ndarray:
     """Ward hierarchical clusters of the rows of ``y`` (on at most ``n_dims`` PCs).
 
     Departure from the reference code, which clusters the raw features: Ward runs
-    on the leading principal components, which keeps it fast and memory-light
-    for tens of thousands of cells and features.
+    on the leading principal components and, above ``max_cells`` cells, on a
+    random subset whose cluster centroids then label every cell; this keeps it
+    fast and memory-light for tens of thousands of cells and features.
 
     Examples
     --------
@@ -73,8 +76,17 @@ def ward_labels(y, n_clusters: int, *, n_dims: int = 30, random_state=None) -> n
             emb = u[:, :n_dims] * s[:n_dims]
     else:
         emb = y.toarray() if sp.issparse(y) else np.asarray(y)
-    tree = ward(emb)
-    raw = fcluster(tree, t=n_clusters, criterion="maxclust")
+    if n > max_cells:
+        # Ward is quadratic in cells: cluster a random subset, then give every cell
+        # the label of the nearest cluster centroid.
+        pick = np.sort(np.random.default_rng(random_state).choice(n, max_cells, replace=False))
+        sub = fcluster(ward(emb[pick]), t=n_clusters, criterion="maxclust")
+        ids = np.unique(sub)
+        centroids = np.stack([emb[pick][sub == i].mean(axis=0) for i in ids])
+        idx, _ = nearest_neighbors(emb, centroids, 1)
+        raw = ids[idx[:, 0]]
+    else:
+        raw = fcluster(ward(emb), t=n_clusters, criterion="maxclust")
     # relabel 0..n_clusters-1 in order of first appearance (deterministic)
     _, first = np.unique(raw, return_index=True)
     order = np.argsort(first)
@@ -82,7 +94,7 @@ def ward_labels(y, n_clusters: int, *, n_dims: int = 30, random_state=None) -> n
     return np.array([mapping[v] for v in raw], dtype=np.int64)
 
 
-def resolve_reg_e(reg_e, cost) -> float:
+def resolve_reg_e(reg_e, cost, *, max_rows: int = 2000, random_state=None) -> float:
     """The entropic weight to use: ``reg_e``, or a local cost scale when None.
 
     ``None`` gives ``AUTO_REG_FRACTION`` times the median, over source cells, of the
@@ -99,14 +111,18 @@ def resolve_reg_e(reg_e, cost) -> float:
     if reg_e is not None:
         return float(reg_e)
     kth = min(AUTO_REG_NEIGHBOR, cost.shape[1] - 1)
-    local = np.partition(cost, kth, axis=1)[:, kth]
+    rows = cost
+    if cost.shape[0] > max_rows:  # a random subset of source cells is enough for a median
+        pick = np.random.default_rng(random_state).choice(cost.shape[0], max_rows, replace=False)
+        rows = cost[np.sort(pick)]
+    local = np.partition(rows, kth, axis=1)[:, kth]
     med = float(np.median(local))
     if med <= 0:
         med = float(cost.mean()) or 1.0
     return AUTO_REG_FRACTION * med
 
 
-def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, max_cells: int = 2000, random_state=None):
+def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = 2000, random_state=None):
     """Choose ``k`` for Step C by leave-one-out prediction on the source.
 
     Each of at most ``max_cells`` source cells has its X predicted from its
@@ -137,7 +153,7 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, max_cells: int = 2000, rando
     x_true = x_true.toarray() if sp.issparse(x_true) else np.asarray(x_true)
     scores = {}
     for k in ks:
-        pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k]))
+        pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k], weight_scale))
         cell = np.nanmean(_rowwise_pearson(x_true, pred))
         feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
         scores[k] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
@@ -204,6 +220,11 @@ class CMOT:
         ``n_features`` raw features.  PCA removes much of the technical noise of
         single-cell data, so neighbours are more meaningful; it is the main
         deliberate departure from the reference code (see the README).
+    weight_scale : float or "auto", default="auto"
+        Step C weights are ``exp(-distance / weight_scale)``, normalized to sum to
+        one.  1.0 is the paper's ``exp(-distance)``, which depends on the units of
+        the data (large distances put all the weight on the nearest cell);
+        "auto" uses the median distance of target cells to their k-th neighbour.
     max_iter : int, default=10
         Majorization steps of the label-regularized OT.
     max_inner_iter : int, default=1000
@@ -288,6 +309,7 @@ class CMOT:
         n_neighbors: int | str = "auto",
         n_features: int = 2000,
         n_pcs: int | None = 30,
+        weight_scale: float | str = "auto",
         max_iter: int = 10,
         max_inner_iter: int = 1000,
         tol: float = 1e-6,
@@ -306,6 +328,7 @@ class CMOT:
         self.n_neighbors = n_neighbors
         self.n_features = n_features
         self.n_pcs = n_pcs
+        self.weight_scale = weight_scale
         self.max_iter = max_iter
         self.max_inner_iter = max_inner_iter
         self.tol = tol
@@ -350,6 +373,8 @@ class CMOT:
             check_int(self.n_neighbors, "n_neighbors")
         check_int(self.n_features, "n_features")
         check_int(self.n_pcs, "n_pcs", allow_none=True)
+        if self.weight_scale != "auto":
+            check_float(self.weight_scale, "weight_scale")
         if self.reg_m != "auto":
             check_float(self.reg_m, "reg_m", allow_none=True)
         check_int(self.max_iter, "max_iter")
@@ -458,7 +483,9 @@ class CMOT:
 
         if self.n_neighbors == "auto":
             with _step("choosing n_neighbors by leave-one-out on the source", self.verbose):
-                k, k_scores = select_n_neighbors(self.source_rep_, source_x_rows, random_state=self.random_state)
+                k, k_scores = select_n_neighbors(
+                    self.source_rep_, source_x_rows, weight_scale=self.weight_scale, random_state=self.random_state
+                )
             self.k_scores_ = k_scores
         else:
             k = self.n_neighbors
@@ -508,30 +535,41 @@ class CMOT:
         Returns
         -------
         coupling : ndarray of shape (n_source, n_target)
-            Rows sum to ``1 / n_source``, columns to ``1 / n_target``.
+            Columns sum to ``1 / n_target``; rows to ``1 / n_source`` with
+            balanced OT (``reg_m=None``).
         cost : ndarray of shape (n_source, n_target)
-            Squared Euclidean cost in the shared modality.
+            Squared Euclidean cost in the Step B space.
         """
         self._check_fitted()
         tm = self._target(target_y)
-        return self._transport(tm.data)
+        coupling_s, order, cost_s = self._transport(tm.data, keep_cost=True)
+        coupling = np.empty_like(coupling_s)
+        coupling[order] = coupling_s
+        cost = np.empty_like(cost_s)
+        cost[order] = cost_s
+        return coupling, cost
 
     def _represent(self, target):
         """Target cells in the Step B/C space: PCA of the variable features, or those features."""
         sel = _dense(target[:, self.features_])
         return self.pca_.transform(sel) if self.pca_ is not None else sel
 
-    def _transport(self, target):
-        with _step("cost matrix", self.verbose):
+    def _transport(self, target, keep_cost=False):
+        """Coupling with source rows sorted by label (``order``), as the solver works in place."""
+        order = np.argsort(np.unique(self.labels_, return_inverse=True)[1], kind="stable")
+        ns, nt = len(order), target.shape[0]
+        dtype = np.float32 if ns * nt > LARGE_PROBLEM else np.float64
+        with _step(f"cost matrix ({ns} x {nt}, {np.dtype(dtype).name})", self.verbose):
             if self.pca_ is not None:
-                cost = sqeuclidean_cost(self.source_rep_, self._represent(target))
+                cost = sqeuclidean_cost(self.source_rep_[order], self._represent(target), dtype=dtype)
             else:  # the paper: squared Euclidean cost on every shared feature
-                cost = sqeuclidean_cost(self.source_y_, target)
-        reg = resolve_reg_e(self.reg_e, cost)
+                cost = sqeuclidean_cost(self.source_y_[order], target, dtype=dtype)
+        reg = resolve_reg_e(self.reg_e, cost, random_state=self.random_state)
+        kept = cost.copy() if keep_cost else None
         with _step(f"label-regularized OT (reg_e={reg:.4g}, reg_cl={self.reg_cl:g})", self.verbose):
             coupling, log = sinkhorn_lpl1(
                 cost,
-                self.labels_,
+                self.labels_[order],
                 reg_e=reg,
                 reg_cl=self.reg_cl,
                 reg_m=reg if self.reg_m == "auto" else self.reg_m,
@@ -539,11 +577,13 @@ class CMOT:
                 max_inner_iter=self.max_inner_iter,
                 tol=self.tol,
                 return_log=True,
+                dtype=dtype,
+                overwrite_cost=not keep_cost and dtype == np.float32,
             )
         self.reg_e_ = reg
         self.n_iter_ = log["n_iter"]
         self.marginal_error_ = log["err"]
-        return coupling, cost
+        return coupling, order, kept
 
     def predict(self, target_y):
         """Infer modality X of target cells measured in Y only.
@@ -571,26 +611,27 @@ class CMOT:
         return _wrap_output(x_hat, tm, self.feature_names_x_)
 
     def _predict(self, target):
-        coupling, cost = self._transport(target)
+        iforest = self.outlier_method == "isolation_forest"
+        coupling, order, cost = self._transport(target, keep_cost=iforest)
         with _step("poorly mapped cells", self.verbose):
-            if self.outlier_method == "isolation_forest":
+            if iforest:
                 flags, scores = poorly_mapped_cells(
                     coupling, cost, threshold=self.outlier_threshold, random_state=self.random_state
                 )
+                del cost
             else:
                 flags, scores = self._unmatched(target)
-        del cost
         self.outliers_ = flags
         self.outlier_scores_ = scores
         if flags.any():
             warnings.warn(
                 f"{flags.sum()} of {flags.size} target cells ({100 * flags.mean():.1f}%) are poorly mapped "
-                "(their coupling is unlike the rest's); their inferred values are less reliable. "
+                "(unlike every source cell); their inferred values are less reliable. "
                 "See the fitted attribute outliers_.",
                 PoorlyMappedWarning,
                 stacklevel=3,
             )
-        return self.infer_from_coupling(coupling, target)
+        return self.infer_from_coupling(coupling, target, order=order)
 
     def _unmatched(self, target):
         """Source-calibrated distance test in a PCA fitted on source and target together
@@ -607,7 +648,7 @@ class CMOT:
         scale = neighbor_distance_scale(emb_s, random_state=self.random_state)
         return unmatched_cells(emb_t, emb_s, scale, threshold=self.outlier_threshold)
 
-    def infer_from_coupling(self, coupling, target, *, n_neighbors=None):
+    def infer_from_coupling(self, coupling, target, *, n_neighbors=None, order=None):
         """Step C on a given coupling: barycentric map, then weighted kNN.
 
         Parameters
@@ -617,6 +658,8 @@ class CMOT:
             Target cells, columns in the order of ``fit``'s ``source_y``.
         n_neighbors : int, optional
             Defaults to the fitted ``n_neighbors_``.
+        order : ndarray of int, optional
+            Source cell of each row of ``coupling`` (default: source order).
 
         Returns
         -------
@@ -626,7 +669,11 @@ class CMOT:
         with _step(f"kNN inference (k={k})", self.verbose):
             tgt = self._represent(target)
             mapped = barycentric_map(coupling, tgt)
-            idx, w = knn_weights(tgt, mapped, k)
+            if order is not None:
+                unsorted = np.empty_like(mapped)
+                unsorted[order] = mapped
+                mapped = unsorted
+            idx, w = knn_weights(tgt, mapped, k, scale=self.weight_scale)
             return weighted_average(self.source_x_, idx, w)
 
     def fit_predict(self, source_x, source_y, target_y, **fit_params):

@@ -86,21 +86,33 @@ def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2
     return indices, dists
 
 
-def exp_weights(distances) -> np.ndarray:
-    """``exp(-d)`` normalized to sum to one per row (shifted by the row minimum, so no underflow).
+def exp_weights(distances, scale=1.0) -> np.ndarray:
+    """``exp(-d / scale)`` normalized to sum to one per row (shifted by the row minimum, so no underflow).
+
+    ``scale=1`` is the paper's ``exp(-d)``.  ``scale="auto"`` measures distances in
+    units of the median (over rows) distance to the last neighbour, so the
+    weights do not depend on the units of the data: with raw ``exp(-d)``, data
+    whose neighbour distances are large put all the weight on the nearest cell.
 
     Examples
     --------
     >>> import numpy as np
     >>> np.round(exp_weights(np.array([[0.0, 1.0]])), 3).tolist()
     [[0.731, 0.269]]
+    >>> np.round(exp_weights(np.array([[0.0, 10.0], [0.0, 30.0]]), "auto"), 3).tolist()
+    [[0.622, 0.378], [0.818, 0.182]]
     """
-    w = np.exp(-(distances - distances[:, :1]))
+    if isinstance(scale, str):
+        if scale != "auto":
+            raise ValueError(f"scale: expected a positive number or 'auto', found {scale!r}.")
+        scale = float(np.median(distances[:, -1]))
+        scale = scale if scale > 0 else 1.0
+    w = np.exp(-(distances - distances[:, :1]) / scale)
     w /= w.sum(axis=1, keepdims=True)
     return w
 
 
-def knn_weights(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
+def knn_weights(query, reference, n_neighbors: int, *, scale=1.0, chunk_size: int = 2048):
     """Nearest reference rows of each query row, with normalized ``exp(-distance)`` weights.
 
     Parameters
@@ -108,6 +120,8 @@ def knn_weights(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
     query : ndarray of shape (n_query, n_features)
     reference : ndarray of shape (n_reference, n_features)
     n_neighbors : int
+    scale : float or "auto"
+        Distance unit of the weights (see :func:`exp_weights`); 1 is the paper's.
     chunk_size : int
 
     Returns
@@ -125,7 +139,7 @@ def knn_weights(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
     ([[0, 1]], [[0.731, 0.269]])
     """
     indices, dists = nearest_neighbors(query, reference, n_neighbors, chunk_size=chunk_size)
-    return indices, exp_weights(dists)
+    return indices, exp_weights(dists, scale)
 
 
 def weighted_average(values, indices, weights) -> np.ndarray:

@@ -67,12 +67,12 @@ def sqeuclidean_cost(a, b, *, dtype=np.float64) -> np.ndarray:
     if sp.issparse(a) or sp.issparse(b):
         cross = a @ b.T
         cross = cross.toarray() if sp.issparse(cross) else np.asarray(cross)
-    else:
-        cross = a @ b.T
-    cost = np.asarray(cross, dtype=dtype)
+        cost = np.asarray(cross, dtype=dtype)
+    else:  # multiply in the output precision: no float64 temporary for float32 output
+        cost = np.asarray(a, dtype=dtype) @ np.asarray(b, dtype=dtype).T
     cost *= -2.0
-    cost += na[:, None]
-    cost += nb[None, :]
+    cost += na.astype(cost.dtype)[:, None]
+    cost += nb.astype(cost.dtype)[None, :]
     np.maximum(cost, 0.0, out=cost)
     return cost
 
@@ -100,6 +100,7 @@ def sinkhorn_lpl1(
     reg_m: float | None = None,
     return_log: bool = False,
     dtype=np.float64,
+    overwrite_cost: bool = False,
 ):
     """Entropic OT with group-lasso label regularization (POT's ``sinkhorn_lpl1_mm``).
 
@@ -134,6 +135,11 @@ def sinkhorn_lpl1(
         Also return a dict with the number of iterations and final marginal error.
     dtype : numpy dtype
         float64 (default) or float32 for very large problems.
+    overwrite_cost : bool
+        Let the solver turn ``cost`` into the kernel and then the coupling in place
+        (no copy of the ``n_source x n_target`` matrix) when ``cost`` already has
+        ``dtype`` and ``labels`` are sorted.  ``cost`` is then destroyed, and a
+        problem that needs the log domain raises :class:`OTConvergenceError`.
 
     Returns
     -------
@@ -170,9 +176,15 @@ def sinkhorn_lpl1(
     a = np.full(ns, 1.0 / ns) if a is None else np.asarray(a, dtype=np.float64)
     b = np.full(nt, 1.0 / nt) if b is None else np.asarray(b, dtype=np.float64)
     params = dict(reg_e=reg_e, reg_cl=reg_cl, reg_m=reg_m, max_iter=max_iter, max_inner_iter=max_inner_iter, tol=tol)
+    in_place = overwrite_cost and cost.dtype == np.dtype(dtype) and cost.flags.c_contiguous
     try:
-        coupling, log = _sinkhorn_scaling(cost, labels, a, b, dtype=dtype, **params)
+        coupling, log = _sinkhorn_scaling(cost, labels, a, b, dtype=dtype, in_place=in_place, **params)
     except _Diverged:
+        if in_place:
+            raise OTConvergenceError(
+                f"Sinkhorn scalings overflowed at reg_e={reg_e:g} (entropic weight far below the cost scale). "
+                "Increase reg_e, or use reg_e=None to scale it to the cost automatically."
+            ) from None
         # Scalings over/underflow when reg_e is far below the cost scale: solve the
         # same problem in the log domain (slower, but exact and stable).
         logger.info("cmot: Sinkhorn scalings overflowed at reg_e=%g; switching to the log domain", reg_e)
@@ -200,12 +212,16 @@ class _Diverged(ArithmeticError):
     pass
 
 
-def _sinkhorn_scaling(cost, labels, a, b, *, reg_e, reg_cl, reg_m, max_iter, max_inner_iter, tol, dtype):
+def _sinkhorn_scaling(cost, labels, a, b, *, reg_e, reg_cl, reg_m, max_iter, max_inner_iter, tol, dtype, in_place=False):
     ns, nt = cost.shape
     classes, order, blocks = _class_blocks(labels)
+    is_sorted = bool(np.all(order == np.arange(ns)))
     # Stabilized kernel in class-sorted row order:
     # K = exp(-(C - r_i - c_j) / reg_e), r and c absorbed into the scalings.
-    kernel = np.asarray(cost[order], dtype=dtype)
+    if is_sorted:
+        kernel = cost if in_place else np.array(cost, dtype=dtype)
+    else:
+        kernel = np.asarray(cost[order], dtype=dtype)
     kernel -= kernel.min(axis=1, keepdims=True)
     kernel -= kernel.min(axis=0, keepdims=True)
     kernel *= -1.0 / reg_e
@@ -261,10 +277,15 @@ def _sinkhorn_scaling(cost, labels, a, b, *, reg_e, reg_cl, reg_m, max_iter, max
                 factor = np.exp(-reg_cl * w / reg_e)
     if not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
         raise _Diverged
-    coupling = np.empty((ns, nt), dtype=dtype)
-    for c, blk in enumerate(blocks):
-        rows = order[blk]
-        coupling[rows] = u[blk][:, None] * kernel[blk] * (factor[c] * v)[None, :]
+    if is_sorted:  # the kernel's buffer becomes the coupling
+        coupling = kernel
+        for c, blk in enumerate(blocks):
+            coupling[blk] *= u[blk][:, None]
+            coupling[blk] *= (factor[c] * v)[None, :]
+    else:
+        coupling = np.empty((ns, nt), dtype=dtype)
+        for c, blk in enumerate(blocks):
+            coupling[order[blk]] = u[blk][:, None] * kernel[blk] * (factor[c] * v)[None, :]
     if not np.all(np.isfinite(coupling)) or not np.any(coupling):
         raise _Diverged
     return coupling, {"n_iter": total_inner, "err": err, "log_domain": False}

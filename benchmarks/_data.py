@@ -98,6 +98,11 @@ class Task:
         )
 
 
+
+#: What makes CMOT follow the paper exactly: OT cost on every shared feature,
+#: neighbours on the raw variable features, balanced OT and exp(-distance) weights.
+PAPER_MODE = dict(n_pcs=None, reg_m=None, weight_scale=1.0)
+
 def data_dir() -> Path:
     """``$CMOT_DATA``, else ``<repo root>/../shared/data``."""
     env = os.environ.get("CMOT_DATA")
@@ -202,7 +207,7 @@ def _pancancer(seed: int, rna_from_atac: bool) -> Task:
         name=name, dataset="pancancer", direction=direction,
         train_x=x[tr], train_y=y[tr], test_x=x[te], test_y=y[te],
         train_labels=lab[tr], test_labels=lab[te], x_features=xf, y_features=yf,
-        train_cells=names[tr], test_cells=names[te], paper_params=params, labels_for_ot=None,
+        train_cells=names[tr], test_cells=names[te], paper_params={**params, **PAPER_MODE}, labels_for_ot=None,
         description="scCAT-seq, 3 cancer cell lines; 10k most variable genes/peaks, binarized ATAC; "
                     "stratified 80/20 split by cell line; OT labels: 2 Ward clusters",
         x_binary=not rna_from_atac,
@@ -227,7 +232,7 @@ def _a549(seed: int) -> Task:
         name="a549_rna_from_atac", dataset="a549", direction="RNA from ATAC",
         train_x=rna[tr], train_y=atac[tr], test_x=rna[te], test_y=atac[te],
         train_labels=lab[tr], test_labels=lab[te], x_features=list(rna_f), y_features=atac_f,
-        train_cells=names[tr], test_cells=names[te], paper_params=params, labels_for_ot=lab[tr],
+        train_cells=names[tr], test_cells=names[te], paper_params={**params, **PAPER_MODE}, labels_for_ot=lab[tr],
         description=f"sci-CAR A549 + DEX; cells with >= {A549_MIN_GENES} detected genes (2,391); all genes, "
                     "1,183 most variable peaks; stratified 80/20 split by time; OT labels: treatment time",
     )
@@ -254,7 +259,7 @@ def _pbmc10k(seed: int) -> Task:
         name="pbmc10k_protein_from_rna", dataset="pbmc10k", direction="protein from RNA",
         train_x=x[tr], train_y=y[tr], test_x=x[te], test_y=y[te],
         train_labels=lab[tr], test_labels=lab[te], x_features=list(adt_f), y_features=list(rna_f),
-        train_cells=names[tr], test_cells=names[te], paper_params=dict(PBMC_PARAMS), labels_for_ot=None,
+        train_cells=names[tr], test_cells=names[te], paper_params={**PBMC_PARAMS, **PAPER_MODE}, labels_for_ot=None,
         description="CITE-seq PBMC10k; RNA log-normalized (4,000 HVGs), 14 proteins CLR; "
                     "stratified 80/20 split by cell type; OT labels: 2 Ward clusters",
     )
@@ -274,7 +279,7 @@ def _pbmc10k_to_5k(seed: int) -> Task:
         train_labels=cells10["cell_type"].to_numpy(), test_labels=None,
         x_features=list(adt_f10), y_features=list(rna_f10),
         train_cells=cells10.index.to_numpy(), test_cells=cells5.index.to_numpy(),
-        paper_params=dict(PBMC_PARAMS), labels_for_ot=None,
+        paper_params={**PBMC_PARAMS, **PAPER_MODE}, labels_for_ot=None,
         description="train: all PBMC10k cells; test: all PBMC5k cells (another donor), 14 shared proteins; "
                     "each dataset normalized on its own; OT labels: 2 Ward clusters",
     )

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set everything up, then run every test: pytest (core, CLI, benchmarks' data,
+# rpy2 round trips and the Seurat comparison), the R package's testthat suite,
+# and render the vignettes.  Exits non-zero on any failure.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/setup.sh
+export RETICULATE_PYTHON="$ROOT/.venv/bin/python"
+export CMOT_DATA="${CMOT_DATA:-$ROOT/../shared/data}"
+export PYTHONUNBUFFERED=1
+status=0
+
+printf '\n== pytest (Python core, CLI, doctests, R round trips)\n' >&2
+.venv/bin/python -m pytest -q -ra --doctest-modules python/cmot tests --junitxml=/tmp/cmot-pytest.xml || status=1
+# The R round trips must really run where R is installed (CI installs it): refuse all-skipped.
+.venv/bin/python scripts/check_ran.py /tmp/cmot-pytest.xml tests.r || status=1
+
+printf '\n== testthat (R package)\n' >&2
+Rscript scripts/testthat.R || status=1
+
+printf '\n== vignettes\n' >&2
+bash vignettes/render.sh "${CMOT_VIGNETTE_OUT:-$ROOT/vignettes/_output}" || status=1
+
+if [ "$status" -ne 0 ]; then echo "cmot tests: FAILED" >&2; fi
+exit "$status"

@@ -494,12 +494,11 @@ def test_runcmot_changes_nothing_else(roundtrip, r_stack, name):
     assert not failed, f"RunCMOT changed the query beyond the new assay: {failed}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core issue: cmot.infer.variable_features computes the variance as E[x^2]-E[x]^2 for sparse input and "
-    "np.var for dense input; on binary ATAC many peaks tie exactly (p(1-p)), the ~1e-15 rounding difference "
-    "breaks the ties differently (4 of the 150 Step C features differ here) and the inferred RNA differs by up "
-    "to 0.23. Remove this mark when the core gives storage-independent results."))
 def test_dense_and_sparse_assays_agree(roundtrip, r_stack):
+    """The same data stored dense or sparse give the same inferred values.
+
+    (Failed with the core of 33824a6: Step C's variance ranking broke exact ties of
+    binary peaks differently for sparse and dense input; fixed in the core since.)"""
     ro = r_stack
     a = back_to_python(ro, roundtrip["pc_rna_from_atac_sparse"].result.rx2("object"), "CMOT")
     b = back_to_python(ro, roundtrip["pc_rna_from_atac_dense"].result.rx2("object"), "CMOT")

@@ -334,3 +334,14 @@ def test_bad_parameters(data, params, match):
 def test_whole_floats_are_accepted_as_integers(data):
     model = CMOT(n_neighbors=10.0, n_clusters=2.0, random_state=0).fit(data.source_x, data.source_y)
     assert model.n_neighbors_ == 10
+
+
+def test_reg_e_far_from_the_data_scale_warns(data):
+    model = CMOT(reg_e=5e4, n_neighbors=10, random_state=0).fit(data.source_x, data.source_y)
+    with pytest.warns(UserWarning, match="times the value reg_e=None would use"):
+        model.predict(data.target_y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        CMOT(reg_e=None, n_neighbors=10, random_state=0, outlier_threshold=np.inf).fit(
+            data.source_x, data.source_y
+        ).predict(data.target_y)

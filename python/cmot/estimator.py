@@ -34,10 +34,12 @@ __all__ = ["CMOT", "PoorlyMappedWarning", "ward_labels", "resolve_reg_e"]
 #: ``reg_e=None`` sets the entropic weight to this multiple of the median (over source
 #: cells) of the cost to their ``AUTO_REG_NEIGHBOR``-th nearest target cell: a local scale,
 #: so the barycentric map keeps neighbourhoods apart instead of averaging whole clusters.
-AUTO_REG_FRACTION = 1.0
+AUTO_REG_FRACTION = 0.2
 AUTO_REG_NEIGHBOR = 10
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
+#: A user's reg_e this many times above or below the automatic one gets a warning.
+REG_E_WARN_RATIO = 50.0
 #: Above this many source x target pairs the OT works in float32, in place.
 LARGE_PROBLEM = 25_000_000
 
@@ -105,8 +107,8 @@ def resolve_reg_e(reg_e, cost, *, max_rows: int = 2000, random_state=None) -> fl
     >>> import numpy as np
     >>> resolve_reg_e(5e3, np.ones((3, 3)))
     5000.0
-    >>> resolve_reg_e(None, np.tile(np.arange(20.0), (4, 1)))
-    10.0
+    >>> resolve_reg_e(None, np.tile(np.arange(20.0), (4, 1)))  # 0.2 x the 10th smallest cost
+    2.0
     """
     if reg_e is not None:
         return float(reg_e)
@@ -192,9 +194,9 @@ class CMOT:
     reg_e : float or None, default=None
         Entropic weight of the OT, on the scale of the squared Euclidean cost
         (the paper uses 5e3 for pancancer and 1e2 for a549 and PBMC, on raw
-        features with ``n_pcs=None``).  None sets it to the median, over source
-        cells, of the cost to their 10th nearest target cell: a local scale that
-        works across data sets and units.
+        features with ``n_pcs=None``).  None sets it to 0.2 times the median, over
+        source cells, of the cost to their 10th nearest target cell: a local scale
+        that works across data sets and units.
     reg_cl : float, default=1.0
         Weight of the group-lasso label regularization (``eta``).
     reg_m : float, "auto" or None, default="auto"
@@ -565,6 +567,22 @@ class CMOT:
             else:  # the paper: squared Euclidean cost on every shared feature
                 cost = sqeuclidean_cost(self.source_y_[order], target, dtype=dtype)
         reg = resolve_reg_e(self.reg_e, cost, random_state=self.random_state)
+        if self.reg_e is not None:
+            auto = resolve_reg_e(None, cost, random_state=self.random_state)
+            ratio = reg / auto if auto > 0 else 1.0
+            if not 1 / REG_E_WARN_RATIO <= ratio <= REG_E_WARN_RATIO:
+                hint = " (the paper's values are for n_pcs=None, reg_m=None)" if self.pca_ is not None else ""
+                warnings.warn(
+                    f"reg_e={reg:g} is {ratio:.3g} times the value reg_e=None would use on these data "
+                    f"({auto:.3g}){hint}: "
+                    + (
+                        "the transport will average over whole clusters."
+                        if ratio > 1
+                        else "the transport will be slow and nearly one-to-one."
+                    ),
+                    UserWarning,
+                    stacklevel=4,
+                )
         kept = cost.copy() if keep_cost else None
         with _step(f"label-regularized OT (reg_e={reg:.4g}, reg_cl={self.reg_cl:g})", self.verbose):
             coupling, log = sinkhorn_lpl1(

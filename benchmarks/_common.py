@@ -226,3 +226,14 @@ def limit_threads(n: int | None) -> None:
     threadpool_limits(limits=n)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
+
+
+def emit(text: str, out: str | None) -> None:
+    """Print a result table and, with ``--out``, also write it to that file."""
+    print()
+    print(text)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as fh:
+            fh.write(text)
+        print(f"written to {out}")

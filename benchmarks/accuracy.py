@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
 from _common import (  # noqa: E402
+    emit,
     limit_threads,
     cellwise_pearson, featurewise_pearson, fmt, machine_note, markdown_table, measured, nanmean, nanmedian,
     peakwise_auroc,
@@ -166,13 +167,7 @@ def main(argv=None):
     table = markdown_table(header, rows)
     seed_txt = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean over seeds {','.join(map(str, seeds))}"
     text = (f"Accuracy ({seed_txt}; {machine_note()})\n\n{table}\n\n" + "\n".join(notes) + "\n")
-    print()
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            fh.write(text)
-        print(f"written to {args.out}")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

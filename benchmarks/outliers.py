@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
-from _common import limit_threads, cellwise_pearson, fmt, machine_note, markdown_table, measured, nanmean  # noqa: E402
+from _common import limit_threads, cellwise_pearson, emit, fmt, machine_note, markdown_table, measured, nanmean  # noqa: E402
 
 
 def _run(task, params, keep, seed):
@@ -91,13 +91,7 @@ def main(argv=None):
                 rows.append(row)
                 print("  " + " | ".join(str(c) for c in row[2:]), flush=True)
     text = f"Leave-one-type-out outlier check (seed {args.seed}; {machine_note()})\n\n" + markdown_table(header, rows) + "\n"
-    print()
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            fh.write(text)
-        print(f"written to {args.out}")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

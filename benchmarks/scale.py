@@ -117,7 +117,7 @@ def main(argv=None):
         print("RESULT " + json.dumps(res), flush=True)
         return
 
-    from _common import fmt, machine_note, markdown_table
+    from _common import emit, fmt, machine_note, markdown_table
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     header = ["n source = n target", "fit s", "predict s", "total s", "data MB", "peak RSS MB", "extra MB", "x time", "x mem",
@@ -155,13 +155,7 @@ def main(argv=None):
         print("  " + " | ".join(str(c) for c in row), flush=True)
     text = (f"CMOT scaling (data {args.data}, default parameters; {machine_note()})\n\n"
             + markdown_table(header, rows) + "\n")
-    print()
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            fh.write(text)
-        print(f"written to {args.out}")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
 from _common import (  # noqa: E402
+    emit,
     limit_threads,
     _reset_peak, _status_kb, cellwise_pearson, fmt, machine_note, markdown_table, measured, nanmean,
 )
@@ -143,13 +144,7 @@ def main(argv=None):
         print("  " + " | ".join(str(c) for c in row), flush=True)
     text = (f"CMOT speed on {task.name} ({task.train_x.shape[0]} source, {task.test_x.shape[0]} target cells; "
             f"params {args.params}; {args.repeats} repeat(s); {machine_note()})\n\n" + markdown_table(header, rows) + "\n")
-    print()
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            fh.write(text)
-        print(f"written to {args.out}")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,12 @@ def wilcoxon_greater(a, b) -> float:
     return float(wilcoxon(a[ok], b[ok], alternative="greater").pvalue)
 
 
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "nan"
+    return "< 1e-300" if p == 0 else f"{p:.2g}"
+
+
 # ----------------------------------------------------------------- figures
 def figures(collected: dict, out: Path) -> list:
     import matplotlib
@@ -349,7 +355,7 @@ def main(argv=None):
             label = m + (" (recommended)" if m == f"cmot {RECOMMENDED[name]}" else "")
             rows.append([name, task.direction, label, per[m]["setting"], mean_s, fmt(nanmedian(cells), 4),
                          fmt(nanmean(feats), 4),
-                         "-" if m == "TransferData" else f"{wilcoxon_greater(cells, td_cells):.2g}",
+                         "-" if m == "TransferData" else _fmt_p(wilcoxon_greater(cells, td_cells)),
                          fmt(float(np.mean(per[m]["s"])), 1), fmt(float(np.max(per[m]["peak"])), 0),
                          fmt(float(np.nanmax(per[m]["call"])), 0)])
         notes.append(f"- {name}: {task_dir}; train {task.train_x.shape[0]} / test {task.test_x.shape[0]} cells, "

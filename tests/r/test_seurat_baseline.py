@@ -35,11 +35,11 @@ pytestmark = [pytest.mark.r, pytest.mark.slow]
 
 SEED = 0
 
-PBMC_LOSES = (
-    "cmot's recommended setting for pbmc (paper params, per benchmarks/results/accuracy_pbmc.md) loses to "
-    "TransferData on pbmc10k (split seed 0, mean cell-wise r over 1,371 test cells): 0.941 vs 0.952 "
-    "(pcaproject, 30 dims) with the core of a650f8a (0.910-0.941 with earlier cores); cmot defaults reach 0.954 "
-    "there, but a lower median (0.981 vs 0.984). Reported to the lead; the assertion is unchanged"
+PBMC5K_LOSES = (
+    "cmot loses to TransferData when reference and query come from different donors "
+    "(pbmc10k -> pbmc5k, 3,994 query cells; core 2aa114d+): cmot defaults 0.907 mean cell-wise r, "
+    "TransferData pcaproject 30 dims 0.918; the naive kNN also reaches 0.918. Known and reported; "
+    "the assertion is unchanged, and this mark must go once cmot wins (strict)"
 )
 
 
@@ -75,7 +75,8 @@ def _cmot(task, which):
 @pytest.mark.parametrize("name", [
     "pancancer_rna_from_atac",
     "a549_rna_from_atac",
-    pytest.param("pbmc10k_protein_from_rna", marks=pytest.mark.xfail(strict=True, reason=PBMC_LOSES)),
+    "pbmc10k_protein_from_rna",
+    pytest.param("pbmc10k_to_pbmc5k", marks=pytest.mark.xfail(strict=True, reason=PBMC5K_LOSES)),
 ])
 def test_cmot_not_worse_than_transferdata(seurat_ok, name):
     task = _data.load(name, seed=SEED)

@@ -332,8 +332,13 @@ def test_bad_parameters(data, params, match):
 
 
 def test_whole_floats_are_accepted_as_integers(data):
-    model = CMOT(n_neighbors=10.0, n_clusters=2.0, random_state=0).fit(data.source_x, data.source_y)
-    assert model.n_neighbors_ == 10
+    # as R passes numbers: every integer parameter may be a whole float
+    model = CMOT(n_neighbors=10.0, n_clusters=2.0, n_pcs=20.0, n_features=40.0, max_iter=5.0,
+                 max_inner_iter=100.0, random_state=0).fit(data.source_x, data.source_y)
+    assert model.n_neighbors_ == 10 and model.params_["n_pcs"] == 20
+    assert model.predict(data.target_y).shape == (80, 30)
+    with pytest.raises(TypeError, match="n_pcs: expected an integer"):
+        CMOT(n_pcs=2.5).fit(data.source_x, data.source_y)
 
 
 def test_reg_e_far_from_the_data_scale_warns(data):

@@ -279,6 +279,8 @@ class CMOT:
         Set by ``predict``: poorly mapped target cells.
     outlier_scores_ : ndarray of shape (n_target,)
         Set by ``predict``: robust z-scores of poor mapping (higher is worse).
+    params_ : dict
+        The validated parameters ``fit`` used.
     reg_e_ : float
         Set by ``predict``: the entropic weight used.
     n_iter_ : int
@@ -362,32 +364,32 @@ class CMOT:
         changed = {k: v for k, v in self.get_params().items() if defaults[k] is not v and defaults[k] != v}
         return f"CMOT({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
-    def _check_params(self):
-        check_int(self.n_components, "n_components")
-        check_int(self.align_neighbors, "align_neighbors")
-        check_float(self.mu, "mu")
-        if not 0 < self.mu < 1:
-            raise ValueError(f"mu: expected a number strictly between 0 and 1, found {self.mu}.")
-        check_float(self.reg_e, "reg_e", allow_none=True)
-        check_float(self.reg_cl, "reg_cl", strict=False)
-        check_int(self.n_clusters, "n_clusters")
-        if self.n_neighbors != "auto":
-            check_int(self.n_neighbors, "n_neighbors")
-        check_int(self.n_features, "n_features")
-        check_int(self.n_pcs, "n_pcs", allow_none=True)
-        if self.weight_scale != "auto":
-            check_float(self.weight_scale, "weight_scale")
-        if self.reg_m != "auto":
-            check_float(self.reg_m, "reg_m", allow_none=True)
-        check_int(self.max_iter, "max_iter")
-        check_int(self.max_inner_iter, "max_inner_iter")
-        check_float(self.tol, "tol")
-        if self.outlier_method not in ("distance", "isolation_forest"):
+    def _check_params(self) -> dict:
+        """Validate the parameters; return them with whole-valued numbers as ``int``."""
+        p = self.get_params()
+        for name in ("n_components", "align_neighbors", "n_clusters", "n_features", "max_iter", "max_inner_iter"):
+            p[name] = check_int(p[name], name)
+        p["n_pcs"] = check_int(p["n_pcs"], "n_pcs", allow_none=True)
+        if p["n_neighbors"] != "auto":
+            p["n_neighbors"] = check_int(p["n_neighbors"], "n_neighbors")
+        check_float(p["mu"], "mu")
+        if not 0 < p["mu"] < 1:
+            raise ValueError(f"mu: expected a number strictly between 0 and 1, found {p['mu']}.")
+        check_float(p["reg_e"], "reg_e", allow_none=True)
+        check_float(p["reg_cl"], "reg_cl", strict=False)
+        if p["weight_scale"] != "auto":
+            check_float(p["weight_scale"], "weight_scale")
+        if p["reg_m"] != "auto":
+            check_float(p["reg_m"], "reg_m", allow_none=True)
+        check_float(p["tol"], "tol")
+        if p["outlier_method"] not in ("distance", "isolation_forest"):
             raise ValueError(
-                f"outlier_method: expected 'distance' or 'isolation_forest', found {self.outlier_method!r}."
+                f"outlier_method: expected 'distance' or 'isolation_forest', found {p['outlier_method']!r}."
             )
-        if not (isinstance(self.outlier_threshold, (int, float)) and not isinstance(self.outlier_threshold, bool)):
-            raise TypeError(f"outlier_threshold: expected a number, found {self.outlier_threshold!r}.")
+        thr = p["outlier_threshold"]
+        if not (isinstance(thr, (int, float)) and not isinstance(thr, bool)):
+            raise TypeError(f"outlier_threshold: expected a number, found {thr!r}.")
+        return p
 
     # --------------------------------------------------------------------- fit
     def fit(self, source_x, source_y, *, correspondence=None, labels=None):
@@ -412,7 +414,7 @@ class CMOT:
         -------
         self : CMOT
         """
-        self._check_params()
+        p = self.params_ = self._check_params()
         xm = as_matrix(source_x, "source_x")
         ym = as_matrix(source_y, "source_y")
         n_x, n_y = xm.shape[0], ym.shape[0]
@@ -431,29 +433,29 @@ class CMOT:
                 )
         if n_y < 2:
             raise ValueError(f"source_y: expected at least 2 source cells, found {n_y}.")
-        if self.n_clusters > n_y and labels is None:
-            raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), found {self.n_clusters}.")
+        if p["n_clusters"] > n_y and labels is None:
+            raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), found {p['n_clusters']}.")
 
         self.aligned_index_ = self.embedding_x_ = self.embedding_y_ = None
         if correspondence is not None:
             w = correspondence_matrix(correspondence, n_x, n_y)
-            if self.align_neighbors >= min(n_x, n_y):
+            if p["align_neighbors"] >= min(n_x, n_y):
                 raise ValueError(
                     f"align_neighbors: expected fewer than the number of cells in each modality "
-                    f"({min(n_x, n_y)}), found {self.align_neighbors}."
+                    f"({min(n_x, n_y)}), found {p['align_neighbors']}."
                 )
-            if self.n_components >= n_x + n_y - 2:
+            if p["n_components"] >= n_x + n_y - 2:
                 raise ValueError(
-                    f"n_components: expected fewer than {n_x + n_y - 2} (source X + Y cells - 2), found {self.n_components}."
+                    f"n_components: expected fewer than {n_x + n_y - 2} (source X + Y cells - 2), found {p['n_components']}."
                 )
             with _step("manifold alignment (Step A)", self.verbose):
                 ex, ey = manifold_align(
                     xm.data,
                     ym.data,
                     w,
-                    n_components=self.n_components,
-                    n_neighbors=self.align_neighbors,
-                    mu=self.mu,
+                    n_components=p["n_components"],
+                    n_neighbors=p["align_neighbors"],
+                    mu=p["mu"],
                     random_state=self.random_state,
                 )
                 idx = match_aligned(ex, ey, w)
@@ -462,13 +464,13 @@ class CMOT:
         else:
             source_x_rows = xm.data
 
-        self.features_ = variable_features(ym.data, self.n_features)
+        self.features_ = variable_features(ym.data, p["n_features"])
         self.pca_ = None
-        if self.n_pcs is not None:
+        if p["n_pcs"] is not None:
             from sklearn.decomposition import PCA
 
             sel = _dense(ym.data[:, self.features_])
-            n_pcs = min(self.n_pcs, sel.shape[0] - 1, sel.shape[1])
+            n_pcs = min(p["n_pcs"], sel.shape[0] - 1, sel.shape[1])
             with _step(f"PCA of {sel.shape[1]} variable Y features to {n_pcs} components", self.verbose):
                 solver = "randomized" if min(sel.shape) > 500 else "full"
                 self.pca_ = PCA(n_components=n_pcs, svd_solver=solver, random_state=self.random_state).fit(sel)
@@ -477,20 +479,20 @@ class CMOT:
             self.source_rep_ = _dense(ym.data[:, self.features_])
 
         if labels is None:
-            with _step(f"Ward clustering of source Y into {self.n_clusters} labels", self.verbose):
+            with _step(f"Ward clustering of source Y into {p['n_clusters']} labels", self.verbose):
                 space = self.source_rep_ if self.pca_ is not None else ym.data
-                lab = ward_labels(space, self.n_clusters, random_state=self.random_state)
+                lab = ward_labels(space, p["n_clusters"], random_state=self.random_state)
         else:
             lab = check_labels(labels, n_y)
 
-        if self.n_neighbors == "auto":
+        if p["n_neighbors"] == "auto":
             with _step("choosing n_neighbors by leave-one-out on the source", self.verbose):
                 k, k_scores = select_n_neighbors(
                     self.source_rep_, source_x_rows, weight_scale=self.weight_scale, random_state=self.random_state
                 )
             self.k_scores_ = k_scores
         else:
-            k = self.n_neighbors
+            k = p["n_neighbors"]
             self.k_scores_ = None
         self.n_neighbors_ = int(k)
 
@@ -591,8 +593,8 @@ class CMOT:
                 reg_e=reg,
                 reg_cl=self.reg_cl,
                 reg_m=reg if self.reg_m == "auto" else self.reg_m,
-                max_iter=self.max_iter,
-                max_inner_iter=self.max_inner_iter,
+                max_iter=self.params_["max_iter"],
+                max_inner_iter=self.params_["max_inner_iter"],
                 tol=self.tol,
                 return_log=True,
                 dtype=dtype,
@@ -659,7 +661,7 @@ class CMOT:
         src = _dense(self.source_y_[:, self.features_])
         tgt = _dense(target[:, self.features_])
         both = np.vstack([src, tgt])
-        n_pcs = int(min(self.n_pcs or 30, both.shape[0] - 1, both.shape[1]))
+        n_pcs = int(min(self.params_["n_pcs"] or 30, both.shape[0] - 1, both.shape[1]))
         solver = "randomized" if min(both.shape) > 500 else "full"
         emb = PCA(n_components=n_pcs, svd_solver=solver, random_state=self.random_state).fit_transform(both)
         emb_s, emb_t = emb[: src.shape[0]], emb[src.shape[0] :]

@@ -61,7 +61,9 @@ def correspondence_matrix(correspondence, n_x: int, n_y: int) -> sp.csr_matrix:
     ----------
     correspondence : array-like or sparse matrix
         Either a binary ``(n_x, n_y)`` matrix, or an integer array of shape
-        ``(n_pairs, 2)`` of ``(x_index, y_index)`` pairs.
+        ``(n_pairs, 2)`` of ``(x_index, y_index)`` pairs.  An array of shape
+        ``(n_x, n_y)`` is always read as a matrix (this matters only when
+        ``n_y == 2``; pass a sparse matrix to be explicit).
     n_x, n_y : int
         Numbers of source X and source Y cells.
 
@@ -82,7 +84,7 @@ def correspondence_matrix(correspondence, n_x: int, n_y: int) -> sp.csr_matrix:
                 f"{name}: expected a binary ({n_x}, {n_y}) matrix or an (n_pairs, 2) array of index pairs, "
                 f"found shape {arr.shape}."
             )
-        if arr.shape == (n_x, n_y) and not (arr.shape[1] == 2 and n_y != 2):
+        if arr.shape == (n_x, n_y):  # a (n_x, 2) array with n_y == 2 is read as a matrix
             w = sp.csr_matrix(arr.astype(np.float64))
         elif arr.shape[1] == 2:
             if not np.issubdtype(arr.dtype, np.integer):

@@ -237,3 +237,11 @@ def emit(text: str, out: str | None) -> None:
         with open(out, "w") as fh:
             fh.write(text)
         print(f"written to {out}")
+
+
+def add_run_args(ap, *, timeout_help: str = "seconds allowed per run (default 1800)") -> None:
+    """The options every table script shares: --timeout, --out and --threads."""
+    ap.add_argument("--timeout", type=float, default=1800, help=timeout_help)
+    ap.add_argument("--out", help="also write the markdown table to this file")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="cap BLAS/OpenMP threads (default: library default, all cores)")

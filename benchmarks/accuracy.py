@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
 from _common import (  # noqa: E402
+    add_run_args,
     emit,
     limit_threads,
     cellwise_pearson, featurewise_pearson, fmt, machine_note, markdown_table, measured, nanmean, nanmedian,
@@ -106,10 +107,7 @@ def main(argv=None):
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of: " + ", ".join(METHODS))
     ap.add_argument("--seeds", default="0", help="comma-separated split/CMOT seeds (default 0); with several, "
                     "each cell is the mean over seeds and cell r mean shows +- the sd across seeds")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per method run (default 1800)")
-    ap.add_argument("--out", help="also write the markdown table to this file")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="cap BLAS/OpenMP threads (default: library default, all cores)")
+    add_run_args(ap, timeout_help="seconds allowed per method run (default 1800)")
     args = ap.parse_args(argv)
     limit_threads(args.threads)
     names = _data.resolve_names(args.datasets)

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
-from _common import limit_threads, cellwise_pearson, emit, fmt, machine_note, markdown_table, measured, nanmean  # noqa: E402
+from _common import add_run_args, limit_threads, cellwise_pearson, emit, fmt, machine_note, markdown_table, measured, nanmean  # noqa: E402
 
 
 def _run(task, params, keep, seed):
@@ -56,10 +56,7 @@ def main(argv=None):
     ap.add_argument("--params", default="default,paper", help="comma-separated: default, paper (default both)")
     ap.add_argument("--holdout", default=None, help="comma-separated cell types to hold out (default: each type)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=1800)
-    ap.add_argument("--out", help="also write the markdown table to this file")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="cap BLAS/OpenMP threads (default: library default, all cores)")
+    add_run_args(ap)
     args = ap.parse_args(argv)
     limit_threads(args.threads)
     header = ["dataset", "direction", "params", "held out", "n held-out test", "flagged % held-out",

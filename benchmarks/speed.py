@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
 from _common import (  # noqa: E402
+    add_run_args,
     emit,
     limit_threads,
     _reset_peak, _status_kb, cellwise_pearson, fmt, machine_note, markdown_table, measured, nanmean,
@@ -104,10 +105,7 @@ def main(argv=None):
     ap.add_argument("--settings", default="aligned,paired", help="comma-separated: aligned, paired")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=1800)
-    ap.add_argument("--out", help="also write the markdown table to this file")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="cap BLAS/OpenMP threads (default: library default, all cores)")
+    add_run_args(ap)
     args = ap.parse_args(argv)
     limit_threads(args.threads)
     task = _data.load(_data.resolve_names(args.dataset)[0], seed=args.seed)

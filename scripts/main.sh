@@ -2,12 +2,7 @@
 # The main job: set up, then infer a missing modality end to end with cmot from
 # Python and from R.  Uses the real data in ../shared/data when present (the
 # paper's pancancer protocol, RNA from ATAC), else data cmot simulates.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-bash scripts/setup.sh
-export RETICULATE_PYTHON="$ROOT/.venv/bin/python"
-export CMOT_DATA="${CMOT_DATA:-$ROOT/../shared/data}"
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 OUT="${CMOT_OUT:-$ROOT/cmot-output}"
 mkdir -p "$OUT"
 printf '\n== Python: cmot demo (writes %s)\n' "$OUT" >&2

@@ -2,12 +2,7 @@
 # Set everything up, then run every test: pytest (core, CLI, benchmarks' data,
 # rpy2 round trips and the Seurat comparison), the R package's testthat suite,
 # and render the vignettes.  Exits non-zero on any failure.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-bash scripts/setup.sh
-export RETICULATE_PYTHON="$ROOT/.venv/bin/python"
-export CMOT_DATA="${CMOT_DATA:-$ROOT/../shared/data}"
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 export PYTHONUNBUFFERED=1
 status=0
 

@@ -20,6 +20,7 @@ from .align import correspondence_matrix, manifold_align, match_aligned
 from .infer import exp_weights, knn_weights, nearest_neighbors, variable_features, weighted_average
 from .transport import (
     barycentric_map,
+    make_pca,
     neighbor_distance_scale,
     poorly_mapped_cells,
     sinkhorn_lpl1,
@@ -467,13 +468,10 @@ class CMOT:
         self.features_ = variable_features(ym.data, p["n_features"])
         self.pca_ = None
         if p["n_pcs"] is not None:
-            from sklearn.decomposition import PCA
-
             sel = _dense(ym.data[:, self.features_])
             n_pcs = min(p["n_pcs"], sel.shape[0] - 1, sel.shape[1])
             with _step(f"PCA of {sel.shape[1]} variable Y features to {n_pcs} components", self.verbose):
-                solver = "randomized" if min(sel.shape) > 500 else "full"
-                self.pca_ = PCA(n_components=n_pcs, svd_solver=solver, random_state=self.random_state).fit(sel)
+                self.pca_ = make_pca(n_pcs, sel.shape, self.random_state).fit(sel)
                 self.source_rep_ = self.pca_.transform(sel)
         else:
             self.source_rep_ = _dense(ym.data[:, self.features_])
@@ -585,7 +583,8 @@ class CMOT:
                     UserWarning,
                     stacklevel=4,
                 )
-        kept = cost.copy() if keep_cost else None
+        # The solver copies the cost unless it may overwrite it (large float32 problems).
+        kept = cost if keep_cost else None
         with _step(f"label-regularized OT (reg_e={reg:.4g}, reg_cl={self.reg_cl:g})", self.verbose):
             coupling, log = sinkhorn_lpl1(
                 cost,
@@ -656,14 +655,11 @@ class CMOT:
     def _unmatched(self, target):
         """Source-calibrated distance test in a PCA fitted on source and target together
         (a PCA of the source alone would project away what sets an unseen cell type apart)."""
-        from sklearn.decomposition import PCA
-
         src = _dense(self.source_y_[:, self.features_])
         tgt = _dense(target[:, self.features_])
         both = np.vstack([src, tgt])
         n_pcs = int(min(self.params_["n_pcs"] or 30, both.shape[0] - 1, both.shape[1]))
-        solver = "randomized" if min(both.shape) > 500 else "full"
-        emb = PCA(n_components=n_pcs, svd_solver=solver, random_state=self.random_state).fit_transform(both)
+        emb = make_pca(n_pcs, both.shape, self.random_state).fit_transform(both)
         emb_s, emb_t = emb[: src.shape[0]], emb[src.shape[0] :]
         scale = neighbor_distance_scale(emb_s, random_state=self.random_state)
         return unmatched_cells(emb_t, emb_s, scale, threshold=self.outlier_threshold)

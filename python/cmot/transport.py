@@ -353,6 +353,15 @@ def barycentric_map(coupling, target):
     return mapped / rows[:, None]
 
 
+def make_pca(n_components: int, shape, random_state=None):
+    """A scikit-learn PCA with the solver cmot uses: exact up to 500 rows or
+    columns, randomized above (much faster for tens of thousands of cells)."""
+    from sklearn.decomposition import PCA
+
+    solver = "randomized" if min(shape) > 500 else "full"
+    return PCA(n_components=n_components, svd_solver=solver, random_state=random_state)
+
+
 def poorly_mapped_cells(
     coupling,
     cost,
@@ -390,7 +399,6 @@ def poorly_mapped_cells(
     scores : ndarray of float, shape (n_target,)
         Robust z-scores of the IsolationForest anomaly score (higher: worse).
     """
-    from sklearn.decomposition import PCA
     from sklearn.ensemble import IsolationForest
 
     p = (coupling * cost).T
@@ -399,8 +407,7 @@ def poorly_mapped_cells(
     n_comp = int(min(max_components, nt - 1, ns))
     if n_comp < 1:
         return np.zeros(nt, dtype=bool), np.zeros(nt)
-    solver = "full" if min(nt, ns) <= 500 else "randomized"
-    pca = PCA(n_components=n_comp, svd_solver=solver, random_state=random_state)
+    pca = make_pca(n_comp, p.shape, random_state)
     z = pca.fit_transform(p)
     total = float(np.var(p, axis=0).sum()) or 1.0
     cum = np.cumsum(pca.explained_variance_) / total

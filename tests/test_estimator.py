@@ -58,7 +58,9 @@ def test_inferred_values_stay_on_the_scale_of_x(data):
 
 
 def test_step_c_is_weighted_average_of_transported_neighbours(data):
-    model, x_hat = _fit_predict(data, n_pcs=None, n_features=20, reg_m=None, weight_scale=1.0)
+    model, x_hat = _fit_predict(
+        data, scale=False, n_pcs=None, barycentric_weight=1.0, n_features=20, reg_m=None, weight_scale=1.0
+    )
     coupling, _ = model.transport(data.target_y)
     feats = variable_features(data.source_y, 20)
     tgt = data.target_y[:, feats]
@@ -69,6 +71,54 @@ def test_step_c_is_weighted_average_of_transported_neighbours(data):
     # the paper's weights: exp(-Euclidean distance), here normalized
     d = np.sqrt(((tgt[:, None, :] - mapped[idx]) ** 2).sum(-1))
     np.testing.assert_allclose(w, np.exp(-d) / np.exp(-d).sum(1, keepdims=True), atol=1e-10)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 0.6])
+def test_default_step_c_moves_source_by_shift_and_barycentric_map(data, weight):
+    # the default: standardized features, PCA, every source cell moved by the
+    # coupling's mean displacement and, with weight w, towards its barycentric
+    # image; then the weighted kNN of target cells
+    model, x_hat = _fit_predict(data, barycentric_weight=weight)
+    coupling, _ = model.transport(data.target_y)
+    feats = model.features_
+    src, tgt = data.source_y[:, feats], data.target_y[:, feats]
+    mean, sd = src.mean(0), src.std(0)
+    a = model.pca_.transform(np.clip((src - mean) / sd, -10, 10))
+    b = model.pca_.transform(np.clip((tgt - mean) / sd, -10, 10))
+    np.testing.assert_allclose(model.source_rep_, a, atol=1e-10)
+    shift = (coupling[:, :, None] * (b[None, :, :] - a[:, None, :])).sum((0, 1)) / coupling.sum()
+    np.testing.assert_allclose(model.shift_, shift, atol=1e-10)
+    bary = (coupling / coupling.sum(1, keepdims=True)) @ b
+    idx, w = knn_weights(b, (1 - weight) * (a + shift) + weight * bary, model.n_neighbors_, scale="auto")
+    np.testing.assert_allclose(x_hat, weighted_average(data.source_x, idx, w), atol=1e-10)
+
+
+def test_transport_shift_recovers_a_batch_offset_despite_composition():
+    # two cell types; the target is the source moved by an offset, with the
+    # types in other proportions: the difference of means is biased by the
+    # composition, the transport's displacement is not
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]])
+    src = np.r_[centres[0] + rng.normal(size=(150, 3)), centres[1] + rng.normal(size=(50, 3))]
+    offset = np.array([0.0, 3.0, -2.0])
+    tgt = np.r_[centres[0] + rng.normal(size=(40, 3)), centres[1] + rng.normal(size=(120, 3))] + offset
+    x = np.r_[np.zeros((150, 2)), np.ones((50, 2))]
+    model = CMOT(scale=False, n_pcs=None, n_features=3, n_neighbors=10, barycentric_weight=0,
+                 random_state=0, outlier_threshold=np.inf).fit(x, src)
+    x_hat = model.predict(tgt)
+    naive_error = np.linalg.norm(tgt.mean(0) - src.mean(0) - offset)
+    error = np.linalg.norm(model.shift_ - offset)
+    assert naive_error > 9 and error < 1.2  # |offset| = 3.6
+    np.testing.assert_allclose(x_hat, np.r_[np.zeros((40, 2)), np.ones((120, 2))], atol=1e-6)
+
+
+def test_barycentric_weight_and_scale_are_checked(data):
+    with pytest.raises(ValueError, match=r"barycentric_weight: expected a number in \[0, 1\], found 1.5"):
+        CMOT(barycentric_weight=1.5).fit(data.source_x, data.source_y)
+    with pytest.raises(TypeError, match="barycentric_weight: expected a number, found 'paper'"):
+        CMOT(barycentric_weight="paper").fit(data.source_x, data.source_y)
+    with pytest.raises(TypeError, match="scale: expected True or False, found 'yes'"):
+        CMOT(scale="yes").fit(data.source_x, data.source_y)
 
 
 def test_coupling_marginals(data):

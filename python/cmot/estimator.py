@@ -21,6 +21,7 @@ from .infer import exp_weights, knn_weights, nearest_neighbors, variable_feature
 from .transport import (
     barycentric_map,
     make_pca,
+    transport_shift,
     neighbor_distance_scale,
     poorly_mapped_cells,
     sinkhorn_lpl1,
@@ -41,6 +42,8 @@ AUTO_REG_NEIGHBOR = 10
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
 #: A user's reg_e this many times above or below the automatic one gets a warning.
 REG_E_WARN_RATIO = 50.0
+#: ``scale=True`` clips standardized values to +-SCALE_CLIP (Seurat's ScaleData default).
+SCALE_CLIP = 10.0
 #: Above this many source x target pairs the OT works in float32, in place.
 LARGE_PROBLEM = 25_000_000
 
@@ -180,9 +183,10 @@ class CMOT:
     Source cells are measured in both X (the modality to infer) and Y (the shared
     modality); target cells in Y only.  ``fit`` learns from the source; ``predict``
     transports the source onto the target in Y (entropic OT with label
-    regularization), moves the source cells into target space by barycentric
-    mapping, flags poorly mapped target cells, and averages the X of each target
-    cell's nearest transported source cells.
+    regularization), moves the source cells into target space (by the
+    transport's mean displacement and, in part, the paper's per-cell
+    barycentric map), flags poorly mapped target cells, and averages the X of
+    each target cell's nearest transported source cells.
 
     Parameters
     ----------
@@ -213,9 +217,15 @@ class CMOT:
         ``k`` transported source cells averaged for each target cell (Step C).
         "auto" picks ``k`` from 5 to 500 by leave-one-out prediction of the source
         cells' X from their Y (fitted attribute ``n_neighbors_``).
-    n_features : int, default=2000
+    n_features : int, default=4000
         Most variable shared features (by variance in the source) used for Steps
         B and C.
+    scale : bool, default=True
+        Standardize each of those features by its mean and standard deviation in
+        the source (values clipped to +-10), for source and target alike, before
+        the PCA, as Seurat's ``ScaleData`` does: lowly expressed markers then
+        count as much as abundant genes.  False uses the values as given (the
+        paper).
     n_pcs : int or None, default=30
         Principal components (fitted on the source) of those features in which
         the OT cost and the Step C neighbours are computed.  None follows the
@@ -223,6 +233,19 @@ class CMOT:
         ``n_features`` raw features.  PCA removes much of the technical noise of
         single-cell data, so neighbours are more meaningful; it is the main
         deliberate departure from the reference code (see the README).
+    barycentric_weight : float in [0, 1], default=0.25
+        How the coupling moves the source cells into target space before Step C:
+        source cell ``i`` goes to ``(1 - w) * (y_i + shift_) + w * bary_i``.
+        ``bary_i``, the paper's barycentric map (``w=1``), is the
+        coupling-weighted mean of the target cells it is sent to; ``shift_``
+        (:func:`cmot.transport.transport_shift`) is the transport's mean
+        displacement, the offset between reference and query estimated from
+        matched cells, so that unlike the difference of means it is not biased
+        by cell types more common in one than in the other.  Entropic couplings
+        spread each cell over many targets, so the barycentric map pulls the
+        source cells of a cluster towards its centre: that smooths noise when
+        reference and query come from one sample, but across samples it loses
+        the differences within clusters that the shift keeps.
     weight_scale : float or "auto", default="auto"
         Step C weights are ``exp(-distance / weight_scale)``, normalized to sum to
         one.  1.0 is the paper's ``exp(-distance)``, which depends on the units of
@@ -264,6 +287,8 @@ class CMOT:
         Labels of the source Y cells used by the label regularizer.
     features_ : ndarray of int
         Columns of Y used for Steps B and C.
+    scale_mean_, scale_sd_ : ndarray of shape (len(features_),) or None
+        Source mean and standard deviation of those columns (``scale=True``).
     pca_ : sklearn.decomposition.PCA or None
         PCA of those columns (None when ``n_pcs=None``).
     n_neighbors_ : int
@@ -284,6 +309,9 @@ class CMOT:
         The validated parameters ``fit`` used.
     reg_e_ : float
         Set by ``predict``: the entropic weight used.
+    shift_ : ndarray of shape (n_components_space,)
+        Set by ``predict``: the transport's mean displacement of the source
+        cells in the Step B/C space.
     n_iter_ : int
         Set by ``predict``: Sinkhorn iterations run.
     marginal_error_ : float
@@ -312,8 +340,10 @@ class CMOT:
         reg_m: float | str | None = "auto",
         n_clusters: int = 2,
         n_neighbors: int | str = "auto",
-        n_features: int = 2000,
+        n_features: int = 4000,
+        scale: bool = True,
         n_pcs: int | None = 30,
+        barycentric_weight: float = 0.25,
         weight_scale: float | str = "auto",
         max_iter: int = 10,
         max_inner_iter: int = 1000,
@@ -332,7 +362,9 @@ class CMOT:
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.n_features = n_features
+        self.scale = scale
         self.n_pcs = n_pcs
+        self.barycentric_weight = barycentric_weight
         self.weight_scale = weight_scale
         self.max_iter = max_iter
         self.max_inner_iter = max_inner_iter
@@ -383,6 +415,11 @@ class CMOT:
         if p["reg_m"] != "auto":
             check_float(p["reg_m"], "reg_m", allow_none=True)
         check_float(p["tol"], "tol")
+        if not isinstance(p["scale"], (bool, np.bool_)):
+            raise TypeError(f"scale: expected True or False, found {p['scale']!r}.")
+        check_float(p["barycentric_weight"], "barycentric_weight", strict=False)
+        if not 0 <= p["barycentric_weight"] <= 1:
+            raise ValueError(f"barycentric_weight: expected a number in [0, 1], found {p['barycentric_weight']}.")
         if p["outlier_method"] not in ("distance", "isolation_forest"):
             raise ValueError(
                 f"outlier_method: expected 'distance' or 'isolation_forest', found {p['outlier_method']!r}."
@@ -466,15 +503,21 @@ class CMOT:
             source_x_rows = xm.data
 
         self.features_ = variable_features(ym.data, p["n_features"])
-        self.pca_ = None
+        self.pca_ = self.scale_mean_ = self.scale_sd_ = None
+        sel = _dense(ym.data[:, self.features_])
+        if p["scale"]:
+            self.scale_mean_ = sel.mean(axis=0)
+            sd = sel.std(axis=0)
+            sd[sd == 0] = 1.0
+            self.scale_sd_ = sd
+            sel = self._standardize(sel)
         if p["n_pcs"] is not None:
-            sel = _dense(ym.data[:, self.features_])
             n_pcs = min(p["n_pcs"], sel.shape[0] - 1, sel.shape[1])
             with _step(f"PCA of {sel.shape[1]} variable Y features to {n_pcs} components", self.verbose):
                 self.pca_ = make_pca(n_pcs, sel.shape, self.random_state).fit(sel)
                 self.source_rep_ = self.pca_.transform(sel)
         else:
-            self.source_rep_ = _dense(ym.data[:, self.features_])
+            self.source_rep_ = sel
 
         if labels is None:
             with _step(f"Ward clustering of source Y into {p['n_clusters']} labels", self.verbose):
@@ -551,9 +594,16 @@ class CMOT:
         cost[order] = cost_s
         return coupling, cost
 
+    def _standardize(self, sel):
+        """Features centred and scaled by their source mean and sd, clipped to +-SCALE_CLIP."""
+        out = (sel - self.scale_mean_) / self.scale_sd_
+        return np.clip(out, -SCALE_CLIP, SCALE_CLIP, out=out)
+
     def _represent(self, target):
-        """Target cells in the Step B/C space: PCA of the variable features, or those features."""
+        """Target cells in the Step B/C space: PCA of the (standardized) variable features, or those features."""
         sel = _dense(target[:, self.features_])
+        if self.scale_mean_ is not None:
+            sel = self._standardize(sel.astype(np.float64))
         return self.pca_.transform(sel) if self.pca_ is not None else sel
 
     def _transport(self, target, keep_cost=False):
@@ -684,11 +734,21 @@ class CMOT:
         k = self.n_neighbors_ if n_neighbors is None else n_neighbors
         with _step(f"kNN inference (k={k})", self.verbose):
             tgt = self._represent(target)
-            mapped = barycentric_map(coupling, tgt)
-            if order is not None:
-                unsorted = np.empty_like(mapped)
-                unsorted[order] = mapped
-                mapped = unsorted
+            weight = self.params_["barycentric_weight"]
+            src = self.source_rep_ if order is None else self.source_rep_[order]
+            self.shift_ = transport_shift(coupling, src, tgt)
+            if weight > 0:
+                bary = barycentric_map(coupling, tgt)
+                if order is not None:
+                    unsorted = np.empty_like(bary)
+                    unsorted[order] = bary
+                    bary = unsorted
+            if weight == 0:
+                mapped = self.source_rep_ + self.shift_
+            elif weight == 1:  # the paper
+                mapped = bary
+            else:
+                mapped = (1 - weight) * (self.source_rep_ + self.shift_) + weight * bary
             idx, w = knn_weights(tgt, mapped, k, scale=self.weight_scale)
             return weighted_average(self.source_x_, idx, w)
 

@@ -27,6 +27,7 @@ __all__ = [
     "sqeuclidean_cost",
     "sinkhorn_lpl1",
     "barycentric_map",
+    "transport_shift",
     "poorly_mapped_cells",
     "neighbor_distance_scale",
     "unmatched_cells",
@@ -351,6 +352,40 @@ def barycentric_map(coupling, target):
     else:
         mapped = coupling @ np.asarray(target)
     return mapped / rows[:, None]
+
+
+def transport_shift(coupling, source, target) -> np.ndarray:
+    """Mean displacement of the transported mass: ``sum_ij G_ij (t_j - s_i) / sum_ij G_ij``.
+
+    Where reference and query differ by a batch effect, this is the transport's
+    estimate of the offset between them.  Unlike the difference of the two
+    means it weighs each source cell by the mass it sends, so cell types that
+    are more (or less) common in the source than in the target do not bias it
+    (with semi-relaxed OT, ``reg_m``, rows need not sum to ``1 / n_source``).
+
+    Parameters
+    ----------
+    coupling : ndarray of shape (n_source, n_target)
+    source : ndarray of shape (n_source, n_features)
+    target : ndarray of shape (n_target, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.array([[0.5, 0.0], [0.0, 0.5]])
+    >>> transport_shift(g, np.array([[0.0], [1.0]]), np.array([[2.0], [3.0]]))
+    array([2.])
+    """
+    total = float(coupling.sum())
+    if not np.isfinite(total) or total <= 0:
+        raise ValueError(f"coupling: expected a positive total mass, found {total}.")
+    cols = np.asarray(coupling.sum(axis=0), dtype=np.float64)
+    rows = np.asarray(coupling.sum(axis=1), dtype=np.float64)
+    return (cols @ np.asarray(target, dtype=np.float64) - rows @ np.asarray(source, dtype=np.float64)) / total
 
 
 def make_pca(n_components: int, shape, random_state=None):

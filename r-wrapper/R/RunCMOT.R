@@ -36,14 +36,18 @@
 #' \strong{Defaults and paper mode.}  The defaults are those of the Python
 #' core (a test keeps them equal): the transport cost and the neighbours are
 #' computed on \code{n.pcs = 30} principal components of the \code{n.features =
-#' 2000} most variable shared features, \code{reg.e} is set from the data,
+#' 4000} most variable shared features, standardized (\code{scale = TRUE}),
+#' \code{reg.e} is set from the data,
 #' the transport is semi-relaxed (\code{reg.m = "auto"}), \code{k} is chosen by
-#' leave-one-out on the reference (\code{k = "auto"}), neighbour weights are
+#' leave-one-out on the reference (\code{k = "auto"}), the reference moves into
+#' query space mostly by the transport's mean displacement
+#' (\code{barycentric.weight = 0.25}), neighbour weights are
 #' scaled to the data (\code{weight.scale = "auto"}) and poorly mapped cells
 #' are found by a distance test calibrated on the reference
 #' (\code{outlier.method = "distance"}).  To follow the paper instead, set
-#' \code{n.pcs = NULL} (transport cost on every shared feature, neighbours on
-#' the \code{n.features} raw features), \code{reg.m = NULL} (balanced
+#' \code{scale = FALSE}, \code{n.pcs = NULL} (transport cost on every shared
+#' feature, neighbours on the \code{n.features} raw features),
+#' \code{barycentric.weight = 1}, \code{reg.m = NULL} (balanced
 #' transport), \code{weight.scale = 1} (weights \code{exp(-distance)}) and, if
 #' wanted, \code{outlier.method = "isolation_forest"}.  The
 #' paper's entropic weights (\code{reg.e = 5e3} for the pancancer data,
@@ -140,11 +144,26 @@ RunCMOT <- function(object, ...) {
 #' @param n.features Most variable shared features (by variance in the
 #'   reference) used for the transport and the neighbours; all of them when
 #'   there are fewer.
+#' @param scale Standardize each of those features by its mean and standard
+#'   deviation in the reference (clipped to +-10), for reference and query
+#'   alike, before the PCA, as \code{ScaleData} does (default \code{TRUE});
+#'   \code{FALSE} is paper mode.
 #' @param n.pcs Principal components (fitted on the reference) of those
 #'   features in which the transport cost and the neighbours are computed
 #'   (at most the number of features and of reference cells - 1).  \code{NULL}
 #'   is paper mode: the cost on every shared feature, the neighbours on the
 #'   \code{n.features} raw features; see Details.
+#' @param barycentric.weight How the transport moves the reference cells into
+#'   query space before the neighbour search, a number in [0, 1]: reference
+#'   cell i goes to \code{(1 - w) * (y_i + shift) + w * bary_i}.
+#'   \code{shift} is the transport's mean displacement, the offset between
+#'   reference and query estimated from matched cells (cell types more common
+#'   in one sample than in the other do not bias it); \code{bary_i}, the
+#'   paper's barycentric map (\code{w = 1}), is the transport-weighted mean of
+#'   the query cells that cell i is sent to, which pulls the cells of a cluster
+#'   towards its centre: that smooths noise when reference and query come from
+#'   one sample but loses the differences within clusters across samples.
+#'   The default 0.25 does well in both cases.
 #' @param weight.scale Distance unit of the neighbour weights: each query
 #'   cell averages its \code{k} neighbours with weights proportional to
 #'   \code{exp(-distance / weight.scale)}.  \code{"auto"} (default) uses the
@@ -179,8 +198,9 @@ RunCMOT <- function(object, ...) {
 #' @rdname RunCMOT
 RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
                             n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
-                            reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 2000,
-                            n.pcs = 30, weight.scale = "auto", max.iter = 10, max.inner.iter = 1000,
+                            reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
+                            scale = TRUE, n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto",
+                            max.iter = 10, max.inner.iter = 1000,
                             tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                             verbose = TRUE, ...) {
   .check_dots(...)
@@ -281,8 +301,9 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
                            new.assay.name = "CMOT", slot = "data", overwrite = FALSE,
                            n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
-                           reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 2000,
-                           n.pcs = 30, weight.scale = "auto", max.iter = 10, max.inner.iter = 1000,
+                           reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
+                           scale = TRUE, n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto",
+                           max.iter = 10, max.inner.iter = 1000,
                            tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                            verbose = TRUE, ...) {
   .check_dots(...)

@@ -49,8 +49,9 @@
 # errors name the R argument).  The formals are the R argument names, with the
 # same defaults as RunCMOT() and the Python core (a test checks this).
 .cmot_params <- function(n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL, reg.cl = 1,
-                         reg.m = "auto", n.clusters = 2, k = "auto", n.features = 2000, n.pcs = 30,
-                         weight.scale = "auto", max.iter = 10, max.inner.iter = 1000, tol = 1e-6, outlier.threshold = 3.5,
+                         reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000, scale = TRUE,
+                         n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto", max.iter = 10,
+                         max.inner.iter = 1000, tol = 1e-6, outlier.threshold = 3.5,
                          outlier.method = "distance", seed = NULL) {
   if (!is.null(seed)) seed <- .check_count(seed, "seed", min = 0L)
   if (!is.null(reg.e)) reg.e <- .check_number(reg.e, "reg.e", min = 0, strict = TRUE)
@@ -66,7 +67,9 @@
     n_clusters = .check_count(n.clusters, "n.clusters"),
     n_neighbors = .check_k(k),
     n_features = .check_count(n.features, "n.features"),
+    scale = .check_flag(scale, "scale"),
     n_pcs = if (is.null(n.pcs)) NULL else .check_count(n.pcs, "n.pcs"),
+    barycentric_weight = .check_number(barycentric.weight, "barycentric.weight", min = 0, max = 1),
     weight_scale = .check_auto_number(weight.scale, "weight.scale"),
     max_iter = .check_count(max.iter, "max.iter"),
     max_inner_iter = .check_count(max.inner.iter, "max.inner.iter"),
@@ -105,6 +108,13 @@
     stop(name, ": expected \"auto\" or a finite number > 0, found ", deparse(x, nlines = 1L), ".", call. = FALSE)
   }
   as.double(x)
+}
+
+.check_flag <- function(x, name) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    stop(name, ": expected TRUE or FALSE, found ", deparse(x, nlines = 1L), ".", call. = FALSE)
+  }
+  x
 }
 
 .check_choice <- function(x, name, choices) {

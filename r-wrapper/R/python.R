@@ -115,7 +115,9 @@ cmot_available <- function(verbose = FALSE) {
 # Python argument names -> R argument names, for error messages.
 .py_arg_names <- c(n_components = "n.components", align_neighbors = "align.neighbors", mu = "mu", reg_e = "reg.e",
                    reg_cl = "reg.cl", reg_m = "reg.m", n_clusters = "n.clusters", n_neighbors = "k",
-                   n_features = "n.features", n_pcs = "n.pcs", weight_scale = "weight.scale",
+                   n_features = "n.features", scale = "scale", n_pcs = "n.pcs",
+                   barycentric_weight = "barycentric.weight",
+                   weight_scale = "weight.scale",
                    max_iter = "max.iter",
                    max_inner_iter = "max.inner.iter", tol = "tol", outlier_threshold = "outlier.threshold",
                    outlier_method = "outlier.method", random_state = "seed",

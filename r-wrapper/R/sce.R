@@ -43,7 +43,8 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
                                          new.altexp.name = "CMOT", overwrite = FALSE,
                                          n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
                                          reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto",
-                                         n.features = 2000, n.pcs = 30, weight.scale = "auto",
+                                         n.features = 4000, scale = TRUE, n.pcs = 30,
+                                         barycentric.weight = 0.25, weight.scale = "auto",
                                          max.iter = 10, max.inner.iter = 1000, tol = 1e-6,
                                          outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                                          verbose = TRUE, ...) {

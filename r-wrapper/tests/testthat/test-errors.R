@@ -28,6 +28,11 @@ test_that("bad matrix inputs give clear R errors (checked in R, before Python)",
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, outlier.method = "iforest"),
                "outlier.method: expected one of \"distance\", \"isolation_forest\", found \"iforest\"")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, tol = 0), "tol: expected a finite number > 0")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, scale = "yes"),
+               "scale: expected TRUE or FALSE, found \"yes\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, scale = NA), "scale: expected TRUE or FALSE, found NA")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, barycentric.weight = 1.5),
+               "barycentric.weight: expected a finite number >= 0 and <= 1, found 1.5")
   expect_error(run(q, reference = ry, refdata = rx, reg.e = -1), "reg.e: expected a finite number > 0")
   expect_error(run(q, reference = ry, refdata = rx, mu = 1), "mu: expected a number strictly between 0 and 1")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, seed = 1.5), "seed: expected a whole number")

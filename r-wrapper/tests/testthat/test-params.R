@@ -67,12 +67,16 @@ test_that("paper mode, balanced or weighted relaxation, weight scale and isolati
                                             modifyList(fast, list(...), keep.null = TRUE)))
   # paper mode: raw-feature cost (fewer variable features than shared ones, so it differs from PCA),
   # balanced transport, exp(-distance) weights, the paper's detector, a paper-scale reg.e
-  paper <- run(n.features = 15, n.pcs = NULL, reg.m = NULL, weight.scale = 1, reg.e = 100,
-               outlier.method = "isolation_forest", max.inner.iter = 500, tol = 1e-8)
+  paper <- run(n.features = 15, scale = FALSE, n.pcs = NULL, barycentric.weight = 1, reg.m = NULL,
+               weight.scale = 1, reg.e = 100, outlier.method = "isolation_forest", max.inner.iter = 500,
+               tol = 1e-8)
   expect_null(attr(paper, "cmot")$params$n_pcs)
   expect_true("n_pcs" %in% names(attr(paper, "cmot")$params))
+  expect_identical(attr(paper, "cmot")$params$barycentric_weight, 1)
+  expect_false(attr(paper, "cmot")$params$scale)
   direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab, n.features = 15,
-                          n_pcs = NULL, reg_m = NULL, weight_scale = 1, reg_e = 100,
+                          scale = FALSE, n_pcs = NULL, barycentric_weight = 1, reg_m = NULL,
+                          weight_scale = 1, reg_e = 100,
                           outlier_method = "isolation_forest", max_inner_iter = 500L, tol = 1e-8)
   expect_equal(plain(paper), plain(direct), tolerance = 1e-10)
   expect_identical(unname(attr(paper, "cmot")$poorly.mapped), attr(direct, "core")$poorly.mapped)
@@ -84,4 +88,17 @@ test_that("paper mode, balanced or weighted relaxation, weight scale and isolati
   direct.r <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab, reg_m = 5, n_pcs = 5L)
   expect_equal(plain(relaxed), plain(direct.r), tolerance = 1e-10)
   expect_false(isTRUE(all.equal(plain(relaxed), plain(paper))))
+
+  # unscaled features, and the shift alone or the paper's map on scaled ones
+  unscaled <- run(scale = FALSE)
+  direct.u <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab, scale = FALSE)
+  expect_equal(plain(unscaled), plain(direct.u), tolerance = 1e-10)
+  bary <- run(barycentric.weight = 1)
+  direct.b <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab, barycentric_weight = 1)
+  shift <- run(barycentric.weight = 0)
+  direct.s <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab, barycentric_weight = 0)
+  expect_equal(plain(shift), plain(direct.s), tolerance = 1e-10)
+  expect_false(isTRUE(all.equal(plain(shift), plain(bary))))
+  expect_equal(plain(bary), plain(direct.b), tolerance = 1e-10)
+  expect_false(isTRUE(all.equal(plain(bary), plain(unscaled))))
 })

@@ -21,6 +21,7 @@ from .infer import exp_weights, knn_weights, nearest_neighbors, variable_feature
 from .transport import (
     barycentric_map,
     make_pca,
+    signal_components,
     transport_shift,
     neighbor_distance_scale,
     poorly_mapped_cells,
@@ -268,10 +269,12 @@ class CMOT:
         contamination.  It only sees the target, so it misses a new cell type
         that makes up a large share of it, and it flags cells of known types.
         "distance" (default) scores each target cell by its distance to its 10th
-        nearest source cell, in a PCA of the variable features fitted on source
-        and target together, against the same distance among source cells:
-        calibrated on the source, it can flag a whole unseen population and
-        rarely flags cells of known types.
+        nearest source cell, in a PCA of the (standardized) variable features
+        fitted on source and target together, against the same distance among
+        source cells: calibrated on the source, it can flag a whole unseen
+        population and rarely flags cells of known types.  Only the components
+        above the noise count (Marchenko-Pastur edge, fitted attribute
+        ``outlier_n_components_``); the others would drown the differences.
     random_state : int or None, default=None
         Seed for the alignment, clustering, PCA and IsolationForest.
     verbose : bool, default=False
@@ -305,6 +308,9 @@ class CMOT:
         Set by ``predict``: poorly mapped target cells.
     outlier_scores_ : ndarray of shape (n_target,)
         Set by ``predict``: robust z-scores of poor mapping (higher is worse).
+    outlier_n_components_ : int
+        Set by ``predict`` (``outlier_method="distance"``): principal components
+        of the joint PCA used by the poorly-mapped test.
     params_ : dict
         The validated parameters ``fit`` used.
     reg_e_ : float
@@ -704,12 +710,20 @@ class CMOT:
 
     def _unmatched(self, target):
         """Source-calibrated distance test in a PCA fitted on source and target together
-        (a PCA of the source alone would project away what sets an unseen cell type apart)."""
+        (a PCA of the source alone would project away what sets an unseen cell type apart),
+        on the components above the noise (:func:`signal_components`)."""
         src = _dense(self.source_y_[:, self.features_])
         tgt = _dense(target[:, self.features_])
+        if self.scale_mean_ is not None:
+            src = self._standardize(src.astype(np.float64))
+            tgt = self._standardize(tgt.astype(np.float64))
         both = np.vstack([src, tgt])
-        n_pcs = int(min(self.params_["n_pcs"] or 30, both.shape[0] - 1, both.shape[1]))
-        emb = make_pca(n_pcs, both.shape, self.random_state).fit_transform(both)
+        n, p = both.shape
+        n_pcs = int(min(self.params_["n_pcs"] or 30, n - 1, p))
+        pca = make_pca(n_pcs, both.shape, self.random_state).fit(both)
+        d = signal_components(pca.explained_variance_, n, p, mean_variance=float(both.var(axis=0).mean()))
+        self.outlier_n_components_ = d
+        emb = pca.transform(both)[:, :d]
         emb_s, emb_t = emb[: src.shape[0]], emb[src.shape[0] :]
         scale = neighbor_distance_scale(emb_s, random_state=self.random_state)
         return unmatched_cells(emb_t, emb_s, scale, threshold=self.outlier_threshold)

@@ -31,6 +31,7 @@ __all__ = [
     "poorly_mapped_cells",
     "neighbor_distance_scale",
     "unmatched_cells",
+    "signal_components",
 ]
 
 _P = 0.5  # the l_p^q group-lasso exponent used by POT and the paper (p=1, q=1/2)
@@ -395,6 +396,30 @@ def make_pca(n_components: int, shape, random_state=None):
 
     solver = "randomized" if min(shape) > 500 else "full"
     return PCA(n_components=n_components, svd_solver=solver, random_state=random_state)
+
+
+def signal_components(explained_variance, n_samples: int, n_features: int, mean_variance: float) -> int:
+    """Number of principal components above the noise: eigenvalues larger than the
+    Marchenko-Pastur edge ``mean_variance * (1 + sqrt(n_features / n_samples)) ** 2``,
+    the largest eigenvalue that pure noise of that variance reaches (at least 2).
+
+    Distances between cells in the remaining components are mostly noise; they
+    drown the few components in which an unseen cell type stands apart when
+    features far outnumber cells.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> noise = rng.normal(size=(300, 1000))
+    >>> signal = np.repeat(rng.normal(scale=8, size=(3, 1000)), 100, axis=0)
+    >>> from sklearn.decomposition import PCA
+    >>> ev = PCA(20).fit(noise + signal).explained_variance_
+    >>> signal_components(ev, 300, 1000, mean_variance=1.0)
+    2
+    """
+    ev = np.asarray(explained_variance, dtype=np.float64)
+    edge = mean_variance * (1.0 + np.sqrt(n_features / n_samples)) ** 2
+    return int(min(len(ev), max(2, np.sum(ev > edge))))
 
 
 def poorly_mapped_cells(

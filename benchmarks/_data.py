@@ -101,7 +101,7 @@ class Task:
 
 #: What makes CMOT follow the paper exactly: OT cost on every shared feature,
 #: neighbours on the raw variable features, balanced OT and exp(-distance) weights.
-PAPER_MODE = dict(scale=False, n_pcs=None, barycentric_weight=1.0, reg_m=None, weight_scale=1.0)
+PAPER_MODE = dict(match_neighbors=1, scale=False, n_pcs=None, barycentric_weight=1.0, reg_m=None, weight_scale=1.0)
 
 def data_dir() -> Path:
     """``$CMOT_DATA``, else ``<repo root>/../shared/data``."""

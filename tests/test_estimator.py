@@ -216,6 +216,26 @@ def test_partly_paired_source_runs_alignment(data):
     assert same.mean() > 0.8
     x_hat = model.predict(data.target_y)
     assert np.nanmean(cellwise_pearson(data.target_x, x_hat)) > 0.8
+    # X profiles: a known partner's own, else the mean of the 10 nearest aligned X cells
+    np.testing.assert_allclose(model.source_x_[known], data.source_x[known])
+    d = ((model.embedding_y_[unknown, None, :] - model.embedding_x_[None, :, :]) ** 2).sum(-1)
+    nearest = np.argsort(d, axis=1)[:, :10]
+    np.testing.assert_allclose(model.source_x_[unknown], data.source_x[nearest].mean(1), atol=1e-12)
+    np.testing.assert_array_equal(model.aligned_index_[unknown], nearest[:, 0])
+    # the paper: the nearest aligned cell's own profile
+    paper = CMOT(n_neighbors=15, match_neighbors=1, random_state=0, outlier_threshold=np.inf)
+    paper.fit(data.source_x, data.source_y, correspondence=corr)
+    np.testing.assert_array_equal(paper.source_x_, data.source_x[paper.aligned_index_])
+
+
+def test_partly_paired_sparse_x_stays_sparse(data):
+    rng = np.random.default_rng(2)
+    x = sp.csr_matrix(np.where(rng.random(data.source_x.shape) < 0.5, 0.0, data.source_x))
+    known = np.arange(0, 240, 2)
+    model = CMOT(n_neighbors=10, random_state=0, outlier_threshold=np.inf)
+    model.fit(x, data.source_y, correspondence=np.c_[known, known])
+    assert sp.issparse(model.source_x_)
+    np.testing.assert_allclose(model.source_x_.toarray(), model.match_matrix_ @ x.toarray())
 
 
 def test_partly_paired_with_different_cell_counts(data):

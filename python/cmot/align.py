@@ -19,7 +19,7 @@ from scipy.sparse.linalg import eigsh
 from sklearn.decomposition import TruncatedSVD
 from sklearn.neighbors import NearestNeighbors
 
-__all__ = ["knn_graph", "correspondence_matrix", "manifold_align", "match_aligned"]
+__all__ = ["knn_graph", "correspondence_matrix", "manifold_align", "match_aligned", "match_matrix"]
 
 
 def _reduce(data, n_dims, random_state):
@@ -204,3 +204,38 @@ def match_aligned(emb_x, emb_y, correspondence=None) -> np.ndarray:
         first = w.indices[w.indptr[:-1][has]]
         idx[np.flatnonzero(has)] = first
     return idx
+
+
+def match_matrix(emb_x, emb_y, correspondence=None, n_neighbors: int = 1):
+    """Row-stochastic ``(n_y, n_x)`` sparse matrix ``M``: the X profile of each Y
+    cell is row ``i`` of ``M @ X``.
+
+    A Y cell with a known partner takes its partner's profile (the first, if
+    several); every other Y cell takes the mean profile of its ``n_neighbors``
+    nearest X cells in the aligned space.  ``n_neighbors=1`` is the paper's
+    nearest aligned cell; averaging a few smooths the error of an imperfect
+    alignment.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = match_matrix(np.array([[0.0], [1.0], [1.2]]), np.array([[1.1], [0.1]]), n_neighbors=2)
+    >>> m.toarray()
+    array([[0. , 0.5, 0.5],
+           [0.5, 0.5, 0. ]])
+    """
+    n_y, n_x = emb_y.shape[0], emb_x.shape[0]
+    k = int(min(n_neighbors, n_x))
+    nbrs = NearestNeighbors(n_neighbors=k).fit(emb_x).kneighbors(emb_y, return_distance=False)
+    cols = nbrs.astype(np.int64)
+    vals = np.full(cols.shape, 1.0 / k)
+    if correspondence is not None:
+        w = sp.csc_matrix(correspondence)
+        has = np.flatnonzero(np.diff(w.indptr) > 0)
+        cols[has] = w.indices[w.indptr[:-1][has]][:, None]
+        vals[has] = 0.0
+        vals[has, 0] = 1.0
+    m = sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, n_y * k + 1, k)), shape=(n_y, n_x))
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    return m

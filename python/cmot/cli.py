@@ -245,7 +245,7 @@ def _model(args):
         "verbose": True,
     }
     if args.paper:
-        params.update(scale=False, n_pcs=None, barycentric_weight=1.0, reg_m=None, weight_scale=1.0)
+        params.update(match_neighbors=1, scale=False, n_pcs=None, barycentric_weight=1.0, reg_m=None, weight_scale=1.0)
     return CMOT(**params)
 
 

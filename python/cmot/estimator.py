@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from . import __version__
 from ._validation import Matrix, as_matrix, check_float, check_int, check_labels
-from .align import correspondence_matrix, manifold_align, match_aligned
+from .align import correspondence_matrix, manifold_align, match_aligned, match_matrix
 from .infer import exp_weights, knn_weights, nearest_neighbors, variable_features, weighted_average
 from .transport import (
     barycentric_map,
@@ -197,6 +197,12 @@ class CMOT:
         ``K``, neighbours in the kNN graphs of manifold alignment (Step A).
     mu : float, default=0.5
         Alignment trade-off between within-modality geometry and correspondences.
+    match_neighbors : int, default=10
+        After alignment, a source Y cell without a known partner takes the mean
+        X profile of its ``match_neighbors`` nearest X cells in the aligned
+        space.  1 is the paper's nearest aligned cell, whose profile carries
+        the whole error of an imperfect alignment (on a549 with half the pairs
+        known, 1 scores mean cell-wise r 0.508, 10 scores 0.526).
     reg_e : float or None, default=None
         Entropic weight of the OT, on the scale of the squared Euclidean cost
         (the paper uses 5e3 for pancancer and 1e2 for a549 and PBMC, on raw
@@ -301,7 +307,11 @@ class CMOT:
     feature_names_y_, feature_names_x_ : ndarray of str or None
         Feature names seen in ``fit``.
     aligned_index_ : ndarray of int or None
-        For partly paired sources: the X cell each Y cell takes its profile from.
+        For partly paired sources: each Y cell's known partner, or its nearest
+        X cell in the aligned space.
+    match_matrix_ : sparse matrix of shape (n_y, n_x) or None
+        For partly paired sources: ``source_x_ = match_matrix_ @ source_x``
+        (see ``match_neighbors``).
     embedding_x_, embedding_y_ : ndarray or None
         Aligned embeddings (partly paired sources only).
     outliers_ : ndarray of bool, shape (n_target,)
@@ -341,6 +351,7 @@ class CMOT:
         n_components: int = 10,
         align_neighbors: int = 5,
         mu: float = 0.5,
+        match_neighbors: int = 10,
         reg_e: float | None = None,
         reg_cl: float = 1.0,
         reg_m: float | str | None = "auto",
@@ -362,6 +373,7 @@ class CMOT:
         self.n_components = n_components
         self.align_neighbors = align_neighbors
         self.mu = mu
+        self.match_neighbors = match_neighbors
         self.reg_e = reg_e
         self.reg_cl = reg_cl
         self.reg_m = reg_m
@@ -406,7 +418,8 @@ class CMOT:
     def _check_params(self) -> dict:
         """Validate the parameters; return them with whole-valued numbers as ``int``."""
         p = self.get_params()
-        for name in ("n_components", "align_neighbors", "n_clusters", "n_features", "max_iter", "max_inner_iter"):
+        for name in ("n_components", "align_neighbors", "match_neighbors", "n_clusters", "n_features", "max_iter",
+                     "max_inner_iter"):
             p[name] = check_int(p[name], name)
         p["n_pcs"] = check_int(p["n_pcs"], "n_pcs", allow_none=True)
         if p["n_neighbors"] != "auto":
@@ -480,7 +493,7 @@ class CMOT:
         if p["n_clusters"] > n_y and labels is None:
             raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), found {p['n_clusters']}.")
 
-        self.aligned_index_ = self.embedding_x_ = self.embedding_y_ = None
+        self.aligned_index_ = self.match_matrix_ = self.embedding_x_ = self.embedding_y_ = None
         if correspondence is not None:
             w = correspondence_matrix(correspondence, n_x, n_y)
             if p["align_neighbors"] >= min(n_x, n_y):
@@ -503,8 +516,14 @@ class CMOT:
                     random_state=self.random_state,
                 )
                 idx = match_aligned(ex, ey, w)
+                self.match_matrix_ = match_matrix(ex, ey, w, p["match_neighbors"])
             self.embedding_x_, self.embedding_y_, self.aligned_index_ = ex, ey, idx
-            source_x_rows = xm.data[idx]
+            if p["match_neighbors"] == 1:  # the paper: the partner's own profile
+                source_x_rows = xm.data[idx]
+            else:
+                source_x_rows = self.match_matrix_ @ xm.data
+                if sp.issparse(source_x_rows):
+                    source_x_rows = sp.csr_matrix(source_x_rows)
         else:
             source_x_rows = xm.data
 

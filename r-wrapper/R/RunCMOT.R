@@ -30,7 +30,8 @@
 #' With pairs given, CMOT first aligns the two reference modalities (nonlinear
 #' manifold alignment, Step A of the paper; see \code{n.components},
 #' \code{align.neighbors} and \code{mu}) and gives every reference Y cell the X
-#' profile of its (known or nearest aligned) X partner.  \code{labels} then
+#' profile of its known X partner or, without one, the mean profile of its
+#' \code{match.neighbors} nearest X cells in the aligned space.  \code{labels} then
 #' refer to the reference's Y cells.
 #'
 #' \strong{Defaults and paper mode.}  The defaults are those of the Python
@@ -117,6 +118,10 @@ RunCMOT <- function(object, ...) {
 #'   (partly paired references only).
 #' @param mu Alignment trade-off between within-modality geometry and known
 #'   pairs, strictly between 0 and 1 (partly paired references only).
+#' @param match.neighbors A reference Y cell without a known partner takes the
+#'   mean X profile of its \code{match.neighbors} nearest X cells in the aligned
+#'   space (partly paired references only).  \code{1} is the paper's nearest
+#'   aligned cell, which carries the whole error of an imperfect alignment.
 #' @param reg.e Entropic weight of the optimal transport, on the scale of the
 #'   squared Euclidean cost between reference and query cells in the space set
 #'   by \code{n.pcs}.  \code{NULL} (default) uses the median, over reference
@@ -197,7 +202,7 @@ RunCMOT <- function(object, ...) {
 #' @export
 #' @rdname RunCMOT
 RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
-                            n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
+                            n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                             reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
                             scale = TRUE, n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto",
                             max.iter = 10, max.inner.iter = 1000,
@@ -300,7 +305,7 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.assay = NULL,
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
                            new.assay.name = "CMOT", slot = "data", overwrite = FALSE,
-                           n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL,
+                           n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                            reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
                            scale = TRUE, n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto",
                            max.iter = 10, max.inner.iter = 1000,

@@ -48,7 +48,8 @@
 # Parameters of the Python estimator, from the R arguments (checked here so that
 # errors name the R argument).  The formals are the R argument names, with the
 # same defaults as RunCMOT() and the Python core (a test checks this).
-.cmot_params <- function(n.components = 10, align.neighbors = 5, mu = 0.5, reg.e = NULL, reg.cl = 1,
+.cmot_params <- function(n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
+                         reg.cl = 1,
                          reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000, scale = TRUE,
                          n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto", max.iter = 10,
                          max.inner.iter = 1000, tol = 1e-6, outlier.threshold = 3.5,
@@ -61,6 +62,7 @@
     n_components = .check_count(n.components, "n.components"),
     align_neighbors = .check_count(align.neighbors, "align.neighbors"),
     mu = mu,
+    match_neighbors = .check_count(match.neighbors, "match.neighbors"),
     reg_e = reg.e,
     reg_cl = .check_number(reg.cl, "reg.cl", min = 0),
     reg_m = .check_reg_m(reg.m),

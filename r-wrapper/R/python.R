@@ -113,7 +113,8 @@ cmot_available <- function(verbose = FALSE) {
 }
 
 # Python argument names -> R argument names, for error messages.
-.py_arg_names <- c(n_components = "n.components", align_neighbors = "align.neighbors", mu = "mu", reg_e = "reg.e",
+.py_arg_names <- c(n_components = "n.components", align_neighbors = "align.neighbors", mu = "mu",
+                   match_neighbors = "match.neighbors", reg_e = "reg.e",
                    reg_cl = "reg.cl", reg_m = "reg.m", n_clusters = "n.clusters", n_neighbors = "k",
                    n_features = "n.features", scale = "scale", n_pcs = "n.pcs",
                    barycentric_weight = "barycentric.weight",

@@ -112,4 +112,13 @@ test_that("partly paired matrices: explicit pairs and pairs = 'names'", {
   direct <- python_direct(rx, ry, sim$query.y, correspondence = cbind(30:59, 0:29))
   expect_equal(plain(x.names), plain(direct), tolerance = 1e-10)
   expect_gt(cor(as.vector(x.names), as.vector(sim$query.x)), 0.5)
+  # the paper's nearest aligned cell (match.neighbors = 1) reaches the core too
+  x.one <- do.call(run_quiet, c(list(sim$query.y, reference = ry, refdata = rx, pairs = "names",
+                                     match.neighbors = 1), fast))
+  direct.one <- python_direct(rx, ry, sim$query.y, correspondence = cbind(30:59, 0:29), match_neighbors = 1L)
+  expect_equal(plain(x.one), plain(direct.one), tolerance = 1e-10)
+  expect_false(isTRUE(all.equal(plain(x.one), plain(x.names))))
+  expect_error(do.call(cmot::RunCMOT, c(list(sim$query.y, reference = ry, refdata = rx, pairs = "names",
+                                             match.neighbors = 0), fast)),
+               "match.neighbors: expected a whole number >= 1, found 0")
 })

@@ -141,7 +141,7 @@ def test_knn_baseline():
 
 def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "cmot", "--version"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0 and "cmot 0.1.0" in res.stdout
+    assert res.returncode == 0 and "cmot 0.2.0" in res.stdout
 
 
 def test_run_h5ad_and_transposed_csv_inputs(files, tmp_path, capsys):

@@ -11,7 +11,7 @@ and a shared modality (Y).
 (40, 30)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .estimator import CMOT, PoorlyMappedWarning  # noqa: E402
 from .transport import OTConvergenceError, OTConvergenceWarning  # noqa: E402

@@ -6,7 +6,8 @@ refdata) and the test cells its query (benchmarks/seurat/transfer.R with the bes
 reduction/dims of benchmarks/compare_seurat.py's sweep); cmot runs with its
 recommended setting for that task (compare_seurat.RECOMMENDED, from the accuracy
 benchmark).  The test asserts that cmot's mean cell-wise Pearson r over the test
-cells is not below TransferData's.  ``python benchmarks/compare_seurat.py`` gives
+cells, and its mean feature-wise r over the inferred features, are not below
+TransferData's.  ``python benchmarks/compare_seurat.py`` gives
 the full table (Wilcoxon tests, time, memory, figures).
 
 Skipped (with the reason) only when Rscript/Seurat are not installed or the
@@ -28,20 +29,12 @@ sys.path.insert(0, str(REPO / "benchmarks" / "seurat"))
 
 import _data  # noqa: E402
 import compare_seurat  # noqa: E402
-from _common import cellwise_pearson, nanmean  # noqa: E402
+from _common import cellwise_pearson, featurewise_pearson, nanmean  # noqa: E402
 from driver import rscript_available  # noqa: E402
 
 pytestmark = [pytest.mark.r, pytest.mark.slow]
 
 SEED = 0
-
-PBMC5K_LOSES = (
-    "cmot loses to TransferData when reference and query come from different donors "
-    "(pbmc10k -> pbmc5k, 3,994 query cells; core 2aa114d+): cmot defaults 0.907 mean cell-wise r, "
-    "TransferData pcaproject 30 dims 0.918; the naive kNN also reaches 0.918. Known and reported; "
-    "the assertion is unchanged, and this mark must go once cmot wins (strict)"
-)
-
 
 @pytest.fixture(scope="module")
 def seurat_ok():
@@ -76,18 +69,24 @@ def _cmot(task, which):
     "pancancer_rna_from_atac",
     "a549_rna_from_atac",
     "pbmc10k_protein_from_rna",
-    pytest.param("pbmc10k_to_pbmc5k", marks=pytest.mark.xfail(strict=True, reason=PBMC5K_LOSES)),
+    "pbmc10k_to_pbmc5k",
 ])
 def test_cmot_not_worse_than_transferdata(seurat_ok, name):
     task = _data.load(name, seed=SEED)
     which = compare_seurat.RECOMMENDED[name]
     seurat = _seurat(task)
+    pred = _cmot(task, which)
     r_seurat = nanmean(cellwise_pearson(seurat["pred"], task.test_x))
-    r_cmot = nanmean(cellwise_pearson(_cmot(task, which), task.test_x))
-    print(f"{name}: cmot {which} {r_cmot:.4f}, TransferData ({seurat['setting']}) {r_seurat:.4f}")
+    r_cmot = nanmean(cellwise_pearson(pred, task.test_x))
+    f_seurat = nanmean(featurewise_pearson(seurat["pred"], task.test_x))
+    f_cmot = nanmean(featurewise_pearson(pred, task.test_x))
+    print(f"{name}: cmot {which} {r_cmot:.4f} / feature-wise {f_cmot:.4f}, "
+          f"TransferData ({seurat['setting']}) {r_seurat:.4f} / {f_seurat:.4f}")
     assert np.isfinite(r_cmot) and np.isfinite(r_seurat)
     assert r_cmot >= r_seurat, (
         f"{name}: cmot ({which}) mean cell-wise r {r_cmot:.4f} < TransferData ({seurat['setting']}) {r_seurat:.4f}")
+    assert f_cmot >= f_seurat, (
+        f"{name}: cmot ({which}) mean feature-wise r {f_cmot:.4f} < TransferData ({seurat['setting']}) {f_seurat:.4f}")
 
 
 def test_transfer_r_recovers_a_paired_signal(seurat_ok):

@@ -172,3 +172,17 @@ def test_demo_on_shared_pancancer_data(capsys):
     assert "pan-cancer" in out
     r = float(out.split("mean cell-wise Pearson r")[1].split()[1])
     assert 0.55 < r < 0.8  # the paper reports 0.67
+
+
+def test_run_defaults_are_the_estimators_and_paper_mode_is_the_papers():
+    from cmot.cli import _model, build_parser
+
+    base = ["run", "--source-x", "x", "--source-y", "y", "--target-y", "t", "--out", "o"]
+    model = _model(build_parser().parse_args(base))
+    defaults = CMOT().get_params()
+    for name, value in model.get_params().items():
+        if name not in ("verbose", "random_state"):
+            assert value == defaults[name], name
+    paper = _model(build_parser().parse_args(base + ["--paper"])).get_params()
+    assert (paper["scale"], paper["n_pcs"], paper["barycentric_weight"], paper["reg_m"], paper["weight_scale"],
+            paper["match_neighbors"]) == (False, None, 1.0, None, 1.0, 1)

@@ -527,12 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_g.add_argument("--reg-cl", type=float, default=1.0, metavar="FLOAT", help="label regularization (default 1)")
     p_g.add_argument("--n-neighbors", type=_k, default="auto", metavar="K",
                      help="neighbours averaged (default auto: leave-one-out on the source)")
-    p_g.add_argument("--n-features", type=int, default=2000, metavar="N",
-                     help="most variable Y features used (default 2000)")
+    p_g.add_argument("--n-features", type=int, default=4000, metavar="N",
+                     help="most variable Y features used (default 4000)")
     p_g.add_argument("--n-pcs", type=_pcs, default=30, metavar="N",
                      help="principal components of those features (default 30; 'none' = the paper's raw features)")
     p_g.add_argument("--paper", action="store_true",
-                     help="follow the paper exactly: --n-pcs none, balanced OT, exp(-distance) weights")
+                     help="follow the paper exactly: raw features (--n-pcs none, no scaling), balanced OT, "
+                     "barycentric map, exp(-distance) weights, nearest aligned cell")
     p_g.add_argument("--n-clusters", type=int, default=2, metavar="N",
                      help="Ward clusters used as labels without --labels-column (default 2)")
     run.set_defaults(func=cmd_run)

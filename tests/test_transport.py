@@ -178,6 +178,21 @@ def test_unmatched_cells_flags_unseen_population_only():
     assert scores[100:].min() > scores[:100].max()
 
 
+def test_unmatched_cells_discounts_an_offset_shared_by_the_whole_target():
+    # a query from another batch: every cell moved a little (known types), plus a
+    # new population far away; the shared offset is not flagged, the new type is
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(300, 10))
+    batch = rng.normal(size=(150, 10)) + 1.5
+    unseen = rng.normal(size=(30, 10)) + 5
+    scale = neighbor_distance_scale(src, random_state=0)
+    raw_flags, raw = unmatched_cells(np.r_[batch, unseen], src, scale, baseline_quantile=None)
+    flags, scores = unmatched_cells(np.r_[batch, unseen], src, scale)
+    assert raw_flags[:150].mean() > 0.3  # without the baseline the batch offset is flagged
+    assert flags[:150].mean() <= 0.02 and flags[150:].mean() >= 0.95
+    np.testing.assert_allclose(raw - scores, np.percentile(raw, 25))
+
+
 def test_isolation_forest_detector_runs_and_is_reproducible():
     xs, xt, labels = _problem(ns=60, nt=50)
     cost = sqeuclidean_cost(xs, xt)

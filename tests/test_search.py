@@ -89,7 +89,10 @@ def test_default_grid_capped_by_data():
     y = rng.normal(size=(40, 70))
     g = default_param_grid(y, n_train=32)
     assert g["n_neighbors"] == [10, 30, 32]
-    assert g["n_features"] == [50, 70]
+    assert g["n_features"] == [70]
+    g = default_param_grid(rng.normal(size=(40, 3000)), n_train=32)
+    assert g["n_features"] == [500, 2000, 3000]  # up to the default 4000, capped
+    assert CMOT().n_features == 4000
     assert g["reg_e"][0] is None and len(g["reg_e"]) == 3 and g["reg_e"][1] < g["reg_e"][2]
 
 

@@ -102,11 +102,11 @@ SEURAT_GRID = {
 
 #: cmot's recommended setting per task, from benchmarks/results/accuracy*.md
 #: (mean cell-wise r over split seeds 0-4): "paper" or "default".
-RECOMMENDED = {  # benchmarks/results/accuracy_*_final.md (core 2aa114d and later)
-    "pancancer_rna_from_atac": "default",  # 0.681 (default) vs 0.676 (paper), 3 seeds
-    "a549_rna_from_atac": "default",  # 0.529 vs 0.530 cell-wise, feature-wise 0.023 vs 0.020
+RECOMMENDED = {  # benchmarks/results/accuracy_*_final.md (cmot 0.2.0, core 8a4096e)
+    "pancancer_rna_from_atac": "default",  # 0.682 (default) vs 0.676 (paper), 3 seeds
+    "a549_rna_from_atac": "default",  # 0.529 vs 0.530 cell-wise, feature-wise 0.021 vs 0.020
     "pbmc10k_protein_from_rna": "default",  # 0.954 vs 0.941
-    "pbmc10k_to_pbmc5k": "default",  # 0.907 vs 0.865
+    "pbmc10k_to_pbmc5k": "default",  # 0.919 vs 0.865
 }
 
 CMOT_METHODS = ("cmot paper", "cmot default", "cmot tuned")

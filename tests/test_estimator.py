@@ -83,14 +83,37 @@ def test_default_step_c_moves_source_by_shift_and_barycentric_map(data, weight):
     feats = model.features_
     src, tgt = data.source_y[:, feats], data.target_y[:, feats]
     mean, sd = src.mean(0), src.std(0)
-    a = model.pca_.transform(np.clip((src - mean) / sd, -10, 10))
-    b = model.pca_.transform(np.clip((tgt - mean) / sd, -10, 10))
+    d = model.n_pcs_
+    a = model.pca_.transform(np.clip((src - mean) / sd, -10, 10))[:, :d]
+    b = model.pca_.transform(np.clip((tgt - mean) / sd, -10, 10))[:, :d]
     np.testing.assert_allclose(model.source_rep_, a, atol=1e-10)
     shift = (coupling[:, :, None] * (b[None, :, :] - a[:, None, :])).sum((0, 1)) / coupling.sum()
     np.testing.assert_allclose(model.shift_, shift, atol=1e-10)
     bary = (coupling / coupling.sum(1, keepdims=True)) @ b
     idx, w = knn_weights(b, (1 - weight) * (a + shift) + weight * bary, model.n_neighbors_, scale="auto")
     np.testing.assert_allclose(x_hat, weighted_average(data.source_x, idx, w), atol=1e-10)
+
+
+def test_n_pcs_auto_is_the_best_leave_one_out_candidate(data):
+    from cmot.estimator import AUTO_PCS_GRID, select_n_neighbors
+
+    model = CMOT(random_state=0, outlier_threshold=np.inf).fit(data.source_x, data.source_y)
+    assert model.n_pcs_ in AUTO_PCS_GRID and model.source_rep_.shape[1] == model.n_pcs_
+    scores = model.n_pcs_scores_
+    assert set(scores) == set(AUTO_PCS_GRID)
+    assert scores[model.n_pcs_][1] == max(s for _, s in scores.values())
+    assert model.n_neighbors_ == scores[model.n_pcs_][0]
+    # each candidate's score is select_n_neighbors on the leading components
+    full = model.pca_.transform(model._standardize(data.source_y[:, model.features_]))
+    k, k_scores = select_n_neighbors(full[:, :10], model.source_x_, random_state=0)
+    assert scores[10] == (k, k_scores[k])
+    # a given k is kept, and a given n_pcs is used as is
+    fixed_k = CMOT(n_neighbors=7, random_state=0).fit(data.source_x, data.source_y)
+    assert fixed_k.n_neighbors_ == 7 and all(bk == 7 for bk, _ in fixed_k.n_pcs_scores_.values())
+    fixed = CMOT(n_pcs=12, random_state=0).fit(data.source_x, data.source_y)
+    assert fixed.n_pcs_ == 12 and fixed.n_pcs_scores_ is None and fixed.source_rep_.shape[1] == 12
+    with pytest.raises(TypeError, match="n_pcs: expected an integer, found 'best'"):
+        CMOT(n_pcs="best").fit(data.source_x, data.source_y)
 
 
 def test_transport_shift_recovers_a_batch_offset_despite_composition():

@@ -261,10 +261,12 @@ def _k(text):
 def _pcs(text):
     if text.lower() == "none":
         return None
+    if text.lower() == "auto":
+        return "auto"
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'none', found {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, 'auto' or 'none', found {text!r}") from None
 
 
 def _reg_e(text):
@@ -529,8 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="neighbours averaged (default auto: leave-one-out on the source)")
     p_g.add_argument("--n-features", type=int, default=4000, metavar="N",
                      help="most variable Y features used (default 4000)")
-    p_g.add_argument("--n-pcs", type=_pcs, default=30, metavar="N",
-                     help="principal components of those features (default 30; 'none' = the paper's raw features)")
+    p_g.add_argument("--n-pcs", type=_pcs, default="auto", metavar="N",
+                     help="principal components of those features (default auto: chosen by leave-one-out on the "
+                     "source; 'none' = the paper's raw features)")
     p_g.add_argument("--paper", action="store_true",
                      help="follow the paper exactly: raw features (--n-pcs none, no scaling), balanced OT, "
                      "barycentric map, exp(-distance) weights, nearest aligned cell")

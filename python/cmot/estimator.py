@@ -41,6 +41,8 @@ AUTO_REG_FRACTION = 0.2
 AUTO_REG_NEIGHBOR = 10
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
+#: Candidate numbers of principal components for ``n_pcs="auto"``.
+AUTO_PCS_GRID = (5, 10, 20, 30, 50)
 #: A user's reg_e this many times above or below the automatic one gets a warning.
 REG_E_WARN_RATIO = 50.0
 #: ``scale=True`` clips standardized values to +-SCALE_CLIP (Seurat's ScaleData default).
@@ -233,11 +235,14 @@ class CMOT:
         the PCA, as Seurat's ``ScaleData`` does: lowly expressed markers then
         count as much as abundant genes.  False uses the values as given (the
         paper).
-    n_pcs : int or None, default=30
+    n_pcs : int, "auto" or None, default="auto"
         Principal components (fitted on the source) of those features in which
-        the OT cost and the Step C neighbours are computed.  None follows the
-        paper exactly: the cost on every shared feature and the neighbours on the
-        ``n_features`` raw features.  PCA removes much of the technical noise of
+        the OT cost and the Step C neighbours are computed.  "auto" picks 5, 10,
+        20, 30 or 50 together with ``k`` (or at the given ``k``) by the same
+        leave-one-out prediction on the source (fitted attribute ``n_pcs_``): a
+        few cell lines need a handful of components, blood cell types 20 to 30.
+        None follows the paper exactly: the cost on every shared feature and the
+        neighbours on the ``n_features`` raw features.  PCA removes much of the technical noise of
         single-cell data, so neighbours are more meaningful; it is the main
         deliberate departure from the reference code (see the README).
     barycentric_weight : float in [0, 1], default=0.25
@@ -299,7 +304,13 @@ class CMOT:
     scale_mean_, scale_sd_ : ndarray of shape (len(features_),) or None
         Source mean and standard deviation of those columns (``scale=True``).
     pca_ : sklearn.decomposition.PCA or None
-        PCA of those columns (None when ``n_pcs=None``).
+        PCA of those columns (None when ``n_pcs=None``); its first ``n_pcs_``
+        components are used.
+    n_pcs_ : int or None
+        The number of principal components used.
+    n_pcs_scores_ : dict or None
+        With ``n_pcs="auto"``: ``{n_pcs: (k, leave-one-out score)}`` of each
+        candidate.
     n_neighbors_ : int
         The ``k`` used in Step C.
     k_scores_ : dict or None
@@ -359,7 +370,7 @@ class CMOT:
         n_neighbors: int | str = "auto",
         n_features: int = 4000,
         scale: bool = True,
-        n_pcs: int | None = 30,
+        n_pcs: int | str | None = "auto",
         barycentric_weight: float = 0.25,
         weight_scale: float | str = "auto",
         max_iter: int = 10,
@@ -421,7 +432,8 @@ class CMOT:
         for name in ("n_components", "align_neighbors", "match_neighbors", "n_clusters", "n_features", "max_iter",
                      "max_inner_iter"):
             p[name] = check_int(p[name], name)
-        p["n_pcs"] = check_int(p["n_pcs"], "n_pcs", allow_none=True)
+        if p["n_pcs"] != "auto":
+            p["n_pcs"] = check_int(p["n_pcs"], "n_pcs", allow_none=True)
         if p["n_neighbors"] != "auto":
             p["n_neighbors"] = check_int(p["n_neighbors"], "n_neighbors")
         check_float(p["mu"], "mu")
@@ -536,13 +548,23 @@ class CMOT:
             sd[sd == 0] = 1.0
             self.scale_sd_ = sd
             sel = self._standardize(sel)
+        self.n_pcs_scores_ = self.k_scores_ = None
+        k = None if p["n_neighbors"] == "auto" else p["n_neighbors"]
         if p["n_pcs"] is not None:
-            n_pcs = min(p["n_pcs"], sel.shape[0] - 1, sel.shape[1])
+            cap = min(sel.shape[0] - 1, sel.shape[1])
+            wanted = max(AUTO_PCS_GRID) if p["n_pcs"] == "auto" else p["n_pcs"]
+            n_pcs = min(wanted, cap)
             with _step(f"PCA of {sel.shape[1]} variable Y features to {n_pcs} components", self.verbose):
                 self.pca_ = make_pca(n_pcs, sel.shape, self.random_state).fit(sel)
-                self.source_rep_ = self.pca_.transform(sel)
+                rep = self.pca_.transform(sel)
+            if p["n_pcs"] == "auto":
+                with _step("choosing n_pcs and n_neighbors by leave-one-out on the source", self.verbose):
+                    n_pcs, k = self._select_pcs(rep, source_x_rows, k)
+            self.source_rep_ = rep[:, :n_pcs]
+            self.n_pcs_ = int(n_pcs)
         else:
             self.source_rep_ = sel
+            self.n_pcs_ = None
 
         if labels is None:
             with _step(f"Ward clustering of source Y into {p['n_clusters']} labels", self.verbose):
@@ -551,15 +573,11 @@ class CMOT:
         else:
             lab = check_labels(labels, n_y)
 
-        if p["n_neighbors"] == "auto":
+        if k is None:
             with _step("choosing n_neighbors by leave-one-out on the source", self.verbose):
-                k, k_scores = select_n_neighbors(
+                k, self.k_scores_ = select_n_neighbors(
                     self.source_rep_, source_x_rows, weight_scale=self.weight_scale, random_state=self.random_state
                 )
-            self.k_scores_ = k_scores
-        else:
-            k = p["n_neighbors"]
-            self.k_scores_ = None
         self.n_neighbors_ = int(k)
 
         self.source_x_ = source_x_rows
@@ -619,6 +637,24 @@ class CMOT:
         cost[order] = cost_s
         return coupling, cost
 
+    def _select_pcs(self, rep, x, k):
+        """The number of leading components of ``rep`` (and ``k``, when None) with the best
+        leave-one-out score on the source; sets ``n_pcs_scores_`` and ``k_scores_``."""
+        cands = sorted({min(d, rep.shape[1]) for d in AUTO_PCS_GRID})
+        grid = AUTO_K_GRID if k is None else (k,)
+        results = {}
+        for d in cands:
+            best_k, scores = select_n_neighbors(
+                rep[:, :d], x, grid=grid, weight_scale=self.weight_scale, random_state=self.random_state
+            )
+            results[d] = (best_k, scores)
+        best_d = max(cands, key=lambda d: (results[d][1][results[d][0]], -d))
+        self.n_pcs_scores_ = {d: (int(bk), float(sc[bk])) for d, (bk, sc) in results.items()}
+        best_k, scores = results[best_d]
+        if k is None:
+            self.k_scores_ = scores
+        return best_d, best_k
+
     def _standardize(self, sel):
         """Features centred and scaled by their source mean and sd, clipped to +-SCALE_CLIP."""
         out = (sel - self.scale_mean_) / self.scale_sd_
@@ -629,7 +665,7 @@ class CMOT:
         sel = _dense(target[:, self.features_])
         if self.scale_mean_ is not None:
             sel = self._standardize(sel.astype(np.float64))
-        return self.pca_.transform(sel) if self.pca_ is not None else sel
+        return self.pca_.transform(sel)[:, : self.n_pcs_] if self.pca_ is not None else sel
 
     def _transport(self, target, keep_cost=False):
         """Coupling with source rows sorted by label (``order``), as the solver works in place."""
@@ -738,7 +774,8 @@ class CMOT:
             tgt = self._standardize(tgt.astype(np.float64))
         both = np.vstack([src, tgt])
         n, p = both.shape
-        n_pcs = int(min(self.params_["n_pcs"] or 30, n - 1, p))
+        cap = self.params_["n_pcs"] if isinstance(self.params_["n_pcs"], int) else 30
+        n_pcs = int(min(cap, n - 1, p))
         pca = make_pca(n_pcs, both.shape, self.random_state).fit(both)
         d = signal_components(pca.explained_variance_, n, p, mean_variance=float(both.var(axis=0).mean()))
         self.outlier_n_components_ = d

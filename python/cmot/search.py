@@ -30,7 +30,8 @@ logger = logging.getLogger("cmot")
 
 __all__ = ["cross_validate", "CVResult", "CMOTSearchCV", "default_param_grid", "SCORINGS"]
 
-#: Step C parameters: they do not change the coupling.
+#: Step C parameters: they do not change the coupling (unless ``n_pcs="auto"``, which
+#: chooses the number of components at the given ``n_neighbors``).
 _STEP_C = ("n_neighbors",)
 
 
@@ -256,7 +257,9 @@ def cross_validate(
     combos = [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())]
     for c in combos:
         CMOT(**{**base, **c})._check_params()
-    ot_keys = [k for k in keys if k not in _STEP_C]
+    defaults = CMOT().get_params()
+    auto_pcs = any({**defaults, **base, **c}["n_pcs"] == "auto" for c in combos)
+    ot_keys = [k for k in keys if auto_pcs or k not in _STEP_C]
     groups: dict = {}
     for i, c in enumerate(combos):
         groups.setdefault(tuple(repr(c[k]) for k in ot_keys), []).append(i)

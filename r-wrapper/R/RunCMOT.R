@@ -36,7 +36,8 @@
 #'
 #' \strong{Defaults and paper mode.}  The defaults are those of the Python
 #' core (a test keeps them equal): the transport cost and the neighbours are
-#' computed on \code{n.pcs = 30} principal components of the \code{n.features =
+#' computed on \code{n.pcs = "auto"} principal components (5 to 50, chosen by
+#' leave-one-out on the reference) of the \code{n.features =
 #' 4000} most variable shared features, standardized (\code{scale = TRUE}),
 #' \code{reg.e} is set from the data,
 #' the transport is semi-relaxed (\code{reg.m = "auto"}), \code{k} is chosen by
@@ -74,7 +75,9 @@
 #'   \code{reg.e} (the entropic weight used), \code{k} (the number of
 #'   neighbours used, chosen by the core when \code{k = "auto"}),
 #'   \code{k.scores} (the leave-one-out score of each candidate \code{k}, or
-#'   \code{NULL} when \code{k} was given) and \code{params} (the parameters
+#'   \code{NULL} when \code{k} was given), \code{n.pcs} (the number of
+#'   principal components used, chosen by the core when \code{n.pcs = "auto"};
+#'   \code{NULL} in paper mode) and \code{params} (the parameters
 #'   passed to the core, with its names).  The Seurat
 #'   and SingleCellExperiment methods return \code{object} with the inferred
 #'   modality added (see there).
@@ -155,7 +158,10 @@ RunCMOT <- function(object, ...) {
 #'   \code{FALSE} is paper mode.
 #' @param n.pcs Principal components (fitted on the reference) of those
 #'   features in which the transport cost and the neighbours are computed
-#'   (at most the number of features and of reference cells - 1).  \code{NULL}
+#'   (at most the number of features and of reference cells - 1).
+#'   \code{"auto"} (default) chooses 5, 10, 20, 30 or 50 together with
+#'   \code{k}, by the same leave-one-out prediction on the reference; the number
+#'   used is recorded like \code{k}.  \code{NULL}
 #'   is paper mode: the cost on every shared feature, the neighbours on the
 #'   \code{n.features} raw features; see Details.
 #' @param barycentric.weight How the transport moves the reference cells into
@@ -204,7 +210,7 @@ RunCMOT <- function(object, ...) {
 RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
                             n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                             reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                            scale = TRUE, n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto",
+                            scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, weight.scale = "auto",
                             max.iter = 10, max.inner.iter = 1000,
                             tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                             verbose = TRUE, ...) {
@@ -228,7 +234,7 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, "attr(result, \"cmot\")$poorly.mapped")
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score, reg.e = res$reg.e,
-                            k = res$k, k.scores = res$k.scores, params = params)
+                            k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, params = params)
   out
 }
 
@@ -307,7 +313,7 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
                            new.assay.name = "CMOT", slot = "data", overwrite = FALSE,
                            n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                            reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                           scale = TRUE, n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto",
+                           scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, weight.scale = "auto",
                            max.iter = 10, max.inner.iter = 1000,
                            tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                            verbose = TRUE, ...) {
@@ -401,6 +407,7 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   .warn_poorly_mapped(res$poorly.mapped, paste0("meta.data column '", meta.cols[1], "'"))
 
   tool <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
+               n.pcs.used = res$n.pcs,
                reference.assay = reference.assay,
                refdata.assay = refdata.assay, query.assay = query.assay, slot = slot,
                new.assay.name = new.assay.name, labels = labels, n.shared.features = length(shared),
@@ -413,6 +420,7 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   methods::slot(cmd, "name") <- "RunCMOT"   # fixed, also when called through do.call()
   # what the core chose ("auto" / NULL arguments), next to the arguments as given
   methods::slot(cmd, "params")[c("k.used", "reg.e.used")] <- list(res$k, res$reg.e)
+  if (!is.null(res$n.pcs)) methods::slot(cmd, "params")[["n.pcs.used"]] <- res$n.pcs
   object[["RunCMOT"]] <- cmd
   object
 }

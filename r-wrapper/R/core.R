@@ -51,7 +51,7 @@
 .cmot_params <- function(n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                          reg.cl = 1,
                          reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000, scale = TRUE,
-                         n.pcs = 30, barycentric.weight = 0.25, weight.scale = "auto", max.iter = 10,
+                         n.pcs = "auto", barycentric.weight = 0.25, weight.scale = "auto", max.iter = 10,
                          max.inner.iter = 1000, tol = 1e-6, outlier.threshold = 3.5,
                          outlier.method = "distance", seed = NULL) {
   if (!is.null(seed)) seed <- .check_count(seed, "seed", min = 0L)
@@ -70,7 +70,7 @@
     n_neighbors = .check_k(k),
     n_features = .check_count(n.features, "n.features"),
     scale = .check_flag(scale, "scale"),
-    n_pcs = if (is.null(n.pcs)) NULL else .check_count(n.pcs, "n.pcs"),
+    n_pcs = .check_n_pcs(n.pcs),
     barycentric_weight = .check_number(barycentric.weight, "barycentric.weight", min = 0, max = 1),
     weight_scale = .check_auto_number(weight.scale, "weight.scale"),
     max_iter = .check_count(max.iter, "max.iter"),
@@ -84,6 +84,18 @@
 }
 
 # k: "auto" (chosen by the core) or a whole number.
+# n.pcs: "auto", NULL (paper mode: raw features) or a whole number >= 1.
+.check_n_pcs <- function(n.pcs) {
+  if (is.null(n.pcs)) return(NULL)
+  if (is.character(n.pcs) && length(n.pcs) == 1L && identical(n.pcs, "auto")) return("auto")
+  if (!is.numeric(n.pcs) || length(n.pcs) != 1L || is.na(n.pcs) || !is.finite(n.pcs) || n.pcs != round(n.pcs) ||
+      n.pcs < 1) {
+    stop("n.pcs: expected \"auto\", NULL (paper mode) or a whole number >= 1, found ",
+         deparse(n.pcs, nlines = 1L), ".", call. = FALSE)
+  }
+  as.integer(n.pcs)
+}
+
 .check_k <- function(k) {
   if (is.character(k) && length(k) == 1L && identical(k, "auto")) return("auto")
   if (!is.numeric(k) || length(k) != 1L || is.na(k) || !is.finite(k) || k != round(k) || k < 1) {
@@ -301,6 +313,7 @@
   k.scores <- if (is.null(res$k_scores)) NULL else unlist(res$k_scores)
   list(x.hat = x.hat, poorly.mapped = outliers, score = scores, reg.e = res$reg_e,
        k = as.integer(res$n_neighbors), k.scores = k.scores,
+       n.pcs = if (is.null(res$n_pcs)) NULL else as.integer(res$n_pcs),
        aligned.index = if (is.null(res$aligned_index)) NULL else as.integer(res$aligned_index) + 1L)
 }
 

@@ -20,8 +20,10 @@ test_that("bad matrix inputs give clear R errors (checked in R, before Python)",
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = 0), "k: expected \"auto\" or a whole number >= 1")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = NULL), "k: expected \"auto\" or a whole number")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = "best"), "k: expected \"auto\"")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 0), "n.pcs: expected a whole number >= 1")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 2.5), "n.pcs: expected a whole number")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 0),
+               "n.pcs: expected \"auto\", NULL \\(paper mode\\) or a whole number >= 1, found 0")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 2.5), "n.pcs: expected \"auto\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = "best"), "n.pcs: expected \"auto\"")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = 0),
                "reg.m: expected \"auto\", NULL \\(balanced transport\\) or a finite number > 0, found 0")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = "balanced"), "reg.m: expected \"auto\"")

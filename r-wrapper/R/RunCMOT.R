@@ -283,12 +283,13 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' z-score; higher is worse), where \code{<name>} is \code{tolower(new.assay.name)}
 #' (\code{cmot.poorly.mapped} by default), and a warning says how many cells
 #' are poorly mapped.  The arguments go into the command log
-#' (\code{object@commands$RunCMOT}, via \code{LogSeuratCommand}), with two
+#' (\code{object@commands$RunCMOT}, via \code{LogSeuratCommand}), with
 #' entries added: \code{k.used} (the \code{k} used, chosen by the core when
-#' \code{k = "auto"}) and \code{reg.e.used} (the entropic weight used).
+#' \code{k = "auto"}), \code{reg.e.used} (the entropic weight used) and
+#' \code{n.pcs.used} (the principal components used; absent in paper mode).
 #' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
 #' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
-#' \code{reg.e.used}, the assays and other details of the run.  The default assay and everything else in
+#' \code{n.pcs.used}, \code{reg.e.used}, the assays and other details of the run.  The default assay and everything else in
 #' the query are left unchanged.
 #'
 #' @export

@@ -101,15 +101,18 @@ def test_n_pcs_auto_is_the_best_leave_one_out_candidate(data):
     assert model.n_pcs_ in AUTO_PCS_GRID and model.source_rep_.shape[1] == model.n_pcs_
     scores = model.n_pcs_scores_
     assert set(scores) == set(AUTO_PCS_GRID)
-    assert scores[model.n_pcs_][1] == max(s for _, s in scores.values())
-    assert model.n_neighbors_ == scores[model.n_pcs_][0]
-    # each candidate's score is select_n_neighbors on the leading components
+    assert scores[model.n_pcs_] == max(scores.values())
+    # each candidate's score is the leave-one-out score at k=30 on the leading components;
+    # k is then chosen on the chosen components
     full = model.pca_.transform(model._standardize(data.source_y[:, model.features_]))
-    k, k_scores = select_n_neighbors(full[:, :10], model.source_x_, random_state=0)
-    assert scores[10] == (k, k_scores[k])
-    # a given k is kept, and a given n_pcs is used as is
+    _, at30 = select_n_neighbors(full[:, :10], model.source_x_, grid=(30,), random_state=0)
+    assert scores[10] == at30[30]
+    k, k_scores = select_n_neighbors(full[:, : model.n_pcs_], model.source_x_, random_state=0)
+    assert model.n_neighbors_ == k and model.k_scores_ == k_scores
+    # a given k is kept (and used to compare the candidates), a given n_pcs is used as is
     fixed_k = CMOT(n_neighbors=7, random_state=0).fit(data.source_x, data.source_y)
-    assert fixed_k.n_neighbors_ == 7 and all(bk == 7 for bk, _ in fixed_k.n_pcs_scores_.values())
+    _, at7 = select_n_neighbors(full[:, :10], model.source_x_, grid=(7,), random_state=0)
+    assert fixed_k.n_neighbors_ == 7 and fixed_k.n_pcs_scores_[10] == at7[7]
     fixed = CMOT(n_pcs=12, random_state=0).fit(data.source_x, data.source_y)
     assert fixed.n_pcs_ == 12 and fixed.n_pcs_scores_ is None and fixed.source_rep_.shape[1] == 12
     with pytest.raises(TypeError, match="n_pcs: expected an integer, found 'best'"):

@@ -41,8 +41,10 @@ AUTO_REG_FRACTION = 0.2
 AUTO_REG_NEIGHBOR = 10
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
-#: Candidate numbers of principal components for ``n_pcs="auto"``.
+#: Candidate numbers of principal components for ``n_pcs="auto"``, compared at
+#: ``k = AUTO_PCS_PROBE_K`` neighbours (or the given ``n_neighbors``).
 AUTO_PCS_GRID = (5, 10, 20, 30, 50)
+AUTO_PCS_PROBE_K = 30
 #: A user's reg_e this many times above or below the automatic one gets a warning.
 REG_E_WARN_RATIO = 50.0
 #: ``scale=True`` clips standardized values to +-SCALE_CLIP (Seurat's ScaleData default).
@@ -238,9 +240,10 @@ class CMOT:
     n_pcs : int, "auto" or None, default="auto"
         Principal components (fitted on the source) of those features in which
         the OT cost and the Step C neighbours are computed.  "auto" picks 5, 10,
-        20, 30 or 50 together with ``k`` (or at the given ``k``) by the same
-        leave-one-out prediction on the source (fitted attribute ``n_pcs_``): a
-        few cell lines need a handful of components, blood cell types 20 to 30.
+        20, 30 or 50 by the leave-one-out prediction on the source that chooses
+        ``k`` (at ``k=30``, or the given ``n_neighbors``; fitted attribute
+        ``n_pcs_``): a few cell lines need a handful of components, blood cell
+        types 20 to 30.
         None follows the paper exactly: the cost on every shared feature and the
         neighbours on the ``n_features`` raw features.  PCA removes much of the technical noise of
         single-cell data, so neighbours are more meaningful; it is the main
@@ -309,7 +312,7 @@ class CMOT:
     n_pcs_ : int or None
         The number of principal components used.
     n_pcs_scores_ : dict or None
-        With ``n_pcs="auto"``: ``{n_pcs: (k, leave-one-out score)}`` of each
+        With ``n_pcs="auto"``: ``{n_pcs: leave-one-out score}`` of each
         candidate.
     n_neighbors_ : int
         The ``k`` used in Step C.
@@ -638,22 +641,24 @@ class CMOT:
         return coupling, cost
 
     def _select_pcs(self, rep, x, k):
-        """The number of leading components of ``rep`` (and ``k``, when None) with the best
-        leave-one-out score on the source; sets ``n_pcs_scores_`` and ``k_scores_``."""
+        """The number of leading components of ``rep`` with the best leave-one-out score on
+        the source at ``k`` (or ``AUTO_PCS_PROBE_K`` when ``k`` is None, which is then
+        chosen on those components); sets ``n_pcs_scores_`` and ``k_scores_``."""
         cands = sorted({min(d, rep.shape[1]) for d in AUTO_PCS_GRID})
-        grid = AUTO_K_GRID if k is None else (k,)
-        results = {}
+        probe = AUTO_PCS_PROBE_K if k is None else k
+        scores = {}
         for d in cands:
-            best_k, scores = select_n_neighbors(
-                rep[:, :d], x, grid=grid, weight_scale=self.weight_scale, random_state=self.random_state
+            best, sc = select_n_neighbors(
+                rep[:, :d], x, grid=(probe,), weight_scale=self.weight_scale, random_state=self.random_state
             )
-            results[d] = (best_k, scores)
-        best_d = max(cands, key=lambda d: (results[d][1][results[d][0]], -d))
-        self.n_pcs_scores_ = {d: (int(bk), float(sc[bk])) for d, (bk, sc) in results.items()}
-        best_k, scores = results[best_d]
+            scores[d] = sc[best]
+        best_d = max(cands, key=lambda d: (scores[d], -d))
+        self.n_pcs_scores_ = {int(d): float(s) for d, s in scores.items()}
         if k is None:
-            self.k_scores_ = scores
-        return best_d, best_k
+            k, self.k_scores_ = select_n_neighbors(
+                rep[:, :best_d], x, weight_scale=self.weight_scale, random_state=self.random_state
+            )
+        return best_d, k
 
     def _standardize(self, sel):
         """Features centred and scaled by their source mean and sd, clipped to +-SCALE_CLIP."""

@@ -669,7 +669,7 @@ class CMOT:
         """Target cells in the Step B/C space: PCA of the (standardized) variable features, or those features."""
         sel = _dense(target[:, self.features_])
         if self.scale_mean_ is not None:
-            sel = self._standardize(sel.astype(np.float64))
+            sel = self._standardize(sel)
         return self.pca_.transform(sel)[:, : self.n_pcs_] if self.pca_ is not None else sel
 
     def _transport(self, target, keep_cost=False):
@@ -775,8 +775,8 @@ class CMOT:
         src = _dense(self.source_y_[:, self.features_])
         tgt = _dense(target[:, self.features_])
         if self.scale_mean_ is not None:
-            src = self._standardize(src.astype(np.float64))
-            tgt = self._standardize(tgt.astype(np.float64))
+            src = self._standardize(src)
+            tgt = self._standardize(tgt)
         both = np.vstack([src, tgt])
         n, p = both.shape
         cap = self.params_["n_pcs"] if isinstance(self.params_["n_pcs"], int) else 30

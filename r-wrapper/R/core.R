@@ -67,10 +67,10 @@
     reg_cl = .check_number(reg.cl, "reg.cl", min = 0),
     reg_m = .check_reg_m(reg.m),
     n_clusters = .check_count(n.clusters, "n.clusters"),
-    n_neighbors = .check_k(k),
+    n_neighbors = .check_auto_count(k, "k"),
     n_features = .check_count(n.features, "n.features"),
     scale = .check_flag(scale, "scale"),
-    n_pcs = .check_n_pcs(n.pcs),
+    n_pcs = .check_auto_count(n.pcs, "n.pcs", null.means = "paper mode"),
     barycentric_weight = .check_number(barycentric.weight, "barycentric.weight", min = 0, max = 1),
     weight_scale = .check_auto_number(weight.scale, "weight.scale"),
     max_iter = .check_count(max.iter, "max.iter"),
@@ -83,25 +83,17 @@
   )
 }
 
-# k: "auto" (chosen by the core) or a whole number.
-# n.pcs: "auto", NULL (paper mode: raw features) or a whole number >= 1.
-.check_n_pcs <- function(n.pcs) {
-  if (is.null(n.pcs)) return(NULL)
-  if (is.character(n.pcs) && length(n.pcs) == 1L && identical(n.pcs, "auto")) return("auto")
-  if (!is.numeric(n.pcs) || length(n.pcs) != 1L || is.na(n.pcs) || !is.finite(n.pcs) || n.pcs != round(n.pcs) ||
-      n.pcs < 1) {
-    stop("n.pcs: expected \"auto\", NULL (paper mode) or a whole number >= 1, found ",
-         deparse(n.pcs, nlines = 1L), ".", call. = FALSE)
+# "auto" (chosen by the core) or a whole number >= 1 (k), and also NULL when
+# `null.means` says what NULL stands for (n.pcs: NULL is paper mode, raw features).
+.check_auto_count <- function(x, name, null.means = NULL) {
+  if (is.null(x) && !is.null(null.means)) return(NULL)
+  if (is.character(x) && length(x) == 1L && identical(x, "auto")) return("auto")
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x != round(x) || x < 1) {
+    allowed <- if (is.null(null.means)) "\"auto\"" else paste0("\"auto\", NULL (", null.means, ")")
+    stop(name, ": expected ", allowed, " or a whole number >= 1, found ", deparse(x, nlines = 1L), ".",
+         call. = FALSE)
   }
-  as.integer(n.pcs)
-}
-
-.check_k <- function(k) {
-  if (is.character(k) && length(k) == 1L && identical(k, "auto")) return("auto")
-  if (!is.numeric(k) || length(k) != 1L || is.na(k) || !is.finite(k) || k != round(k) || k < 1) {
-    stop("k: expected \"auto\" or a whole number >= 1, found ", deparse(k, nlines = 1L), ".", call. = FALSE)
-  }
-  as.integer(k)
+  as.integer(x)
 }
 
 # reg.m: "auto", NULL (balanced transport) or a number > 0.

@@ -32,6 +32,7 @@ pbmc_protein_from_rna          pbmc10k, 14 CLR proteins from 4,000 log-normalize
 from __future__ import annotations
 
 import gzip
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import _data  # noqa: E402  (the benchmark loaders' normalization and feature selection)
 
 
 pytestmark = [pytest.mark.r, pytest.mark.slow]
@@ -77,13 +81,6 @@ def _read(data: Path, dataset: str, modality: str):
     return m, cells, feats
 
 
-def _top_variable(m, n):
-    m = sp.csr_matrix(m)
-    mean = np.asarray(m.mean(axis=0)).ravel()
-    var = np.asarray(m.multiply(m).mean(axis=0)).ravel() - mean**2
-    return np.sort(np.argsort(-var, kind="stable")[:n])
-
-
 def _split(labels, test_frac=0.2, seed=SEED):
     """Stratified split (sorted train, sorted test indices)."""
     rng = np.random.default_rng(seed)
@@ -113,7 +110,7 @@ def load_pancancer(data: Path, n_genes=2000, n_peaks=2000) -> Pancancer:
     rna, cells, genes = _read(data, "pancancer", "rna")
     atac, cells2, peaks = _read(data, "pancancer", "atac")
     assert list(cells.index) == list(cells2.index)
-    gi, pi = _top_variable(rna, n_genes), _top_variable(atac, n_peaks)
+    gi, pi = _data.top_variable(rna, n_genes), _data.top_variable(atac, n_peaks)
     atac = sp.csr_matrix(atac[:, pi])
     atac.data[:] = 1.0
     atac.eliminate_zeros()
@@ -138,11 +135,8 @@ class Pbmc:
 def load_pbmc(data: Path, n_ref=300, n_query=120) -> Pbmc:
     rna, cells, genes = _read(data, "pbmc10k", "rna")
     adt, _, proteins = _read(data, "pbmc10k", "adt")
-    tot = np.asarray(rna.sum(axis=1)).ravel()
-    rna = sp.csr_matrix(sp.diags(1e4 / np.maximum(tot, 1)) @ rna)
-    rna.data = np.log1p(rna.data)
-    x = adt.toarray()
-    adt = np.log1p(x / np.exp(np.log1p(x).mean(axis=1, keepdims=True)))
+    rna = _data.log_normalize(rna)
+    adt = _data.clr(adt)
     lab = cells["cell_type"].to_numpy()
     rng = np.random.default_rng(SEED)
     pick = rng.choice(np.flatnonzero(lab != "unlabelled"), n_ref + n_query, replace=False)

@@ -196,14 +196,20 @@ def match_aligned(emb_x, emb_y, correspondence=None) -> np.ndarray:
     >>> match_aligned(np.array([[0.0], [1.0]]), np.array([[0.9], [0.1]]))
     array([1, 0])
     """
-    nn = NearestNeighbors(n_neighbors=1).fit(emb_x)
-    idx = nn.kneighbors(emb_y, return_distance=False)[:, 0]
+    return _matched_neighbors(emb_x, emb_y, correspondence, 1)[0][:, 0]
+
+
+def _matched_neighbors(emb_x, emb_y, correspondence, k: int):
+    """``(cols, has)``: the ``k`` nearest X cells of each Y cell in the aligned space,
+    every column replaced by the known partner (the first, if several) for the Y
+    cells that have one, and the row numbers of those Y cells."""
+    cols = NearestNeighbors(n_neighbors=k).fit(emb_x).kneighbors(emb_y, return_distance=False)
+    has = np.empty(0, dtype=np.intp)
     if correspondence is not None:
         w = sp.csc_matrix(correspondence)
-        has = np.diff(w.indptr) > 0
-        first = w.indices[w.indptr[:-1][has]]
-        idx[np.flatnonzero(has)] = first
-    return idx
+        has = np.flatnonzero(np.diff(w.indptr) > 0)
+        cols[has] = w.indices[w.indptr[:-1][has]][:, None]
+    return cols, has
 
 
 def match_matrix(emb_x, emb_y, correspondence=None, n_neighbors: int = 1):
@@ -226,15 +232,10 @@ def match_matrix(emb_x, emb_y, correspondence=None, n_neighbors: int = 1):
     """
     n_y, n_x = emb_y.shape[0], emb_x.shape[0]
     k = int(min(n_neighbors, n_x))
-    nbrs = NearestNeighbors(n_neighbors=k).fit(emb_x).kneighbors(emb_y, return_distance=False)
-    cols = nbrs.astype(np.int64)
+    cols, has = _matched_neighbors(emb_x, emb_y, correspondence, k)
     vals = np.full(cols.shape, 1.0 / k)
-    if correspondence is not None:
-        w = sp.csc_matrix(correspondence)
-        has = np.flatnonzero(np.diff(w.indptr) > 0)
-        cols[has] = w.indices[w.indptr[:-1][has]][:, None]
-        vals[has] = 0.0
-        vals[has, 0] = 1.0
+    vals[has] = 0.0
+    vals[has, 0] = 1.0
     m = sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, n_y * k + 1, k)), shape=(n_y, n_x))
     m.sum_duplicates()
     m.eliminate_zeros()

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from cmot.estimator import PAPER_MODE as _PAPER_MODE
 
 __all__ = ["Task", "TASKS", "load", "data_dir", "naive_knn", "training_mean", "A549_MIN_GENES"]
 
@@ -99,9 +100,8 @@ class Task:
 
 
 
-#: What makes CMOT follow the paper exactly: OT cost on every shared feature,
-#: neighbours on the raw variable features, balanced OT and exp(-distance) weights.
-PAPER_MODE = dict(match_neighbors=1, scale=False, n_pcs=None, barycentric_weight=1.0, reg_m=None, weight_scale=1.0)
+#: What makes CMOT follow the paper exactly (see ``cmot.estimator.PAPER_MODE``).
+PAPER_MODE = dict(_PAPER_MODE)
 
 def data_dir() -> Path:
     """``$CMOT_DATA``, else ``<repo root>/../shared/data``."""

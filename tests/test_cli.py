@@ -141,7 +141,9 @@ def test_knn_baseline():
 
 def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "cmot", "--version"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0 and "cmot 0.2.0" in res.stdout
+    from cmot import __version__
+
+    assert res.returncode == 0 and f"cmot {__version__}" in res.stdout
 
 
 def test_run_h5ad_and_transposed_csv_inputs(files, tmp_path, capsys):
@@ -174,6 +176,17 @@ def test_demo_on_shared_pancancer_data(capsys):
     assert 0.55 < r < 0.8  # the paper reports 0.67
 
 
+def test_run_shrinkage_option():
+    from cmot.cli import _model, build_parser
+
+    base = ["run", "--source-x", "x", "--source-y", "y", "--target-y", "t", "--out", "o"]
+    assert _model(build_parser().parse_args(base + ["--shrinkage", "0.5"])).shrinkage == 0.5
+    assert _model(build_parser().parse_args(base)).shrinkage == "auto"
+    for bad in ("2", "mean"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(base + ["--shrinkage", bad])
+
+
 def test_run_defaults_are_the_estimators_and_paper_mode_is_the_papers():
     from cmot.cli import _model, build_parser
 
@@ -185,4 +198,4 @@ def test_run_defaults_are_the_estimators_and_paper_mode_is_the_papers():
             assert value == defaults[name], name
     paper = _model(build_parser().parse_args(base + ["--paper"])).get_params()
     assert (paper["scale"], paper["n_pcs"], paper["barycentric_weight"], paper["reg_m"], paper["weight_scale"],
-            paper["match_neighbors"]) == (False, None, 1.0, None, 1.0, 1)
+            paper["match_neighbors"], paper["shrinkage"]) == (False, None, 1.0, None, 1.0, 1, 0.0)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cmot import CMOT, PoorlyMappedWarning
+from cmot import CMOT, PAPER_MODE, PoorlyMappedWarning
 from cmot.datasets import make_multimodal
 from cmot.infer import knn_weights, variable_features, weighted_average
 from cmot.metrics import cellwise_pearson
@@ -59,7 +59,7 @@ def test_inferred_values_stay_on_the_scale_of_x(data):
 
 def test_step_c_is_weighted_average_of_transported_neighbours(data):
     model, x_hat = _fit_predict(
-        data, scale=False, n_pcs=None, barycentric_weight=1.0, n_features=20, reg_m=None, weight_scale=1.0
+        data, **PAPER_MODE, n_features=20
     )
     coupling, _ = model.transport(data.target_y)
     feats = variable_features(data.source_y, 20)
@@ -145,6 +145,56 @@ def test_barycentric_weight_and_scale_are_checked(data):
         CMOT(barycentric_weight="paper").fit(data.source_x, data.source_y)
     with pytest.raises(TypeError, match="scale: expected True or False, found 'yes'"):
         CMOT(scale="yes").fit(data.source_x, data.source_y)
+
+
+def test_shrinkage_auto_keeps_informative_neighbours(data):
+    model, _ = _fit_predict(data)
+    assert model.shrinkage_ == 0.0
+    assert model.shrinkage_scores_[0.0] > model.shrinkage_scores_[1.0] + 0.1
+    np.testing.assert_allclose(model.x_mean_, data.source_x.mean(0))
+
+
+def test_shrinkage_auto_falls_back_to_the_mean_when_y_says_nothing_about_x(data):
+    # X of the source cells shuffled: Y no longer predicts X, so the neighbours' average
+    # is noise and the source mean predicts each left-out cell better
+    rng = np.random.default_rng(1)
+    x_unrelated = data.source_x[rng.permutation(data.source_x.shape[0])]
+    with pytest.warns(UserWarning, match=r"shrinkage: the shared modality predicts X little better than the source"):
+        model = CMOT(n_neighbors=15, random_state=0, outlier_threshold=np.inf).fit(x_unrelated, data.source_y)
+    assert model.shrinkage_ >= 0.5
+    assert model.shrinkage_scores_[model.shrinkage_] > model.shrinkage_scores_[0.0]
+    x_hat = model.predict(data.target_y)
+    # exactly the kNN prediction pulled toward the source mean
+    knn = CMOT(n_neighbors=15, random_state=0, outlier_threshold=np.inf, shrinkage=0).fit(
+        x_unrelated, data.source_y).predict(data.target_y)
+    s = model.shrinkage_
+    np.testing.assert_allclose(x_hat, (1 - s) * knn + s * x_unrelated.mean(0), atol=1e-12)
+
+
+def test_shrinkage_leaves_featurewise_scores_unchanged(data):
+    from cmot.metrics import featurewise_pearson
+
+    _, plain = _fit_predict(data, shrinkage=0)
+    _, pulled = _fit_predict(data, shrinkage=0.6)
+    np.testing.assert_allclose(featurewise_pearson(data.target_x, pulled),
+                               featurewise_pearson(data.target_x, plain), atol=1e-10)
+    assert not np.allclose(cellwise_pearson(data.target_x, pulled), cellwise_pearson(data.target_x, plain))
+    _, mean_only = _fit_predict(data, shrinkage=1)
+    np.testing.assert_allclose(mean_only, np.tile(data.source_x.mean(0), (80, 1)), atol=1e-12)
+
+
+def test_shrinkage_is_checked(data):
+    with pytest.raises(ValueError, match=r"shrinkage: expected \"auto\" or a number in \[0, 1\], found 1.5"):
+        CMOT(shrinkage=1.5).fit(data.source_x, data.source_y)
+    with pytest.raises(TypeError, match="shrinkage: expected a number, found 'mean'"):
+        CMOT(shrinkage="mean").fit(data.source_x, data.source_y)
+
+
+def test_models_saved_before_shrinkage_still_predict(data, tmp_path):
+    model, x_hat = _fit_predict(data)
+    for name in ("shrinkage_", "shrinkage_scores_", "x_mean_"):  # cmot 0.2 models have none of these
+        delattr(model, name)
+    np.testing.assert_allclose(model.predict(data.target_y), x_hat)
 
 
 def test_coupling_marginals(data):

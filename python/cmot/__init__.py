@@ -11,9 +11,9 @@ and a shared modality (Y).
 (40, 30)
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
-from .estimator import CMOT, PoorlyMappedWarning  # noqa: E402
+from .estimator import CMOT, PAPER_MODE, PoorlyMappedWarning  # noqa: E402
 from .transport import OTConvergenceError, OTConvergenceWarning  # noqa: E402
 
-__all__ = ["CMOT", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning", "__version__"]
+__all__ = ["CMOT", "PAPER_MODE", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning", "__version__"]

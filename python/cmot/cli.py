@@ -232,7 +232,7 @@ def _split(n, frac, labels, seed):
 
 
 def _model(args):
-    from .estimator import CMOT
+    from .estimator import CMOT, PAPER_MODE
 
     params = {
         "reg_e": args.reg_e,
@@ -241,12 +241,25 @@ def _model(args):
         "n_features": args.n_features,
         "n_pcs": args.n_pcs,
         "n_clusters": args.n_clusters,
+        "shrinkage": args.shrinkage,
         "random_state": args.seed,
         "verbose": True,
     }
     if args.paper:
-        params.update(match_neighbors=1, scale=False, n_pcs=None, barycentric_weight=1.0, reg_m=None, weight_scale=1.0)
+        params.update(PAPER_MODE)
     return CMOT(**params)
+
+
+def _shrinkage(text):
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'auto', found {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'auto', found {text!r}")
+    return value
 
 
 def _k(text):
@@ -534,9 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_g.add_argument("--n-pcs", type=_pcs, default="auto", metavar="N",
                      help="principal components of those features (default auto: chosen by leave-one-out on the "
                      "source; 'none' = the paper's raw features)")
+    p_g.add_argument("--shrinkage", type=_shrinkage, default="auto", metavar="S",
+                     help="weight of the source mean in each prediction, 0 to 1 (default auto: leave-one-out on "
+                     "the source; 0 unless Y predicts X little better than the mean)")
     p_g.add_argument("--paper", action="store_true",
                      help="follow the paper exactly: raw features (--n-pcs none, no scaling), balanced OT, "
-                     "barycentric map, exp(-distance) weights, nearest aligned cell")
+                     "barycentric map, exp(-distance) weights, nearest aligned cell, no shrinkage")
     p_g.add_argument("--n-clusters", type=int, default=2, metavar="N",
                      help="Ward clusters used as labels without --labels-column (default 2)")
     run.set_defaults(func=cmd_run)

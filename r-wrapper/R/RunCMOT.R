@@ -43,14 +43,17 @@
 #' the transport is semi-relaxed (\code{reg.m = "auto"}), \code{k} is chosen by
 #' leave-one-out on the reference (\code{k = "auto"}), the reference moves into
 #' query space mostly by the transport's mean displacement
-#' (\code{barycentric.weight = 0.25}), neighbour weights are
+#' (\code{barycentric.weight = 0.25}), predictions are pulled toward the
+#' reference mean only where leave-one-out says so (\code{shrinkage = "auto"}),
+#' neighbour weights are
 #' scaled to the data (\code{weight.scale = "auto"}) and poorly mapped cells
 #' are found by a distance test calibrated on the reference
 #' (\code{outlier.method = "distance"}).  To follow the paper instead, set
 #' \code{scale = FALSE}, \code{n.pcs = NULL} (transport cost on every shared
 #' feature, neighbours on the \code{n.features} raw features),
 #' \code{barycentric.weight = 1}, \code{reg.m = NULL} (balanced
-#' transport), \code{weight.scale = 1} (weights \code{exp(-distance)}) and, if
+#' transport), \code{weight.scale = 1} (weights \code{exp(-distance)}),
+#' \code{shrinkage = 0}, \code{match.neighbors = 1} and, if
 #' wanted, \code{outlier.method = "isolation_forest"}.  The
 #' paper's entropic weights (\code{reg.e = 5e3} for the pancancer data,
 #' \code{1e2} for A549 and PBMC) are on the scale of the squared Euclidean cost
@@ -77,7 +80,9 @@
 #'   \code{k.scores} (the leave-one-out score of each candidate \code{k}, or
 #'   \code{NULL} when \code{k} was given), \code{n.pcs} (the number of
 #'   principal components used, chosen by the core when \code{n.pcs = "auto"};
-#'   \code{NULL} in paper mode) and \code{params} (the parameters
+#'   \code{NULL} in paper mode), \code{shrinkage} (the weight of the reference
+#'   mean in each prediction, chosen by the core when \code{shrinkage = "auto"})
+#'   and \code{params} (the parameters
 #'   passed to the core, with its names).  The Seurat
 #'   and SingleCellExperiment methods return \code{object} with the inferred
 #'   modality added (see there).
@@ -175,6 +180,15 @@ RunCMOT <- function(object, ...) {
 #'   towards its centre: that smooths noise when reference and query come from
 #'   one sample but loses the differences within clusters across samples.
 #'   The default 0.25 does well in both cases.
+#' @param shrinkage Weight \code{s} of the reference mean of X in each
+#'   prediction, \code{(1 - s) * neighbours + s * mean}, a number in [0, 1].
+#'   When the shared modality says little about X (RNA from sparse sci-CAR
+#'   ATAC), the neighbours' average is mostly noise and the mean profile
+#'   predicts better.  \code{"auto"} (default) picks 0, 0.25, 0.5, 0.75 or 1 by
+#'   leave-one-out prediction on the reference (0 unless the mean is clearly
+#'   better) and warns at 0.5 or more; the value used is recorded like
+#'   \code{k}.  It does not change feature-wise correlations.  \code{0} is
+#'   paper mode.
 #' @param weight.scale Distance unit of the neighbour weights: each query
 #'   cell averages its \code{k} neighbours with weights proportional to
 #'   \code{exp(-distance / weight.scale)}.  \code{"auto"} (default) uses the
@@ -210,7 +224,8 @@ RunCMOT <- function(object, ...) {
 RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
                             n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                             reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                            scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, weight.scale = "auto",
+                            scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, shrinkage = "auto",
+                            weight.scale = "auto",
                             max.iter = 10, max.inner.iter = 1000,
                             tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                             verbose = TRUE, ...) {
@@ -234,7 +249,8 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, "attr(result, \"cmot\")$poorly.mapped")
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score, reg.e = res$reg.e,
-                            k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, params = params)
+                            k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, shrinkage = res$shrinkage,
+                            params = params)
   out
 }
 
@@ -285,11 +301,12 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' are poorly mapped.  The arguments go into the command log
 #' (\code{object@commands$RunCMOT}, via \code{LogSeuratCommand}), with
 #' entries added: \code{k.used} (the \code{k} used, chosen by the core when
-#' \code{k = "auto"}), \code{reg.e.used} (the entropic weight used) and
+#' \code{k = "auto"}), \code{reg.e.used} (the entropic weight used),
+#' \code{shrinkage.used} (see \code{shrinkage}) and
 #' \code{n.pcs.used} (the principal components used; absent in paper mode).
 #' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
 #' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
-#' \code{n.pcs.used}, \code{reg.e.used}, the assays and other details of the run.  The default assay and everything else in
+#' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, the assays and other details of the run.  The default assay and everything else in
 #' the query are left unchanged.
 #'
 #' @export
@@ -314,7 +331,8 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
                            new.assay.name = "CMOT", slot = "data", overwrite = FALSE,
                            n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                            reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                           scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, weight.scale = "auto",
+                           scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, shrinkage = "auto",
+                           weight.scale = "auto",
                            max.iter = 10, max.inner.iter = 1000,
                            tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                            verbose = TRUE, ...) {
@@ -408,7 +426,7 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   .warn_poorly_mapped(res$poorly.mapped, paste0("meta.data column '", meta.cols[1], "'"))
 
   tool <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
-               n.pcs.used = res$n.pcs,
+               n.pcs.used = res$n.pcs, shrinkage.used = res$shrinkage,
                reference.assay = reference.assay,
                refdata.assay = refdata.assay, query.assay = query.assay, slot = slot,
                new.assay.name = new.assay.name, labels = labels, n.shared.features = length(shared),
@@ -420,7 +438,7 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   methods::slot(cmd, "assay.used") <- query.assay
   methods::slot(cmd, "name") <- "RunCMOT"   # fixed, also when called through do.call()
   # what the core chose ("auto" / NULL arguments), next to the arguments as given
-  methods::slot(cmd, "params")[c("k.used", "reg.e.used")] <- list(res$k, res$reg.e)
+  methods::slot(cmd, "params")[c("k.used", "reg.e.used", "shrinkage.used")] <- list(res$k, res$reg.e, res$shrinkage)
   if (!is.null(res$n.pcs)) methods::slot(cmd, "params")[["n.pcs.used"]] <- res$n.pcs
   object[["RunCMOT"]] <- cmd
   object

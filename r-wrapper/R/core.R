@@ -51,7 +51,8 @@
 .cmot_params <- function(n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                          reg.cl = 1,
                          reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000, scale = TRUE,
-                         n.pcs = "auto", barycentric.weight = 0.25, weight.scale = "auto", max.iter = 10,
+                         n.pcs = "auto", barycentric.weight = 0.25, shrinkage = "auto", weight.scale = "auto",
+                         max.iter = 10,
                          max.inner.iter = 1000, tol = 1e-6, outlier.threshold = 3.5,
                          outlier.method = "distance", seed = NULL) {
   if (!is.null(seed)) seed <- .check_count(seed, "seed", min = 0L)
@@ -72,6 +73,7 @@
     scale = .check_flag(scale, "scale"),
     n_pcs = .check_auto_count(n.pcs, "n.pcs", null.means = "paper mode"),
     barycentric_weight = .check_number(barycentric.weight, "barycentric.weight", min = 0, max = 1),
+    shrinkage = .check_auto_fraction(shrinkage, "shrinkage"),
     weight_scale = .check_auto_number(weight.scale, "weight.scale"),
     max_iter = .check_count(max.iter, "max.iter"),
     max_inner_iter = .check_count(max.inner.iter, "max.inner.iter"),
@@ -112,6 +114,15 @@
   if (is.character(x) && length(x) == 1L && identical(x, "auto")) return("auto")
   if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x <= 0) {
     stop(name, ": expected \"auto\" or a finite number > 0, found ", deparse(x, nlines = 1L), ".", call. = FALSE)
+  }
+  as.double(x)
+}
+
+# "auto" or a number in [0, 1].
+.check_auto_fraction <- function(x, name) {
+  if (is.character(x) && length(x) == 1L && identical(x, "auto")) return("auto")
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 0 || x > 1) {
+    stop(name, ": expected \"auto\" or a number in [0, 1], found ", deparse(x, nlines = 1L), ".", call. = FALSE)
   }
   as.double(x)
 }
@@ -306,6 +317,7 @@
   list(x.hat = x.hat, poorly.mapped = outliers, score = scores, reg.e = res$reg_e,
        k = as.integer(res$n_neighbors), k.scores = k.scores,
        n.pcs = if (is.null(res$n_pcs)) NULL else as.integer(res$n_pcs),
+       shrinkage = as.numeric(res$shrinkage),
        aligned.index = if (is.null(res$aligned_index)) NULL else as.integer(res$aligned_index) + 1L)
 }
 

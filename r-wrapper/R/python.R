@@ -117,7 +117,7 @@ cmot_available <- function(verbose = FALSE) {
                    match_neighbors = "match.neighbors", reg_e = "reg.e",
                    reg_cl = "reg.cl", reg_m = "reg.m", n_clusters = "n.clusters", n_neighbors = "k",
                    n_features = "n.features", scale = "scale", n_pcs = "n.pcs",
-                   barycentric_weight = "barycentric.weight",
+                   barycentric_weight = "barycentric.weight", shrinkage = "shrinkage",
                    weight_scale = "weight.scale",
                    max_iter = "max.iter",
                    max_inner_iter = "max.inner.iter", tol = "tol", outlier_threshold = "outlier.threshold",

@@ -45,7 +45,7 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
                                          reg.e = NULL,
                                          reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto",
                                          n.features = 4000, scale = TRUE, n.pcs = "auto",
-                                         barycentric.weight = 0.25, weight.scale = "auto",
+                                         barycentric.weight = 0.25, shrinkage = "auto", weight.scale = "auto",
                                          max.iter = 10, max.inner.iter = 1000, tol = 1e-6,
                                          outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                                          verbose = TRUE, ...) {
@@ -126,7 +126,7 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
   .warn_poorly_mapped(res$poorly.mapped, paste0("colData column '", meta.cols[1], "'"))
   md <- S4Vectors::metadata(object)
   md[["RunCMOT"]] <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
-                          n.pcs.used = res$n.pcs,
+                          n.pcs.used = res$n.pcs, shrinkage.used = res$shrinkage,
                           assay.type = assay.type,
                           reference.altexp = reference.altexp, refdata.altexp = refdata.altexp,
                           query.altexp = query.altexp, new.altexp.name = new.altexp.name, labels = labels,

@@ -47,6 +47,7 @@ def run(source_x, source_y, target_y, params, correspondence=None, labels=None):
             "reg_e": float(model.reg_e_),
             "n_neighbors": int(model.n_neighbors_),
             "n_pcs": None if getattr(model, "n_pcs_", None) is None else int(model.n_pcs_),
+            "shrinkage": float(getattr(model, "shrinkage_", 0.0)),
             "k_scores": None
             if getattr(model, "k_scores_", None) is None
             else {str(k): float(v) for k, v in model.k_scores_.items()},

@@ -46,7 +46,7 @@ python_direct <- function(ref.x, ref.y, query.y, correspondence = NULL, labels =
     out <- model$predict(t(as.matrix(query.y)))
   })
   out <- t(out)
-  attr(out, "core") <- list(k = model$n_neighbors_, reg.e = model$reg_e_,
+  attr(out, "core") <- list(k = model$n_neighbors_, reg.e = model$reg_e_, shrinkage = model$shrinkage_,
                             poorly.mapped = as.logical(model$outliers_),
                             score = as.numeric(model$outlier_scores_))
   out

@@ -35,6 +35,10 @@ test_that("bad matrix inputs give clear R errors (checked in R, before Python)",
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, scale = NA), "scale: expected TRUE or FALSE, found NA")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, barycentric.weight = 1.5),
                "barycentric.weight: expected a finite number >= 0 and <= 1, found 1.5")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, shrinkage = 1.5),
+               "shrinkage: expected \"auto\" or a number in \\[0, 1\\], found 1.5")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, shrinkage = "mean"),
+               "shrinkage: expected \"auto\" or a number in \\[0, 1\\], found \"mean\"")
   expect_error(run(q, reference = ry, refdata = rx, reg.e = -1), "reg.e: expected a finite number > 0")
   expect_error(run(q, reference = ry, refdata = rx, mu = 1), "mu: expected a number strictly between 0 and 1")
   expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, seed = 1.5), "seed: expected a whole number")

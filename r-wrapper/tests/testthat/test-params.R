@@ -102,3 +102,30 @@ test_that("paper mode, balanced or weighted relaxation, weight scale and isolati
   expect_equal(plain(bary), plain(direct.b), tolerance = 1e-10)
   expect_false(isTRUE(all.equal(plain(bary), plain(unscaled))))
 })
+
+test_that("shrinkage: a given weight and the one chosen by the core are used and recorded", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  lab <- unname(sim$reference.labels)
+  run <- function(x, ...) do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y, refdata = x,
+                                                    labels = lab), modifyList(fast, list(...))))
+  auto <- run(sim$reference.x)
+  direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab)
+  expect_identical(attr(auto, "cmot")$shrinkage, attr(direct, "core")$shrinkage)
+  expect_identical(attr(auto, "cmot")$shrinkage, 0)  # Y predicts X well in the simulation
+  half <- run(sim$reference.x, shrinkage = 0.5)
+  expect_identical(attr(half, "cmot")$shrinkage, 0.5)
+  expect_identical(attr(half, "cmot")$params$shrinkage, 0.5)
+  expect_equal(plain(half), 0.5 * plain(auto) + 0.5 * rowMeans(sim$reference.x), tolerance = 1e-10)
+  # reference X shuffled across cells: Y says nothing about it, so the core pulls the
+  # predictions toward the mean and R gets the core's warning
+  set.seed(3)
+  shuffled <- sim$reference.x[, sample(ncol(sim$reference.x))]
+  colnames(shuffled) <- colnames(sim$reference.x)
+  expect_warning(
+    x <- cmot::RunCMOT(sim$query.y, reference = sim$reference.y, refdata = shuffled, labels = lab, k = 8,
+                       n.features = 20, seed = 0, verbose = FALSE, outlier.threshold = Inf),
+    "cmot \\(Python UserWarning\\): shrinkage: the shared modality predicts X little better than the source"
+  )
+  expect_gte(attr(x, "cmot")$shrinkage, 0.5)
+})

@@ -21,6 +21,11 @@ a549_rna_from_atac         sci-CAR A549 cells; "filter lowly expressed cells"
                            peaks (variance over the 2,391 kept cells);
                            stratified 80/20 split by treatment time; the OT
                            labels are the treatment times.  X = RNA, Y = ATAC.
+a549_top_total_rna         the same, but keeping the 2,391 cells with the most
+                           total RNA (ties in cell order): the other reading
+                           of the filter, under which the training mean
+                           scores 0.542 on split seed 0, the baseline the
+                           issue measured beside the reference code's 0.541.
 pbmc10k_protein_from_rna   6,855 CITE-seq cells; RNA log-normalized
                            (counts / total * 1e4, log1p) on all 4,000 genes
                            (already HVGs), proteins CLR-normalized per cell as
@@ -59,12 +64,15 @@ TASKS = (
     "pancancer_rna_from_atac",
     "pancancer_atac_from_rna",
     "a549_rna_from_atac",
+    "a549_top_total_rna",
     "pbmc10k_protein_from_rna",
     "pbmc10k_to_pbmc5k",
 )
 
 #: a549: keep cells with at least this many detected (nonzero) genes: 2,641 -> 2,391.
 A549_MIN_GENES = 132
+#: The paper's cell count after filtering.
+A549_N_CELLS = 2_391
 PANCANCER_N_FEATURES = 10_000
 A549_N_PEAKS = 1_183
 TEST_SIZE = 0.2
@@ -214,10 +222,15 @@ def _pancancer(seed: int, rna_from_atac: bool) -> Task:
     )
 
 
-def _a549(seed: int) -> Task:
+def _a549(seed: int, by_total: bool = False) -> Task:
     rna, cells, rna_f = _read("a549", "rna")
     atac, _, atac_f = _read("a549", "atac")
-    keep = np.diff(rna.indptr) >= A549_MIN_GENES
+    if by_total:  # the A549_N_CELLS cells with the most total RNA, ties in cell order
+        total = np.asarray(rna.sum(axis=1)).ravel()
+        keep = np.zeros(rna.shape[0], dtype=bool)
+        keep[np.argsort(-total, kind="stable")[:A549_N_CELLS]] = True
+    else:
+        keep = np.diff(rna.indptr) >= A549_MIN_GENES
     rna = sp.csr_matrix(rna[keep], dtype=np.float64)
     atac = sp.csr_matrix(atac[keep], dtype=np.float64)
     cells = cells[keep]
@@ -228,12 +241,14 @@ def _a549(seed: int) -> Task:
     tr, te = split(lab, seed)
     names = cells.index.to_numpy()
     params = dict(n_components=10, align_neighbors=5, reg_e=1e2, reg_cl=5e-3, n_neighbors=500, n_features=20)
+    kept = (f"the {A549_N_CELLS:,} cells with the most total RNA" if by_total
+            else f"cells with >= {A549_MIN_GENES} detected genes (2,391)")
     return Task(
-        name="a549_rna_from_atac", dataset="a549", direction="RNA from ATAC",
+        name="a549_top_total_rna" if by_total else "a549_rna_from_atac", dataset="a549", direction="RNA from ATAC",
         train_x=rna[tr], train_y=atac[tr], test_x=rna[te], test_y=atac[te],
         train_labels=lab[tr], test_labels=lab[te], x_features=list(rna_f), y_features=atac_f,
         train_cells=names[tr], test_cells=names[te], paper_params={**params, **PAPER_MODE}, labels_for_ot=lab[tr],
-        description=f"sci-CAR A549 + DEX; cells with >= {A549_MIN_GENES} detected genes (2,391); all genes, "
+        description=f"sci-CAR A549 + DEX; {kept}; all genes, "
                     "1,183 most variable peaks; stratified 80/20 split by time; OT labels: treatment time",
     )
 
@@ -293,6 +308,8 @@ def load(name: str, seed: int = 0) -> Task:
         return _pancancer(seed, False)
     if name == "a549_rna_from_atac":
         return _a549(seed)
+    if name == "a549_top_total_rna":
+        return _a549(seed, by_total=True)
     if name == "pbmc10k_protein_from_rna":
         return _pbmc10k(seed)
     if name == "pbmc10k_to_pbmc5k":

@@ -51,6 +51,7 @@ PAPER = {
     "pancancer_rna_from_atac": "paper: mean cell-wise r 0.67 (CMOT), 0.63 (Seurat), 0.47 (MOFA+)",
     "pancancer_atac_from_rna": "paper: peak-wise AUROC of binarized inferred peaks, CMOT > Seurat, MOFA+ (Fig. 5E)",
     "a549_rna_from_atac": "paper: mean cell-wise r 0.52 (CMOT), median 0.50 (Seurat)",
+    "a549_top_total_rna": "issue, split seed 0: reference code 0.541, training mean 0.542",
     "pbmc10k_protein_from_rna": "paper: median cell-wise r 0.86 (CMOT), 0.79 (MOFA+), 0.61 (totalVI)",
     "pbmc10k_to_pbmc5k": "paper: median cell-wise r 0.86 (CMOT), 0.79 (MOFA+), 0.61 (totalVI)",
 }

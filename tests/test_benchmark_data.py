@@ -84,6 +84,22 @@ def test_a549():
 
 
 @needs_data
+def test_a549_top_total_rna_reproduces_the_issues_training_mean_baseline():
+    from cmot.metrics import cellwise_pearson
+
+    t = _data.load("a549_top_total_rna")
+    check_split(t, 2391)
+    rna = sp.vstack([sp.csr_matrix(t.train_x), sp.csr_matrix(t.test_x)]).tocsr()
+    everyone = _data._read("a549", "rna")[0]
+    total = np.asarray(everyone.sum(axis=1)).ravel()
+    # the kept cells are those with the most total RNA (the cut falls among ties at 362)
+    assert np.asarray(rna.sum(axis=1)).min() == np.sort(total)[::-1][_data.A549_N_CELLS - 1]
+    # the issue: "predicting the training cells' mean profile for every test cell (0.542)"
+    mean = _data.training_mean(t.train_x, t.test_x.shape[0])
+    assert round(float(np.mean(cellwise_pearson(dense(t.test_x), mean))), 3) == 0.542
+
+
+@needs_data
 def test_pbmc10k():
     t = _data.load("pbmc10k_protein_from_rna")
     check_split(t, 6855)

@@ -21,7 +21,8 @@
 #' \code{<name>.poorly.mapped} and \code{<name>.mapping.score} added to
 #' \code{colData(object)}, and the parameters in
 #' \code{metadata(object)$RunCMOT} (\code{params}, \code{k.used},
-#' \code{k.scores} and \code{reg.e.used}, as in \code{Tool()} for Seurat).  \code{overwrite} works as for Seurat.
+#' \code{k.scores}, \code{n.pcs.used}, \code{shrinkage.used} and
+#' \code{reg.e.used}, as in \code{Tool()} for Seurat).  \code{overwrite} works as for Seurat.
 #'
 #' @export
 #' @rdname RunCMOT

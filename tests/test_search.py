@@ -140,3 +140,18 @@ def test_sparse_input_and_partial_grid(data):
                            n_splits=3, random_state=0, base_params={"n_neighbors": 10, "n_features": 30})
     assert np.allclose(res.results_["mean_score"], dense.results_["mean_score"])
     assert res.best_estimator().n_neighbors == 10
+
+
+def test_folds_do_not_repeat_the_shrinkage_warning(data):
+    import warnings
+
+    rng = np.random.default_rng(1)
+    x_unrelated = rng.normal(size=(120, 30)) + np.arange(30)  # noise around a fixed profile: Y says nothing
+    with pytest.warns(UserWarning, match="shrinkage: "):  # as a fold's fit would, without the filter
+        CMOT(n_neighbors=10, random_state=0).fit(x_unrelated[:80], data.source_y[:80])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = cross_validate(x_unrelated, data.source_y, param_grid={"n_neighbors": [10, 20]}, n_splits=3,
+                             random_state=0)
+    assert np.isfinite(res.results_["mean_score"]).all()
+    assert not [w for w in caught if str(w.message).startswith("shrinkage: ")]

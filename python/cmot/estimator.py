@@ -694,7 +694,8 @@ class CMOT:
                     f"shrinkage: the shared modality predicts X little better than the source average "
                     f"(leave-one-out mean cell-wise r {sc[0.0]:.3f} from the {k} nearest source cells, "
                     f"{sc[shrink]:.3f} with {shrink:g} of the average), so predictions are pulled "
-                    f"{shrink:.0%} of the way to the average profile: they will differ little between cells.",
+                    f"{shrink:.0%} of the way to the average profile: they will differ little between cells "
+                    "(shrinkage=0 keeps the neighbours' average).",
                     UserWarning,
                     stacklevel=2,
                 )
@@ -918,7 +919,8 @@ class CMOT:
         target : ndarray or sparse matrix of shape (n_target, n_y_features)
             Target cells, columns in the order of ``fit``'s ``source_y``.
         n_neighbors : int, optional
-            Defaults to the fitted ``n_neighbors_``.
+            Defaults to the fitted ``n_neighbors_``.  The fitted ``shrinkage_``
+            (chosen for ``n_neighbors_``) applies either way.
         order : ndarray of int, optional
             Source cell of each row of ``coupling`` (default: source order).
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from numbers import Integral
 
@@ -281,7 +282,9 @@ def cross_validate(
             t0 = time.perf_counter()
             model = CMOT(**params)
             try:
-                model.fit(xdata[train], ydata[train], labels=None if lab is None else lab[train])
+                with warnings.catch_warnings():  # a fit of the chosen parameters says it once, not every fold
+                    warnings.filterwarnings("ignore", message="shrinkage: ", category=UserWarning)
+                    model.fit(xdata[train], ydata[train], labels=None if lab is None else lab[train])
                 coupling, _ = model.transport(y_test)
             except OTConvergenceError as exc:
                 logger.warning("cross-validation fold %d: %s failed: %s", f + 1, _fmt(first, ot_keys), exc)
@@ -297,8 +300,6 @@ def cross_validate(
                     logger.info("  fold %d %s: %s = %.4f", f + 1, _fmt(combos[i], keys), scoring_name, scores[i, f])
 
     with np.errstate(all="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             means = np.nanmean(scores, axis=1)

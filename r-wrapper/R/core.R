@@ -314,6 +314,12 @@
   scores <- as.numeric(res$outlier_scores)
   names(outliers) <- names(scores) <- colnames(query.y)
   k.scores <- if (is.null(res$k_scores)) NULL else unlist(res$k_scores)
+  if (verbose) {
+    message("CMOT used k = ", res$n_neighbors,
+            if (!is.null(res$n_pcs)) paste0(", n.pcs = ", res$n_pcs) else " (paper mode: raw features)",
+            ", shrinkage = ", format(res$shrinkage), ", reg.e = ", signif(res$reg_e, 3),
+            "; ", sum(outliers), " of ", length(outliers), " query cells poorly mapped")
+  }
   list(x.hat = x.hat, poorly.mapped = outliers, score = scores, reg.e = res$reg_e,
        k = as.integer(res$n_neighbors), k.scores = k.scores,
        n.pcs = if (is.null(res$n_pcs)) NULL else as.integer(res$n_pcs),

@@ -113,7 +113,8 @@ test_that("shrinkage: a given weight and the one chosen by the core are used and
   direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab)
   expect_identical(attr(auto, "cmot")$shrinkage, attr(direct, "core")$shrinkage)
   expect_identical(attr(auto, "cmot")$shrinkage, 0)  # Y predicts X well in the simulation
-  half <- run(sim$reference.x, shrinkage = 0.5)
+  expect_message(half <- run(sim$reference.x, shrinkage = 0.5, verbose = TRUE),
+                 "CMOT used k = 8, n.pcs = [0-9]+, shrinkage = 0.5, reg.e = [0-9.e+-]+; [0-9]+ of 30 query cells poorly mapped")
   expect_identical(attr(half, "cmot")$shrinkage, 0.5)
   expect_identical(attr(half, "cmot")$params$shrinkage, 0.5)
   expect_equal(plain(half), 0.5 * plain(auto) + 0.5 * rowMeans(sim$reference.x), tolerance = 1e-10)

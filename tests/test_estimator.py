@@ -163,6 +163,12 @@ def test_shrinkage_auto_falls_back_to_the_mean_when_y_says_nothing_about_x(data)
         model = CMOT(n_neighbors=15, random_state=0, outlier_threshold=np.inf).fit(x_unrelated, data.source_y)
     assert model.shrinkage_ >= 0.5
     assert model.shrinkage_scores_[model.shrinkage_] > model.shrinkage_scores_[0.0]
+    # fit reuses the leave-one-out prediction that chose k; computing it afresh gives the same
+    from cmot.estimator import select_shrinkage
+
+    fresh = select_shrinkage(model.source_rep_, model.source_x_, model.n_neighbors_, random_state=0)
+    assert fresh[0] == model.shrinkage_
+    assert fresh[1] == pytest.approx(model.shrinkage_scores_, abs=1e-12)
     x_hat = model.predict(data.target_y)
     # exactly the kNN prediction pulled toward the source mean
     knn = CMOT(n_neighbors=15, random_state=0, outlier_threshold=np.inf, shrinkage=0).fit(

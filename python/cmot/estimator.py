@@ -162,7 +162,8 @@ def _rows(x, rows):
     return out.toarray() if sp.issparse(out) else np.asarray(out)
 
 
-def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = 2000, random_state=None):
+def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = 2000, random_state=None,
+                       return_loo: bool = False):
     """Choose ``k`` for Step C by leave-one-out prediction on the source.
 
     Each of at most ``max_cells`` source cells has its X predicted from its
@@ -175,6 +176,10 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cel
     best_k : int
     scores : dict
         ``{k: score}`` for every candidate tried.
+    loo : tuple
+        With ``return_loo=True``: ``(query, x_true, prediction)``, the left-out
+        cells, their X and their prediction at ``best_k``, for
+        :func:`select_shrinkage`.
     """
     from .metrics import _rowwise_pearson
 
@@ -182,18 +187,23 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cel
     ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
     query, idx, dist = _loo_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
     x_true = _rows(x, query)
-    scores = {}
+    scores, preds = {}, {}
     for k in ks:
         pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k], weight_scale))
         cell = np.nanmean(_rowwise_pearson(x_true, pred))
         feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
         scores[k] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
+        if return_loo:  # keep only the best prediction so far
+            lead = max(scores, key=lambda c: (scores[c], -c))
+            preds = {lead: pred if lead == k else preds[lead]}
     best = max(scores, key=lambda k: (scores[k], -k))
+    if return_loo:
+        return best, scores, (query, x_true, preds[best])
     return best, scores
 
 
 def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="auto", max_cells: int = 2000,
-                     random_state=None):
+                     random_state=None, loo=None):
     """Choose how far Step C's predictions are pulled toward the source mean of X.
 
     The prediction becomes ``(1 - s) * knn + s * mean``.  Each candidate ``s`` is
@@ -205,6 +215,9 @@ def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="
     difference is chosen (a paired one-standard-error rule): the neighbours'
     prediction is kept unless the mean is clearly better, which happens when Y
     says little about X.  Feature-wise correlations do not depend on ``s``.
+
+    ``loo``, the ``(query, x_true, prediction)`` of :func:`select_n_neighbors`
+    with ``return_loo=True`` at this ``k``, saves computing the prediction again.
 
     Returns
     -------
@@ -227,10 +240,13 @@ def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="
     from .metrics import _rowwise_pearson
 
     n = rep.shape[0]
-    k = max(1, min(int(k), n - 1))
-    query, idx, dist = _loo_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
-    x_true = _rows(x, query)
-    knn = weighted_average(x, idx, exp_weights(dist, weight_scale))
+    if loo is None:
+        k = max(1, min(int(k), n - 1))
+        query, idx, dist = _loo_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
+        x_true = _rows(x, query)
+        knn = weighted_average(x, idx, exp_weights(dist, weight_scale))
+    else:
+        query, x_true, knn = loo
     # each left-out cell is predicted without itself, so the mean leaves it out too
     total = np.asarray(x.sum(axis=0)).ravel()
     mean = np.subtract(total[None, :], x_true)
@@ -652,6 +668,7 @@ class CMOT:
             sel = self._standardize(sel)
         self.n_pcs_scores_ = self.k_scores_ = None
         k = None if p["n_neighbors"] == "auto" else p["n_neighbors"]
+        loo = None  # the leave-one-out prediction at k, when choosing k or n_pcs made one
         if p["n_pcs"] is not None:
             cap = min(sel.shape[0] - 1, sel.shape[1])
             wanted = max(AUTO_PCS_GRID) if p["n_pcs"] == "auto" else p["n_pcs"]
@@ -661,7 +678,7 @@ class CMOT:
                 rep = self.pca_.transform(sel)
             if p["n_pcs"] == "auto":
                 with _step("choosing n_pcs and n_neighbors by leave-one-out on the source", self.verbose):
-                    n_pcs, k = self._select_pcs(rep, source_x_rows, k)
+                    n_pcs, k, loo = self._select_pcs(rep, source_x_rows, k)
             self.source_rep_ = rep[:, :n_pcs]
             self.n_pcs_ = int(n_pcs)
         else:
@@ -677,8 +694,9 @@ class CMOT:
 
         if k is None:
             with _step("choosing n_neighbors by leave-one-out on the source", self.verbose):
-                k, self.k_scores_ = select_n_neighbors(
-                    self.source_rep_, source_x_rows, weight_scale=self.weight_scale, random_state=self.random_state
+                k, self.k_scores_, loo = select_n_neighbors(
+                    self.source_rep_, source_x_rows, weight_scale=self.weight_scale, random_state=self.random_state,
+                    return_loo=True,
                 )
         self.n_neighbors_ = int(k)
         self.x_mean_ = np.asarray(source_x_rows.mean(axis=0), dtype=np.float64).ravel()
@@ -686,7 +704,8 @@ class CMOT:
         if p["shrinkage"] == "auto":
             with _step("choosing shrinkage by leave-one-out on the source", self.verbose):
                 shrink, self.shrinkage_scores_ = select_shrinkage(
-                    self.source_rep_, source_x_rows, k, weight_scale=self.weight_scale, random_state=self.random_state
+                    self.source_rep_, source_x_rows, k, weight_scale=self.weight_scale, random_state=self.random_state,
+                    loo=loo,
                 )
             if shrink >= SHRINKAGE_WARN:
                 sc = self.shrinkage_scores_
@@ -763,22 +782,25 @@ class CMOT:
     def _select_pcs(self, rep, x, k):
         """The number of leading components of ``rep`` with the best leave-one-out score on
         the source at ``k`` (or ``AUTO_PCS_PROBE_K`` when ``k`` is None, which is then
-        chosen on those components); sets ``n_pcs_scores_`` and ``k_scores_``."""
+        chosen on those components); sets ``n_pcs_scores_`` and ``k_scores_``.  Also returns
+        the leave-one-out prediction at that ``k`` (see :func:`select_n_neighbors`)."""
         cands = sorted({min(d, rep.shape[1]) for d in AUTO_PCS_GRID})
         probe = AUTO_PCS_PROBE_K if k is None else k
-        scores = {}
+        scores, loos = {}, {}
         for d in cands:
-            best, sc = select_n_neighbors(
-                rep[:, :d], x, grid=(probe,), weight_scale=self.weight_scale, random_state=self.random_state
+            best, sc, loos[d] = select_n_neighbors(
+                rep[:, :d], x, grid=(probe,), weight_scale=self.weight_scale, random_state=self.random_state,
+                return_loo=True,
             )
             scores[d] = sc[best]
         best_d = max(cands, key=lambda d: (scores[d], -d))
         self.n_pcs_scores_ = {int(d): float(s) for d, s in scores.items()}
+        loo = loos[best_d]
         if k is None:
-            k, self.k_scores_ = select_n_neighbors(
-                rep[:, :best_d], x, weight_scale=self.weight_scale, random_state=self.random_state
+            k, self.k_scores_, loo = select_n_neighbors(
+                rep[:, :best_d], x, weight_scale=self.weight_scale, random_state=self.random_state, return_loo=True
             )
-        return best_d, k
+        return best_d, k, loo
 
     def _standardize(self, sel):
         """Features centred and scaled by their source mean and sd, clipped to +-SCALE_CLIP."""

@@ -786,17 +786,20 @@ class CMOT:
         the leave-one-out prediction at that ``k`` (see :func:`select_n_neighbors`)."""
         cands = sorted({min(d, rep.shape[1]) for d in AUTO_PCS_GRID})
         probe = AUTO_PCS_PROBE_K if k is None else k
-        scores, loos = {}, {}
+        scores, loo = {}, None
         for d in cands:
-            best, sc, loos[d] = select_n_neighbors(
+            best, sc, this = select_n_neighbors(
                 rep[:, :d], x, grid=(probe,), weight_scale=self.weight_scale, random_state=self.random_state,
                 return_loo=True,
             )
             scores[d] = sc[best]
+            if max(scores, key=lambda c: (scores[c], -c)) == d:  # keep the best candidate's prediction only
+                loo = this
+            del this
         best_d = max(cands, key=lambda d: (scores[d], -d))
         self.n_pcs_scores_ = {int(d): float(s) for d, s in scores.items()}
-        loo = loos[best_d]
         if k is None:
+            loo = None  # replaced by the prediction at the chosen k
             k, self.k_scores_, loo = select_n_neighbors(
                 rep[:, :best_d], x, weight_scale=self.weight_scale, random_state=self.random_state, return_loo=True
             )

@@ -306,7 +306,10 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' \code{n.pcs.used} (the principal components used; absent in paper mode).
 #' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
 #' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
-#' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, the assays and other details of the run.  The default assay and everything else in
+#' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, the assays and other details of the
+#' last run; the same record, less the feature map, stays with each inferred
+#' assay as \code{Misc(object[[new.assay.name]], "cmot.run")}, so runs into
+#' different assays keep theirs.  The default assay and everything else in
 #' the query are left unchanged.
 #'
 #' @export
@@ -419,20 +422,22 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   assay[["cmot.original.name"]] <- fmap$original
   SeuratObject::Misc(assay, slot = "cmot.feature.map") <- fmap
   SeuratObject::Key(assay) <- .assay_key(new.assay.name, object)
+  run <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
+              n.pcs.used = res$n.pcs, shrinkage.used = res$shrinkage,
+              reference.assay = reference.assay,
+              refdata.assay = refdata.assay, query.assay = query.assay, slot = slot,
+              new.assay.name = new.assay.name, labels = labels, n.shared.features = length(shared),
+              n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs),
+              meta.data = meta.cols, version = as.character(utils::packageVersion("cmot")))
+  # each inferred assay keeps the record of the run that made it; Tool() holds the last run
+  SeuratObject::Misc(assay, slot = "cmot.run") <- run
   if (verbose) message("Storing ", nrow(x.hat), " inferred features in assay '", new.assay.name, "'")
   object[[new.assay.name]] <- assay
   object[[meta.cols[1]]] <- unname(res$poorly.mapped)
   object[[meta.cols[2]]] <- unname(res$score)
   .warn_poorly_mapped(res$poorly.mapped, paste0("meta.data column '", meta.cols[1], "'"))
 
-  tool <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
-               n.pcs.used = res$n.pcs, shrinkage.used = res$shrinkage,
-               reference.assay = reference.assay,
-               refdata.assay = refdata.assay, query.assay = query.assay, slot = slot,
-               new.assay.name = new.assay.name, labels = labels, n.shared.features = length(shared),
-               n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs),
-               meta.data = meta.cols, feature.map = fmap, version = as.character(utils::packageVersion("cmot")))
-  methods::slot(object, "tools")[["RunCMOT"]] <- tool
+  methods::slot(object, "tools")[["RunCMOT"]] <- c(run, list(feature.map = fmap))
   # command log (named "RunCMOT"), recorded as run on the query assay
   cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
   methods::slot(cmd, "assay.used") <- query.assay

@@ -111,8 +111,14 @@ test_that("Seurat: existing assay not overwritten unless overwrite = TRUE", {
   q2 <- do.call(run_quiet, c(list(q, reference = so$reference), seurat_args(overwrite = TRUE, k = 5)))
   expect_identical(SeuratObject::Tool(q2, "RunCMOT")$params$n_neighbors, 5L)
   # another name works and gets its own meta.data columns
-  q3 <- do.call(run_quiet, c(list(q, reference = so$reference), seurat_args(new.assay.name = "RNA.cmot")))
+  q3 <- do.call(run_quiet, c(list(q, reference = so$reference), seurat_args(new.assay.name = "RNA.cmot", k = 6)))
   expect_true(all(c("CMOT", "RNA.cmot") %in% SeuratObject::Assays(q3)))
+  # each assay keeps the record of its own run; Tool() has the last one
+  first <- SeuratObject::Misc(q3[["CMOT"]], "cmot.run")
+  second <- SeuratObject::Misc(q3[["RNA.cmot"]], "cmot.run")
+  expect_identical(c(first$k.used, second$k.used), c(8L, 6L))
+  expect_identical(c(first$new.assay.name, second$new.assay.name), c("CMOT", "RNA.cmot"))
+  expect_identical(SeuratObject::Tool(q3, "RunCMOT")[names(second)], second)
   expect_true("rna.cmot.poorly.mapped" %in% colnames(q3[[]]))
   expect_false(identical(SeuratObject::Key(q3[["CMOT"]]), SeuratObject::Key(q3[["RNA.cmot"]])))
   # the default/query assay can never be replaced

@@ -338,17 +338,12 @@ def _dense(m) -> np.ndarray:
 
 def naive_knn(train_x, train_y, test_y, k: int = 30, n_components: int = 30, random_state: int = 0) -> np.ndarray:
     """Mean X of each test cell's ``k`` nearest training cells, in a ``n_components``
-    TruncatedSVD of Y fitted on the training cells (Euclidean distance)."""
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.neighbors import NearestNeighbors
+    TruncatedSVD of Y fitted on the training cells (Euclidean distance); the baseline
+    that ``cmot demo`` prints too (:func:`cmot.cli.knn_baseline`)."""
+    from cmot.cli import knn_baseline
 
-    n_components = min(n_components, train_y.shape[1] - 1, train_y.shape[0] - 1)
-    svd = TruncatedSVD(n_components=n_components, random_state=random_state).fit(train_y)
-    a, b = svd.transform(train_y), svd.transform(test_y)
-    k = min(k, a.shape[0])
-    idx = NearestNeighbors(n_neighbors=k).fit(a).kneighbors(b, return_distance=False)
-    x = _dense(train_x).astype(np.float64)
-    return x[idx].mean(axis=1)
+    return knn_baseline(_dense(train_x).astype(np.float64), train_y, test_y, n_neighbors=k,
+                        n_components=n_components, random_state=random_state)
 
 
 def training_mean(train_x, n_test: int) -> np.ndarray:

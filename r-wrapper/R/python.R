@@ -22,6 +22,10 @@
 # can simulate a missing core).
 .module_name <- function() getOption("cmot.python.module", "cmot")
 
+# The oldest Python core this R package works with (it passes `shrinkage`, new in 0.3.0);
+# an option only so that the tests can simulate an outdated core.
+.min_core_version <- function() getOption("cmot.min.core.version", "0.3.0")
+
 .python_status <- function() {
   module <- .module_name()
   if (!reticulate::py_available(initialize = TRUE)) {
@@ -30,13 +34,20 @@
                                             if (nzchar(rp)) paste0(" (RETICULATE_PYTHON is '", rp, "')") else "")))
   }
   python <- tryCatch(reticulate::py_config()$python, error = function(e) "unknown")
+  core <- NULL
   res <- tryCatch({
-    reticulate::import(module, convert = FALSE)
+    core <- reticulate::import(module, convert = FALSE)
     NULL
   }, error = function(e) .clean_message(conditionMessage(e)))
   if (!is.null(res)) {
     return(list(ok = FALSE, python = python,
                 reason = sprintf("the Python module '%s' cannot be imported from %s: %s", module, python, res)))
+  }
+  core.version <- tryCatch(reticulate::py_to_r(core$`__version__`), error = function(e) "0")
+  if (utils::compareVersion(as.character(core.version), .min_core_version()) < 0) {
+    return(list(ok = FALSE, python = python,
+                reason = sprintf("the cmot Python core in %s is version %s; this R package (%s) needs %s or later",
+                                 python, core.version, utils::packageVersion("cmot"), .min_core_version())))
   }
   np_version <- tryCatch(
     reticulate::py_to_r(reticulate::import("numpy", convert = FALSE)$`__version__`),

@@ -135,6 +135,19 @@ test_that("a missing Python core gives a helpful R error, not a traceback", {
                              verbose = FALSE), "Mismatched cells")
 })
 
+test_that("an outdated Python core gives an R error that names both versions", {
+  skip_if_no_cmot()
+  sim <- sim_data(30, 10)
+  old <- options(cmot.min.core.version = "99.0")
+  on.exit(options(old))
+  expect_false(cmot::cmot_available())
+  expect_message(cmot::cmot_available(verbose = TRUE), "the cmot Python core in .* is version [0-9.]+; this R package \\([0-9.]+\\) needs 99.0 or later")
+  expect_error(cmot::RunCMOT(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x, verbose = FALSE),
+               "The cmot Python core is not available: the cmot Python core in .* needs 99.0 or later")
+  options(old)
+  expect_true(cmot::cmot_available())  # the installed core is recent enough
+})
+
 test_that("install_cmot checks its arguments before touching Python", {
   expect_error(cmot::install_cmot(python.path = ""), "python.path: expected the path to the cmot Python project")
   expect_error(cmot::install_cmot(python.path = "/no/such/dir/cmot"), "no such file or folder")

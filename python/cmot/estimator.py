@@ -187,18 +187,16 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cel
     ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
     query, idx, dist = _loo_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
     x_true = _rows(x, query)
-    scores, preds = {}, {}
-    for k in ks:
+    scores, best, best_pred = {}, None, None
+    for k in ks:  # ascending: on a tie the smaller k stays best
         pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k], weight_scale))
         cell = np.nanmean(_rowwise_pearson(x_true, pred))
         feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
         scores[k] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
-        if return_loo:  # keep only the best prediction so far
-            lead = max(scores, key=lambda c: (scores[c], -c))
-            preds = {lead: pred if lead == k else preds[lead]}
-    best = max(scores, key=lambda k: (scores[k], -k))
+        if best is None or scores[k] > scores[best]:
+            best, best_pred = k, pred
     if return_loo:
-        return best, scores, (query, x_true, preds[best])
+        return best, scores, (query, x_true, best_pred)
     return best, scores
 
 
@@ -786,17 +784,15 @@ class CMOT:
         the leave-one-out prediction at that ``k`` (see :func:`select_n_neighbors`)."""
         cands = sorted({min(d, rep.shape[1]) for d in AUTO_PCS_GRID})
         probe = AUTO_PCS_PROBE_K if k is None else k
-        scores, loo = {}, None
-        for d in cands:
+        scores, best_d, loo = {}, None, None
+        for d in cands:  # ascending: on a tie the fewer components stay best
             best, sc, this = select_n_neighbors(
                 rep[:, :d], x, grid=(probe,), weight_scale=self.weight_scale, random_state=self.random_state,
                 return_loo=True,
             )
             scores[d] = sc[best]
-            if max(scores, key=lambda c: (scores[c], -c)) == d:  # keep the best candidate's prediction only
-                loo = this
-            del this
-        best_d = max(cands, key=lambda d: (scores[d], -d))
+            if best_d is None or scores[d] > scores[best_d]:  # keep the best candidate's prediction only
+                best_d, loo = d, this
         self.n_pcs_scores_ = {int(d): float(s) for d, s in scores.items()}
         if k is None:
             loo = None  # replaced by the prediction at the chosen k

@@ -256,10 +256,10 @@ def cross_validate(
 
     keys = list(grid)
     combos = [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())]
-    for c in combos:
-        CMOT(**{**base, **c})._check_params()
-    defaults = CMOT().get_params()
-    auto_pcs = any({**defaults, **base, **c}["n_pcs"] == "auto" for c in combos)
+    models = [CMOT(**{**base, **c}) for c in combos]
+    for m in models:
+        m._check_params()
+    auto_pcs = any(m.n_pcs == "auto" for m in models)
     ot_keys = [k for k in keys if auto_pcs or k not in _STEP_C]
     groups: dict = {}
     for i, c in enumerate(combos):

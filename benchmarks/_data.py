@@ -339,14 +339,15 @@ def _dense(m) -> np.ndarray:
 def naive_knn(train_x, train_y, test_y, k: int = 30, n_components: int = 30, random_state: int = 0) -> np.ndarray:
     """Mean X of each test cell's ``k`` nearest training cells, in a ``n_components``
     TruncatedSVD of Y fitted on the training cells (Euclidean distance); the baseline
-    that ``cmot demo`` prints too (:func:`cmot.cli.knn_baseline`)."""
-    from cmot.cli import knn_baseline
+    that ``cmot demo`` prints too (:func:`cmot.baselines.knn_baseline`)."""
+    from cmot.baselines import knn_baseline
 
     return knn_baseline(_dense(train_x).astype(np.float64), train_y, test_y, n_neighbors=k,
                         n_components=n_components, random_state=random_state)
 
 
 def training_mean(train_x, n_test: int) -> np.ndarray:
-    """Every test cell predicted as the mean training profile."""
-    mean = np.asarray(train_x.mean(axis=0), dtype=np.float64).ravel()
-    return np.tile(mean, (n_test, 1))
+    """Every test cell predicted as the mean training profile (:func:`cmot.baselines.training_mean`)."""
+    from cmot.baselines import training_mean as mean_profile
+
+    return mean_profile(train_x, n_test).astype(np.float64, copy=False)

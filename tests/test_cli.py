@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from cmot import CMOT
-from cmot.cli import knn_baseline, main
+from cmot.baselines import knn_baseline
+from cmot.cli import main
 from cmot.datasets import make_multimodal
 from cmot.io import read_matrix, write_matrix
 

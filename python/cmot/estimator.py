@@ -981,18 +981,17 @@ class CMOT:
 
     # --------------------------------------------------------------- save/load
     def save(self, path) -> None:
-        """Save the fitted model to ``path`` (a pickle; load only files you trust)."""
-        with open(path, "wb") as fh:
-            pickle.dump({"format": "cmot-model", "version": __version__, "model": self}, fh, protocol=4)
+        """Save the fitted model to ``path`` (see :mod:`cmot._persist`)."""
+        from ._persist import save_model
+
+        save_model(self, path)
 
     @classmethod
     def load(cls, path) -> "CMOT":
         """Load a model written by :meth:`save`."""
-        with open(path, "rb") as fh:
-            obj = pickle.load(fh)
-        if not isinstance(obj, dict) or obj.get("format") != "cmot-model":
-            raise ValueError(f"path: expected a model written by CMOT.save, found another file: {path}")
-        return obj["model"]
+        from ._persist import load_model
+
+        return load_model(path)
 
 
 def _dense(m):

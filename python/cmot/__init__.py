@@ -13,7 +13,8 @@ and a shared modality (Y).
 
 __version__ = "0.3.0"
 
+from ._params import check_params  # noqa: E402
 from .estimator import CMOT, PAPER_MODE, PoorlyMappedWarning  # noqa: E402
 from .transport import OTConvergenceError, OTConvergenceWarning  # noqa: E402
 
-__all__ = ["CMOT", "PAPER_MODE", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning", "__version__"]
+__all__ = ["CMOT", "PAPER_MODE", "check_params", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning", "__version__"]

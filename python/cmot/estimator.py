@@ -5,17 +5,17 @@ attributes, and calls the step functions of :mod:`cmot.align`,
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 import warnings
 from contextlib import contextmanager
-from inspect import signature
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
 
 from . import __version__
-from ._validation import Matrix, as_matrix, check_float, check_int, check_labels
+from ._params import PARAMETER_CONSTRAINTS, check_params
+from ._validation import Matrix, as_matrix, check_labels
 from .align import correspondence_matrix, manifold_align, match_aligned, match_matrix
 from .infer import exp_weights, knn_weights, nearest_neighbors, variable_features, weighted_average
 from .transport import (
@@ -274,7 +274,7 @@ def _step(name, verbose):
         logger.info("cmot: %s done in %.2f s", name, time.perf_counter() - t0)
 
 
-class CMOT:
+class CMOT(BaseEstimator):
     """Cross-Modality Optimal Transport: infer modality X of target cells measured in Y only.
 
     Source cells are measured in both X (the modality to infer) and Y (the shared
@@ -516,65 +516,21 @@ class CMOT:
         self.verbose = verbose
 
     # ------------------------------------------------------------------ params
-    @classmethod
-    def _get_param_names(cls):
-        return [p for p in signature(cls.__init__).parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        """Parameters of this estimator (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
+    #: Each parameter and what it accepts (declared once, in :mod:`cmot._params`).
+    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def set_params(self, **params):
-        """Set parameters; unknown names raise ``ValueError``."""
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"set_params: unknown parameter {key!r}; valid parameters are {', '.join(valid)}.")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self):
-        defaults = type(self)().get_params()
-        changed = {k: v for k, v in self.get_params().items() if defaults[k] is not v and defaults[k] != v}
-        return f"CMOT({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+        """Set parameters (scikit-learn convention); unknown names raise ``ValueError``."""
+        for key in params:
+            if key not in self._parameter_constraints:
+                raise ValueError(
+                    f"{key}: unknown parameter; valid parameters are {', '.join(self._parameter_constraints)}."
+                )
+        return super().set_params(**params)
 
     def _check_params(self) -> dict:
-        """Validate the parameters; return them with whole-valued numbers as ``int``."""
-        p = self.get_params()
-        for name in ("n_components", "align_neighbors", "match_neighbors", "n_clusters", "n_features", "max_iter",
-                     "max_inner_iter"):
-            p[name] = check_int(p[name], name)
-        if p["n_pcs"] != "auto":
-            p["n_pcs"] = check_int(p["n_pcs"], "n_pcs", allow_none=True)
-        if p["n_neighbors"] != "auto":
-            p["n_neighbors"] = check_int(p["n_neighbors"], "n_neighbors")
-        check_float(p["mu"], "mu")
-        if not 0 < p["mu"] < 1:
-            raise ValueError(f"mu: expected a number strictly between 0 and 1, found {p['mu']}.")
-        check_float(p["reg_e"], "reg_e", allow_none=True)
-        check_float(p["reg_cl"], "reg_cl", strict=False)
-        if p["weight_scale"] != "auto":
-            check_float(p["weight_scale"], "weight_scale")
-        if p["reg_m"] != "auto":
-            check_float(p["reg_m"], "reg_m", allow_none=True)
-        check_float(p["tol"], "tol")
-        if not isinstance(p["scale"], (bool, np.bool_)):
-            raise TypeError(f"scale: expected True or False, found {p['scale']!r}.")
-        check_float(p["barycentric_weight"], "barycentric_weight", strict=False)
-        if not 0 <= p["barycentric_weight"] <= 1:
-            raise ValueError(f"barycentric_weight: expected a number in [0, 1], found {p['barycentric_weight']}.")
-        if p["shrinkage"] != "auto":
-            check_float(p["shrinkage"], "shrinkage", strict=False)
-            if not 0 <= p["shrinkage"] <= 1:
-                raise ValueError(f"shrinkage: expected \"auto\" or a number in [0, 1], found {p['shrinkage']}.")
-        if p["outlier_method"] not in ("distance", "isolation_forest"):
-            raise ValueError(
-                f"outlier_method: expected 'distance' or 'isolation_forest', found {p['outlier_method']!r}."
-            )
-        thr = p["outlier_threshold"]
-        if not (isinstance(thr, (int, float)) and not isinstance(thr, bool)):
-            raise TypeError(f"outlier_threshold: expected a number, found {thr!r}.")
-        return p
+        """The parameters, validated and normalized by :func:`cmot.check_params`."""
+        return check_params(self.get_params())
 
     # --------------------------------------------------------------------- fit
     def fit(self, source_x, source_y, *, correspondence=None, labels=None):

@@ -27,6 +27,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "installing the cmot Python core (numpy<2 in this environment: reticulate 1.28 needs it)"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+# The distribution is named cmot-ot; an older checkout installed it as "cmot" (also the
+# name of an unrelated PyPI package): remove that one so `import cmot` is this project.
+if .venv/bin/python -m pip show -q cmot >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall -y -q cmot >/dev/null 2>&1 || true
+  rm -rf python/cmot.egg-info
+fi
 # numpy<2 is a constraint of this environment (R's reticulate), not of the cmot package.
 .venv/bin/python -m pip install -q --disable-pip-version-check "numpy<2" -e ".[test,r,bench,anndata]" 2>&1 \
   | grep -v -i "^WARNING: Location" || true

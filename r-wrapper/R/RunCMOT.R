@@ -62,13 +62,23 @@
 #' large or too small.  With \code{reg.e = NULL} (default) the weight is set
 #' from the cost in either mode.
 #'
+#' \strong{Parameter checks.}  The values of the CMOT parameters
+#' (\code{n.components} to \code{seed}) are checked once, by the Python core's
+#' \code{check_params()}, before any data is handed to Python; R only refuses
+#' values that have no Python counterpart (\code{NA}, vectors of several values).
+#' The core's errors arrive as R errors of class \code{cmot_param_error} that
+#' name the R argument, for example \code{k: expected "auto" or an integer >= 1,
+#' found -3.}
+#'
 #' @param object The query: for the default method a matrix of the shared
 #'   modality Y with features as rows and cells as columns (dense
 #'   \code{matrix} or sparse \code{dgCMatrix}); for the Seurat method a
 #'   \code{Seurat} object; for the SingleCellExperiment method a
 #'   \code{SingleCellExperiment}.
-#' @param ... Arguments passed to other methods; for the default method, the
-#'   CMOT parameters below.
+#' @param ... For the default method, nothing (an unknown argument is an
+#'   error).  For the Seurat and SingleCellExperiment methods, the CMOT
+#'   parameters of the default method (\code{n.components} to \code{seed}, with
+#'   the same defaults), passed on to it.
 #'
 #' @return The default method returns the inferred X, a dense matrix with the
 #'   features of \code{refdata} as rows (their names kept) and the query cells
@@ -82,8 +92,11 @@
 #'   principal components used, chosen by the core when \code{n.pcs = "auto"};
 #'   \code{NULL} in paper mode), \code{shrinkage} (the weight of the reference
 #'   mean in each prediction, chosen by the core when \code{shrinkage = "auto"})
-#'   and \code{params} (the parameters
-#'   passed to the core, with its names).  The Seurat
+#'   \code{params} (the parameters
+#'   passed to the core, with its names, as its \code{check_params()} returned
+#'   them), \code{args} (the CMOT arguments as given, with R names),
+#'   \code{n.shared.features} and \code{n.pairs} (known pairs of a partly
+#'   paired reference, else \code{NA}).  The Seurat
 #'   and SingleCellExperiment methods return \code{object} with the inferred
 #'   modality added (see there).
 #'
@@ -232,41 +245,38 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   .check_dots(...)
   if (missing(reference)) stop("reference: the reference in the shared modality is missing.", call. = FALSE)
   if (missing(refdata)) stop("refdata: the reference in the modality to infer is missing.", call. = FALSE)
-  query.y <- .check_matrix(object, "object (query)")
-  ref.y <- .check_matrix(reference, "reference")
-  ref.x <- .check_matrix(refdata, "refdata")
-  params <- .collect_params(environment())
-  shared <- .shared_features(ref.y, query.y, "reference", "query", verbose = verbose)
+  args <- .cmot_args_in(environment())
+  query <- .input_matrix(object, "object (query)", "query", "attr(result, \"cmot\")$poorly.mapped")
+  ref.y <- .input_matrix(reference, "reference", "reference")
+  ref.x <- .input_matrix(refdata, "refdata", "refdata")
+  shared <- .shared_features(ref.y$value, query$value, ref.y$name, query$name, verbose = verbose)
   if (!is.null(shared)) {
-    ref.y <- ref.y[shared, , drop = FALSE]
-    query.y <- query.y[shared, , drop = FALSE]
+    ref.y$value <- ref.y$value[shared, , drop = FALSE]
+    query$value <- query$value[shared, , drop = FALSE]
   }
-  pr <- .resolve_pairs(pairs, colnames(ref.x), colnames(ref.y), ncol(ref.x), ncol(ref.y),
-                       "refdata", "reference", verbose = verbose)
-  if (!is.null(pr$x.order)) ref.x <- ref.x[, pr$x.order, drop = FALSE]
-  labels <- .check_labels(labels, ncol(ref.y))
-  res <- .run_cmot(ref.y, ref.x, query.y, params, pairs = pr$pairs, labels = labels, verbose = verbose)
+  pr <- .resolve_pairs(pairs, colnames(ref.x$value), colnames(ref.y$value), ncol(ref.x$value), ncol(ref.y$value),
+                       ref.x$name, ref.y$name, verbose = verbose)
+  if (!is.null(pr$x.order)) ref.x$value <- ref.x$value[, pr$x.order, drop = FALSE]
+  if (!inherits(labels, "cmot_named")) labels <- .named(labels, "labels")
+  labels <- .check_labels(labels$value, ncol(ref.y$value), labels$name)
+  res <- .run_cmot(ref.y$value, ref.x$value, query$value, args, pairs = pr$pairs, labels = labels,
+                   verbose = verbose)
   out <- res$x.hat
-  .warn_poorly_mapped(res$poorly.mapped, "attr(result, \"cmot\")$poorly.mapped")
+  .warn_poorly_mapped(res$poorly.mapped, query$where)
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score, reg.e = res$reg.e,
                             k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, shrinkage = res$shrinkage,
-                            params = params)
+                            params = res$params, args = args, n.shared.features = nrow(ref.y$value),
+                            n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs))
   out
 }
 
-# The checked core parameters from the CMOT arguments of a RunCMOT() method
-# (the formals of .cmot_params(), looked up in the method's frame).
-.collect_params <- function(env) {
-  do.call(.cmot_params, mget(names(formals(.cmot_params)), envir = env))
-}
-
-.check_dots <- function(...) {
-  dots <- list(...)
-  if (length(dots)) {
-    nm <- names(dots)
-    nm[is.null(nm) | !nzchar(nm)] <- "<unnamed>"
-    stop("Unknown argument(s): ", paste(nm, collapse = ", "), ".", call. = FALSE)
-  }
+# Stop on arguments in `...` other than `allowed` (the object methods pass the
+# CMOT parameters on to RunCMOT.default() through `...`).
+.check_dots <- function(..., allowed = character()) {
+  nm <- names(list(...)) %||% rep("", ...length())
+  nm[!nzchar(nm)] <- "<unnamed>"
+  bad <- nm[!nm %in% allowed]
+  if (length(bad)) stop("Unknown argument(s): ", paste(bad, collapse = ", "), ".", call. = FALSE)
 }
 
 #' @param reference.assay Assay of \code{reference} with the shared modality
@@ -331,32 +341,60 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' }
 RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.assay = NULL,
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
-                           new.assay.name = "CMOT", slot = "data", overwrite = FALSE,
-                           n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
-                           reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                           scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, shrinkage = "auto",
-                           weight.scale = "auto",
-                           max.iter = 10, max.inner.iter = 1000,
-                           tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
-                           verbose = TRUE, ...) {
-  .check_dots(...)
+                           new.assay.name = "CMOT", slot = "data", overwrite = FALSE, verbose = TRUE, ...) {
+  .check_dots(..., allowed = names(.cmot_arg_map()))
+  ref.x.obj <- .check_seurat_reference(reference, reference.x)
+  x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
+  .check_string(new.assay.name, "new.assay.name")
+  slot <- match.arg(slot, c("data", "counts", "scale.data"))
+  .check_flag(overwrite, "overwrite")
+  query.assay <- query.assay %||% SeuratObject::DefaultAssay(object)
+  reference.assay <- reference.assay %||% SeuratObject::DefaultAssay(reference)
+  .check_seurat_assays(object, reference, ref.x.obj, query.assay, reference.assay, refdata.assay, x.obj.name)
+  new.assay.name <- .check_new_assay(object, new.assay.name, query.assay, overwrite)
+  meta.cols <- .check_new_columns(colnames(object[[]]), new.assay.name, overwrite, "meta.data", "new.assay.name")
+  label.values <- .seurat_labels(reference, labels)
+  x.hat <- RunCMOT.default(
+    .named(.get_data(object, query.assay, slot, "the query"), paste0("query (assay '", query.assay, "')"),
+           paste0("meta.data column '", meta.cols[1], "'")),
+    reference = .named(.get_data(reference, reference.assay, slot, "reference"),
+                       paste0("reference (assay '", reference.assay, "')")),
+    refdata = .named(.get_data(ref.x.obj, refdata.assay, slot, x.obj.name),
+                     paste0(x.obj.name, " (assay '", refdata.assay, "')")),
+    pairs = pairs, labels = label.values, verbose = verbose, ...)
+  info <- attr(x.hat, "cmot")
+  run <- c(.run_record(info), list(reference.assay = reference.assay, refdata.assay = refdata.assay,
+                                   query.assay = query.assay, slot = slot, new.assay.name = new.assay.name,
+                                   labels = labels, n.shared.features = info$n.shared.features,
+                                   n.pairs = info$n.pairs, meta.data = meta.cols,
+                                   version = as.character(utils::packageVersion("cmot"))))
+  object <- .seurat_store(object, x.hat, new.assay.name, meta.cols, run, verbose)
+  # command log (named "RunCMOT"): this method's arguments, the CMOT ones and what the core chose
+  cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
+  object[["RunCMOT"]] <- .seurat_command(cmd, query.assay, info)
+  object
+}
+
+# What the object methods record of a run: the parameters passed to the core and what it chose.
+.run_record <- function(info) {
+  list(params = info$params, reg.e.used = info$reg.e, k.used = info$k, k.scores = info$k.scores,
+       n.pcs.used = info$n.pcs, shrinkage.used = info$shrinkage)
+}
+
+.check_seurat_reference <- function(reference, reference.x) {
   if (missing(reference) || !inherits(reference, "Seurat")) {
     stop("reference: expected a Seurat object holding the reference, found ",
          if (missing(reference)) "nothing" else paste(class(reference), collapse = "/"), ".", call. = FALSE)
   }
-  ref.x.obj <- if (is.null(reference.x)) reference else reference.x
-  if (!inherits(ref.x.obj, "Seurat")) {
+  if (!is.null(reference.x) && !inherits(reference.x, "Seurat")) {
     stop("reference.x: expected NULL or a Seurat object, found ", paste(class(reference.x), collapse = "/"), ".",
          call. = FALSE)
   }
-  x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
-  .check_string(new.assay.name, "new.assay.name")
-  slot <- match.arg(slot, c("data", "counts", "scale.data"))
-  if (!is.logical(overwrite) || length(overwrite) != 1L || is.na(overwrite)) {
-    stop("overwrite: expected TRUE or FALSE.", call. = FALSE)
-  }
-  query.assay <- query.assay %||% SeuratObject::DefaultAssay(object)
-  reference.assay <- reference.assay %||% SeuratObject::DefaultAssay(reference)
+  reference.x %||% reference
+}
+
+.check_seurat_assays <- function(object, reference, ref.x.obj, query.assay, reference.assay, refdata.assay,
+                                 x.obj.name) {
   if (is.null(refdata.assay)) {
     stop("refdata.assay: name the assay of ", x.obj.name, " holding the modality to infer (assays: ",
          paste(SeuratObject::Assays(ref.x.obj), collapse = ", "), ").", call. = FALSE)
@@ -364,57 +402,47 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   .check_assay(object, query.assay, "query.assay", "the query (object)")
   .check_assay(reference, reference.assay, "reference.assay", "reference")
   .check_assay(ref.x.obj, refdata.assay, "refdata.assay", x.obj.name)
-  if (is.null(reference.x) && identical(refdata.assay, reference.assay)) {
+  if (x.obj.name == "reference" && identical(refdata.assay, reference.assay)) {
     stop("refdata.assay and reference.assay are both '", refdata.assay, "': the modality to infer must be ",
          "another assay than the shared one.", call. = FALSE)
   }
+}
 
-  # where the results go
-  new.assay.name <- .check_new_assay(object, new.assay.name, query.assay, overwrite)
-  prefix <- tolower(new.assay.name)
-  meta.cols <- paste0(prefix, c(".poorly.mapped", ".mapping.score"))
-  clash <- intersect(meta.cols, colnames(object[[]]))
+# The columns <name>.poorly.mapped and <name>.mapping.score of the query's cell
+# metadata (`what`), refused when they exist unless `overwrite`.
+.check_new_columns <- function(existing, name, overwrite, what, arg) {
+  cols <- paste0(tolower(name), c(".poorly.mapped", ".mapping.score"))
+  clash <- intersect(cols, existing)
   if (length(clash) && !overwrite) {
-    stop("The query's meta.data already has column(s) ", paste0("'", clash, "'", collapse = ", "),
-         "; set overwrite = TRUE to replace them, or choose another new.assay.name.", call. = FALSE)
+    stop("The query's ", what, " already has column(s) ", paste0("'", clash, "'", collapse = ", "),
+         "; set overwrite = TRUE to replace them, or choose another ", arg, ".", call. = FALSE)
   }
+  cols
+}
 
-  # labels
-  if (!is.null(labels)) {
-    if (!is.character(labels) || length(labels) != 1L) {
-      stop("labels: expected the name of one column of the reference's meta.data, found ",
-           deparse(labels, nlines = 1L), ".", call. = FALSE)
-    }
-    if (!labels %in% colnames(reference[[]])) {
-      stop("labels: column '", labels, "' not found in the reference's meta.data (columns: ",
-           paste(utils::head(colnames(reference[[]]), 20), collapse = ", "), ").", call. = FALSE)
-    }
-    label.values <- reference[[labels, drop = TRUE]]
-  } else {
-    label.values <- NULL
+# Labels from a column of the reference's cell metadata (`cell.data`), or NULL.
+.labels_from <- function(labels, cell.data, what) {
+  if (is.null(labels)) return(NULL)
+  if (!is.character(labels) || length(labels) != 1L || is.na(labels)) {
+    stop("labels: expected the name of one column of the reference's ", what, ", found ",
+         deparse(labels, nlines = 1L), ".", call. = FALSE)
   }
+  if (!labels %in% colnames(cell.data)) {
+    stop("labels: column '", labels, "' not found in the reference's ", what, " (columns: ",
+         paste(utils::head(colnames(cell.data), 20), collapse = ", "), ").", call. = FALSE)
+  }
+  .named(cell.data[[labels]], paste0("labels ('", labels, "')"))
+}
 
-  params <- .collect_params(environment())
-  query.y <- .get_data(object, query.assay, slot, "the query")
-  ref.y <- .get_data(reference, reference.assay, slot, "reference")
-  ref.x <- .get_data(ref.x.obj, refdata.assay, slot, x.obj.name)
-  shared <- .shared_features(ref.y, query.y, paste0("reference assay '", reference.assay, "'"),
-                             paste0("query assay '", query.assay, "'"), verbose = verbose)
-  ref.y <- ref.y[shared, , drop = FALSE]
-  query.y <- query.y[shared, , drop = FALSE]
-  pr <- .resolve_pairs(pairs, colnames(ref.x), colnames(ref.y), ncol(ref.x), ncol(ref.y),
-                       paste0(x.obj.name, " (assay '", refdata.assay, "')"),
-                       paste0("reference (assay '", reference.assay, "')"), verbose = verbose)
-  if (!is.null(pr$x.order)) ref.x <- ref.x[, pr$x.order, drop = FALSE]
-  label.values <- .check_labels(label.values, ncol(ref.y), name = paste0("labels ('", labels %||% "", "')"))
+.seurat_labels <- function(reference, labels) .labels_from(labels, reference[[]], "meta.data")
 
-  res <- .run_cmot(ref.y, ref.x, query.y, params, pairs = pr$pairs, labels = label.values, verbose = verbose)
-
-  # feature names Seurat accepts, with a map back to the originals
-  fmap <- .seurat_feature_names(rownames(res$x.hat))
-  x.hat <- res$x.hat
-  rownames(x.hat) <- fmap$feature
-  colnames(x.hat) <- SeuratObject::Cells(object)
+# The new assay (feature names Seurat accepts, with a map back to the
+# originals), the meta.data columns and the run records.
+.seurat_store <- function(object, x.hat, new.assay.name, meta.cols, run, verbose) {
+  info <- attr(x.hat, "cmot")
+  fmap <- .seurat_feature_names(rownames(x.hat))
+  attr(x.hat, "cmot") <- NULL
+  dimnames(x.hat) <- list(fmap$feature, SeuratObject::Cells(object))
   assay <- suppressWarnings(SeuratObject::CreateAssayObject(data = x.hat))
   if (!identical(rownames(assay), fmap$feature)) {
     stop("internal error: Seurat changed feature names unexpectedly.", call. = FALSE)
@@ -422,31 +450,26 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   assay[["cmot.original.name"]] <- fmap$original
   SeuratObject::Misc(assay, slot = "cmot.feature.map") <- fmap
   SeuratObject::Key(assay) <- .assay_key(new.assay.name, object)
-  run <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
-              n.pcs.used = res$n.pcs, shrinkage.used = res$shrinkage,
-              reference.assay = reference.assay,
-              refdata.assay = refdata.assay, query.assay = query.assay, slot = slot,
-              new.assay.name = new.assay.name, labels = labels, n.shared.features = length(shared),
-              n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs),
-              meta.data = meta.cols, version = as.character(utils::packageVersion("cmot")))
   # each inferred assay keeps the record of the run that made it; Tool() holds the last run
   SeuratObject::Misc(assay, slot = "cmot.run") <- run
   if (verbose) message("Storing ", nrow(x.hat), " inferred features in assay '", new.assay.name, "'")
   object[[new.assay.name]] <- assay
-  object[[meta.cols[1]]] <- unname(res$poorly.mapped)
-  object[[meta.cols[2]]] <- unname(res$score)
-  .warn_poorly_mapped(res$poorly.mapped, paste0("meta.data column '", meta.cols[1], "'"))
-
+  object[[meta.cols[1]]] <- unname(info$poorly.mapped)
+  object[[meta.cols[2]]] <- unname(info$score)
   methods::slot(object, "tools")[["RunCMOT"]] <- c(run, list(feature.map = fmap))
-  # command log (named "RunCMOT"), recorded as run on the query assay
-  cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
+  object
+}
+
+# The command log of a run: the method's arguments (from LogSeuratCommand), the
+# CMOT arguments passed on to RunCMOT.default() (NULL written "NULL", as
+# LogSeuratCommand does) and what the core chose ("auto" / NULL arguments).
+.seurat_command <- function(cmd, query.assay, info) {
   methods::slot(cmd, "assay.used") <- query.assay
   methods::slot(cmd, "name") <- "RunCMOT"   # fixed, also when called through do.call()
-  # what the core chose ("auto" / NULL arguments), next to the arguments as given
-  methods::slot(cmd, "params")[c("k.used", "reg.e.used", "shrinkage.used")] <- list(res$k, res$reg.e, res$shrinkage)
-  if (!is.null(res$n.pcs)) methods::slot(cmd, "params")[["n.pcs.used"]] <- res$n.pcs
-  object[["RunCMOT"]] <- cmd
-  object
+  args <- lapply(info$args, function(v) if (is.null(v)) "NULL" else v)
+  used <- list(k.used = info$k, reg.e.used = info$reg.e, shrinkage.used = info$shrinkage, n.pcs.used = info$n.pcs)
+  methods::slot(cmd, "params") <- c(methods::slot(cmd, "params"), args, used[!vapply(used, is.null, NA)])
+  cmd
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a

@@ -45,88 +45,6 @@
   as.double(x)
 }
 
-# Parameters of the Python estimator, from the R arguments (checked here so that
-# errors name the R argument).  The formals are the R argument names, with the
-# same defaults as RunCMOT() and the Python core (a test checks this).
-.cmot_params <- function(n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
-                         reg.cl = 1,
-                         reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000, scale = TRUE,
-                         n.pcs = "auto", barycentric.weight = 0.25, shrinkage = "auto", weight.scale = "auto",
-                         max.iter = 10,
-                         max.inner.iter = 1000, tol = 1e-6, outlier.threshold = 3.5,
-                         outlier.method = "distance", seed = NULL) {
-  if (!is.null(seed)) seed <- .check_count(seed, "seed", min = 0L)
-  if (!is.null(reg.e)) reg.e <- .check_number(reg.e, "reg.e", min = 0, strict = TRUE)
-  mu <- .check_number(mu, "mu", min = 0, strict = TRUE)
-  if (mu >= 1) stop("mu: expected a number strictly between 0 and 1, found ", mu, ".", call. = FALSE)
-  list(
-    n_components = .check_count(n.components, "n.components"),
-    align_neighbors = .check_count(align.neighbors, "align.neighbors"),
-    mu = mu,
-    match_neighbors = .check_count(match.neighbors, "match.neighbors"),
-    reg_e = reg.e,
-    reg_cl = .check_number(reg.cl, "reg.cl", min = 0),
-    reg_m = .check_reg_m(reg.m),
-    n_clusters = .check_count(n.clusters, "n.clusters"),
-    n_neighbors = .check_auto_count(k, "k"),
-    n_features = .check_count(n.features, "n.features"),
-    scale = .check_flag(scale, "scale"),
-    n_pcs = .check_auto_count(n.pcs, "n.pcs", null.means = "paper mode"),
-    barycentric_weight = .check_number(barycentric.weight, "barycentric.weight", min = 0, max = 1),
-    shrinkage = .check_auto_fraction(shrinkage, "shrinkage"),
-    weight_scale = .check_auto_number(weight.scale, "weight.scale"),
-    max_iter = .check_count(max.iter, "max.iter"),
-    max_inner_iter = .check_count(max.inner.iter, "max.inner.iter"),
-    tol = .check_number(tol, "tol", min = 0, strict = TRUE),
-    outlier_threshold = .check_number(outlier.threshold, "outlier.threshold", allow.inf = TRUE),
-    outlier_method = .check_choice(outlier.method, "outlier.method", c("distance", "isolation_forest")),
-    random_state = seed,
-    verbose = FALSE
-  )
-}
-
-# "auto" (chosen by the core) or a whole number >= 1 (k), and also NULL when
-# `null.means` says what NULL stands for (n.pcs: NULL is paper mode, raw features).
-.check_auto_count <- function(x, name, null.means = NULL) {
-  if (is.null(x) && !is.null(null.means)) return(NULL)
-  if (is.character(x) && length(x) == 1L && identical(x, "auto")) return("auto")
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x != round(x) || x < 1) {
-    allowed <- if (is.null(null.means)) "\"auto\"" else paste0("\"auto\", NULL (", null.means, ")")
-    stop(name, ": expected ", allowed, " or a whole number >= 1, found ", deparse(x, nlines = 1L), ".",
-         call. = FALSE)
-  }
-  as.integer(x)
-}
-
-# reg.m: "auto", NULL (balanced transport) or a number > 0.
-.check_reg_m <- function(reg.m) {
-  if (is.null(reg.m)) return(NULL)
-  if (is.character(reg.m) && length(reg.m) == 1L && identical(reg.m, "auto")) return("auto")
-  if (!is.numeric(reg.m) || length(reg.m) != 1L || is.na(reg.m) || !is.finite(reg.m) || reg.m <= 0) {
-    stop("reg.m: expected \"auto\", NULL (balanced transport) or a finite number > 0, found ",
-         deparse(reg.m, nlines = 1L), ".", call. = FALSE)
-  }
-  as.double(reg.m)
-}
-
-# "auto" or a finite number > 0.
-.check_auto_number <- function(x, name) {
-  if (is.character(x) && length(x) == 1L && identical(x, "auto")) return("auto")
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || !is.finite(x) || x <= 0) {
-    stop(name, ": expected \"auto\" or a finite number > 0, found ", deparse(x, nlines = 1L), ".", call. = FALSE)
-  }
-  as.double(x)
-}
-
-# "auto" or a number in [0, 1].
-.check_auto_fraction <- function(x, name) {
-  if (is.character(x) && length(x) == 1L && identical(x, "auto")) return("auto")
-  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < 0 || x > 1) {
-    stop(name, ": expected \"auto\" or a number in [0, 1], found ", deparse(x, nlines = 1L), ".", call. = FALSE)
-  }
-  as.double(x)
-}
-
 .check_flag <- function(x, name) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     stop(name, ": expected TRUE or FALSE, found ", deparse(x, nlines = 1L), ".", call. = FALSE)
@@ -134,12 +52,16 @@
   x
 }
 
-.check_choice <- function(x, name, choices) {
-  if (!is.character(x) || length(x) != 1L || is.na(x) || !x %in% choices) {
-    stop(name, ": expected one of ", paste0("\"", choices, "\"", collapse = ", "), ", found ",
-         deparse(x, nlines = 1L), ".", call. = FALSE)
-  }
-  x
+# An input handed by an object method (Seurat, SingleCellExperiment) to
+# RunCMOT.default(): a matrix (checked there) or labels, with the words that name
+# it in messages and, for the query, where the poorly mapped cells are stored.
+.named <- function(value, name, where = NULL) {
+  structure(list(value = value, name = name, where = where), class = "cmot_named")
+}
+
+# A matrix argument of RunCMOT.default() as a checked .named() input.
+.input_matrix <- function(x, arg, name, where = NULL) {
+  if (inherits(x, "cmot_named")) x else .named(.check_matrix(x, arg), name, where)
 }
 
 # Shared features of reference Y and query Y, matched by name.
@@ -284,10 +206,13 @@
 }
 
 # ---------------------------------------------------------------- engine
-# ref.y, ref.x, query.y: features x cells; returns list with x.hat (X features x query cells) etc.
-.run_cmot <- function(ref.y, ref.x, query.y, params, pairs = NULL, labels = NULL, verbose = TRUE,
+# ref.y, ref.x, query.y: features x cells; args: the CMOT arguments (R names).
+# The core checks the parameters before any data is converted.  Returns a list
+# with x.hat (X features x query cells), params (as passed to the core) etc.
+.run_cmot <- function(ref.y, ref.x, query.y, args, pairs = NULL, labels = NULL, verbose = TRUE,
                       context = "RunCMOT") {
   .require_cmot()
+  params <- .core_params(args, context = context)
   if (verbose) {
     message("Running CMOT: ", ncol(ref.y), " reference cells, ", ncol(query.y), " query cells, ",
             nrow(ref.y), " shared features, ", nrow(ref.x), " features to infer")
@@ -320,7 +245,7 @@
             ", shrinkage = ", format(res$shrinkage), ", reg.e = ", signif(res$reg_e, 3),
             "; ", sum(outliers), " of ", length(outliers), " query cells poorly mapped")
   }
-  list(x.hat = x.hat, poorly.mapped = outliers, score = scores, reg.e = res$reg_e,
+  list(x.hat = x.hat, params = params, poorly.mapped = outliers, score = scores, reg.e = res$reg_e,
        k = as.integer(res$n_neighbors), k.scores = k.scores,
        n.pcs = if (is.null(res$n_pcs)) NULL else as.integer(res$n_pcs),
        shrinkage = as.numeric(res$shrinkage),

@@ -123,24 +123,19 @@ cmot_available <- function(verbose = FALSE) {
   })
 }
 
-# Python argument names -> R argument names, for error messages.
-.py_arg_names <- c(n_components = "n.components", align_neighbors = "align.neighbors", mu = "mu",
-                   match_neighbors = "match.neighbors", reg_e = "reg.e",
-                   reg_cl = "reg.cl", reg_m = "reg.m", n_clusters = "n.clusters", n_neighbors = "k",
-                   n_features = "n.features", scale = "scale", n_pcs = "n.pcs",
-                   barycentric_weight = "barycentric.weight", shrinkage = "shrinkage",
-                   weight_scale = "weight.scale",
-                   max_iter = "max.iter",
-                   max_inner_iter = "max.inner.iter", tol = "tol", outlier_threshold = "outlier.threshold",
-                   outlier_method = "outlier.method", random_state = "seed",
-                   source_x = "refdata (reference modality to infer)",
-                   source_y = "reference (shared modality)", target_y = "query (shared modality)",
-                   correspondence = "pairs")
+# Python argument names -> R argument names, for error messages: the CMOT
+# parameters (.cmot_arg_map()) and the data.
+.py_arg_names <- function() {
+  map <- .cmot_arg_map()
+  c(stats::setNames(names(map), map), source_x = "refdata (reference modality to infer)",
+    source_y = "reference (shared modality)", target_y = "query (shared modality)", correspondence = "pairs")
+}
 
 .stop_python <- function(msg, context = "cmot") {
   m <- regmatches(msg, regexec("^[A-Za-z]*(Error|Warning|Exception): ([a-z_]+)[:, ]", msg))[[1]]
-  if (length(m) == 3L && m[3] %in% names(.py_arg_names)) {
-    msg <- paste0(msg, " [R argument: ", .py_arg_names[[m[3]]], "]")
+  r.names <- .py_arg_names()
+  if (length(m) == 3L && m[3] %in% names(r.names)) {
+    msg <- paste0(msg, " [R argument: ", r.names[[m[3]]], "]")
   }
   cond <- structure(
     class = c("cmot_python_error", "cmot_error", "error", "condition"),

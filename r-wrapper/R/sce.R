@@ -41,16 +41,41 @@
 RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = NULL, refdata.altexp = NULL,
                                          query.altexp = NULL, reference.x = NULL, pairs = NULL,
                                          labels = NULL, assay.type = "logcounts",
-                                         new.altexp.name = "CMOT", overwrite = FALSE,
-                                         n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10,
-                                         reg.e = NULL,
-                                         reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto",
-                                         n.features = 4000, scale = TRUE, n.pcs = "auto",
-                                         barycentric.weight = 0.25, shrinkage = "auto", weight.scale = "auto",
-                                         max.iter = 10, max.inner.iter = 1000, tol = 1e-6,
-                                         outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
-                                         verbose = TRUE, ...) {
-  .check_dots(...)
+                                         new.altexp.name = "CMOT", overwrite = FALSE, verbose = TRUE, ...) {
+  .check_dots(..., allowed = names(.cmot_arg_map()))
+  ref.x.obj <- .check_sce_reference(reference, reference.x, reference.altexp, refdata.altexp)
+  x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
+  .check_string(assay.type, "assay.type")
+  .check_string(new.altexp.name, "new.altexp.name")
+  .check_flag(overwrite, "overwrite")
+  .check_new_altexp(object, new.altexp.name, query.altexp, overwrite)
+  meta.cols <- .check_new_columns(colnames(SummarizedExperiment::colData(object)), new.altexp.name, overwrite,
+                                  "colData", "new.altexp.name")
+  label.values <- .labels_from(labels, SummarizedExperiment::colData(reference), "colData")
+  query <- .sce_data(object, query.altexp, assay.type, "query.altexp", "the query")
+  x.hat <- RunCMOT.default(
+    .named(query$value, query$name, paste0("colData column '", meta.cols[1], "'")),
+    reference = do.call(.named, .sce_data(reference, reference.altexp, assay.type, "reference.altexp", "reference")),
+    refdata = do.call(.named, .sce_data(ref.x.obj, refdata.altexp, assay.type, "refdata.altexp", x.obj.name)),
+    pairs = pairs, labels = label.values, verbose = verbose, ...)
+  info <- attr(x.hat, "cmot")
+  attr(x.hat, "cmot") <- NULL
+  colnames(x.hat) <- colnames(object)
+  if (is.null(rownames(x.hat))) rownames(x.hat) <- paste0("feature", seq_len(nrow(x.hat)))
+  ae <- SummarizedExperiment::SummarizedExperiment(assays = stats::setNames(list(x.hat), assay.type))
+  SingleCellExperiment::altExp(object, new.altexp.name) <- ae
+  SummarizedExperiment::colData(object)[[meta.cols[1]]] <- unname(info$poorly.mapped)
+  SummarizedExperiment::colData(object)[[meta.cols[2]]] <- unname(info$score)
+  S4Vectors::metadata(object)[["RunCMOT"]] <- c(
+    .run_record(info), list(assay.type = assay.type, reference.altexp = reference.altexp,
+                            refdata.altexp = refdata.altexp, query.altexp = query.altexp,
+                            new.altexp.name = new.altexp.name, labels = labels,
+                            n.shared.features = info$n.shared.features, n.pairs = info$n.pairs,
+                            time = Sys.time(), version = as.character(utils::packageVersion("cmot"))))
+  object
+}
+
+.check_sce_reference <- function(reference, reference.x, reference.altexp, refdata.altexp) {
   if (!requireNamespace("SingleCellExperiment", quietly = TRUE) ||
       !requireNamespace("SummarizedExperiment", quietly = TRUE)) {
     stop("RunCMOT for SingleCellExperiment objects needs the Bioconductor packages SingleCellExperiment ",
@@ -60,22 +85,19 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
     stop("reference: expected a SingleCellExperiment holding the reference, found ",
          if (missing(reference)) "nothing" else paste(class(reference), collapse = "/"), ".", call. = FALSE)
   }
-  ref.x.obj <- if (is.null(reference.x)) reference else reference.x
-  if (!methods::is(ref.x.obj, "SingleCellExperiment")) {
+  if (!is.null(reference.x) && !methods::is(reference.x, "SingleCellExperiment")) {
     stop("reference.x: expected NULL or a SingleCellExperiment, found ",
          paste(class(reference.x), collapse = "/"), ".", call. = FALSE)
   }
-  x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
   if (is.null(reference.x) && identical(refdata.altexp, reference.altexp)) {
     stop("refdata.altexp: name the altExp of reference holding the modality to infer (altExps: ",
          paste(SingleCellExperiment::altExpNames(reference), collapse = ", "),
          "); it must differ from reference.altexp.", call. = FALSE)
   }
-  .check_string(assay.type, "assay.type")
-  .check_string(new.altexp.name, "new.altexp.name")
-  if (!is.logical(overwrite) || length(overwrite) != 1L || is.na(overwrite)) {
-    stop("overwrite: expected TRUE or FALSE.", call. = FALSE)
-  }
+  reference.x %||% reference
+}
+
+.check_new_altexp <- function(object, new.altexp.name, query.altexp, overwrite) {
   if (new.altexp.name %in% SingleCellExperiment::altExpNames(object) && !overwrite) {
     stop("new.altexp.name: the query already has an altExp '", new.altexp.name, "'. Set overwrite = TRUE ",
          "to replace it, or choose another new.altexp.name.", call. = FALSE)
@@ -83,61 +105,10 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
   if (identical(new.altexp.name, query.altexp)) {
     stop("new.altexp.name: '", new.altexp.name, "' is the query.altexp and cannot be replaced.", call. = FALSE)
   }
-  prefix <- tolower(new.altexp.name)
-  meta.cols <- paste0(prefix, c(".poorly.mapped", ".mapping.score"))
-  cd <- SummarizedExperiment::colData(object)
-  clash <- intersect(meta.cols, colnames(cd))
-  if (length(clash) && !overwrite) {
-    stop("The query's colData already has column(s) ", paste0("'", clash, "'", collapse = ", "),
-         "; set overwrite = TRUE to replace them, or choose another new.altexp.name.", call. = FALSE)
-  }
-  label.values <- NULL
-  if (!is.null(labels)) {
-    rcd <- SummarizedExperiment::colData(reference)
-    if (!is.character(labels) || length(labels) != 1L) {
-      stop("labels: expected the name of one column of the reference's colData.", call. = FALSE)
-    }
-    if (!labels %in% colnames(rcd)) {
-      stop("labels: column '", labels, "' not found in the reference's colData (columns: ",
-           paste(utils::head(colnames(rcd), 20), collapse = ", "), ").", call. = FALSE)
-    }
-    label.values <- rcd[[labels]]
-  }
-  params <- .collect_params(environment())
-  query.y <- .sce_data(object, query.altexp, assay.type, "query.altexp", "the query (object)")
-  ref.y <- .sce_data(reference, reference.altexp, assay.type, "reference.altexp", "reference")
-  ref.x <- .sce_data(ref.x.obj, refdata.altexp, assay.type, "refdata.altexp", x.obj.name)
-  shared <- .shared_features(ref.y, query.y, "reference", "query", verbose = verbose)
-  if (!is.null(shared)) {
-    ref.y <- ref.y[shared, , drop = FALSE]
-    query.y <- query.y[shared, , drop = FALSE]
-  }
-  pr <- .resolve_pairs(pairs, colnames(ref.x), colnames(ref.y), ncol(ref.x), ncol(ref.y),
-                       x.obj.name, "reference", verbose = verbose)
-  if (!is.null(pr$x.order)) ref.x <- ref.x[, pr$x.order, drop = FALSE]
-  label.values <- .check_labels(label.values, ncol(ref.y))
-  res <- .run_cmot(ref.y, ref.x, query.y, params, pairs = pr$pairs, labels = label.values, verbose = verbose)
-  x.hat <- res$x.hat
-  colnames(x.hat) <- colnames(object)
-  if (is.null(rownames(x.hat))) rownames(x.hat) <- paste0("feature", seq_len(nrow(x.hat)))
-  ae <- SummarizedExperiment::SummarizedExperiment(assays = stats::setNames(list(x.hat), assay.type))
-  SingleCellExperiment::altExp(object, new.altexp.name) <- ae
-  SummarizedExperiment::colData(object)[[meta.cols[1]]] <- unname(res$poorly.mapped)
-  SummarizedExperiment::colData(object)[[meta.cols[2]]] <- unname(res$score)
-  .warn_poorly_mapped(res$poorly.mapped, paste0("colData column '", meta.cols[1], "'"))
-  md <- S4Vectors::metadata(object)
-  md[["RunCMOT"]] <- list(params = params, reg.e.used = res$reg.e, k.used = res$k, k.scores = res$k.scores,
-                          n.pcs.used = res$n.pcs, shrinkage.used = res$shrinkage,
-                          assay.type = assay.type,
-                          reference.altexp = reference.altexp, refdata.altexp = refdata.altexp,
-                          query.altexp = query.altexp, new.altexp.name = new.altexp.name, labels = labels,
-                          n.shared.features = if (is.null(shared)) nrow(ref.y) else length(shared),
-                          n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs),
-                          time = Sys.time(), version = as.character(utils::packageVersion("cmot")))
-  S4Vectors::metadata(object) <- md
-  object
 }
 
+# The checked matrix `value` of an assay of the main experiment or an altExp,
+# and the words that name it in messages (`name`).
 .sce_data <- function(obj, altexp, assay.type, arg, what) {
   if (!is.null(altexp)) {
     .check_string(altexp, arg)
@@ -157,5 +128,6 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
   }
   m <- SummarizedExperiment::assay(exp, assay.type, withDimnames = TRUE)
   if (is.null(colnames(m))) colnames(m) <- colnames(obj)
-  .check_matrix(m, paste0(where, " (", assay.type, ")"))
+  list(value = .check_matrix(m, paste0(where, " (", assay.type, ")")),
+       name = if (is.null(altexp)) what else paste0(what, " (altExp '", altexp, "')"))
 }

@@ -1,6 +1,6 @@
 """Glue between the R package ``cmot`` and the Python core.
 
-Kept deliberately thin: it builds the estimator, runs ``fit`` and ``predict``,
+Kept deliberately thin: it checks the parameters (``check_params``), builds the estimator, runs ``fit`` and ``predict``,
 records Python warnings instead of printing them (R re-issues them as R
 warnings), and turns Python exceptions into a plain (type, message) pair so
 that R can raise a clean R error without a traceback.
@@ -27,6 +27,17 @@ def pairs_matrix(x_index, y_index, n_x, n_y):
     w = sp.csr_matrix((np.ones(x_index.size), (x_index, y_index)), shape=(int(n_x), int(n_y)))
     w.data[:] = 1.0
     return w
+
+
+def check_params(params):
+    """The core's check of CMOT parameters; returns ``{"error": None, "params": normalized}``
+    or ``{"error": [type, message]}`` (the message starts with the parameter's Python name)."""
+    try:
+        from cmot import check_params as check
+
+        return {"error": None, "params": check(dict(params))}
+    except Exception as exc:  # reported to R as an R error naming the R argument
+        return {"error": [type(exc).__name__, str(exc)]}
 
 
 def run(source_x, source_y, target_y, params, correspondence=None, labels=None):

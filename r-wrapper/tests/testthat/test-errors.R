@@ -17,31 +17,6 @@ test_that("bad matrix inputs give clear R errors (checked in R, before Python)",
   expect_error(run(q, reference = ry, refdata = rx, labels = c("a", "b")),
                "labels: expected one label per reference .*\\(90\\), found 2")
   expect_error(run(q, reference = ry, refdata = rx, labels = c(NA, rep("a", 89))), "no missing labels")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = 0), "k: expected \"auto\" or a whole number >= 1")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = NULL), "k: expected \"auto\" or a whole number")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = "best"), "k: expected \"auto\"")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 0),
-               "n.pcs: expected \"auto\", NULL \\(paper mode\\) or a whole number >= 1, found 0")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 2.5), "n.pcs: expected \"auto\"")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = "best"), "n.pcs: expected \"auto\"")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = 0),
-               "reg.m: expected \"auto\", NULL \\(balanced transport\\) or a finite number > 0, found 0")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = "balanced"), "reg.m: expected \"auto\"")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, outlier.method = "iforest"),
-               "outlier.method: expected one of \"distance\", \"isolation_forest\", found \"iforest\"")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, tol = 0), "tol: expected a finite number > 0")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, scale = "yes"),
-               "scale: expected TRUE or FALSE, found \"yes\"")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, scale = NA), "scale: expected TRUE or FALSE, found NA")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, barycentric.weight = 1.5),
-               "barycentric.weight: expected a finite number >= 0 and <= 1, found 1.5")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, shrinkage = 1.5),
-               "shrinkage: expected \"auto\" or a number in \\[0, 1\\], found 1.5")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, shrinkage = "mean"),
-               "shrinkage: expected \"auto\" or a number in \\[0, 1\\], found \"mean\"")
-  expect_error(run(q, reference = ry, refdata = rx, reg.e = -1), "reg.e: expected a finite number > 0")
-  expect_error(run(q, reference = ry, refdata = rx, mu = 1), "mu: expected a number strictly between 0 and 1")
-  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, seed = 1.5), "seed: expected a whole number")
   expect_error(run(q, reference = ry, refdata = rx, bogus = 1), "Unknown argument\\(s\\): bogus")
   expect_error(run(q, reference = ry, refdata = rx, pairs = data.frame(a = "nope", b = "ref1")),
                "pairs \\(column 1, refdata cells\\): 1 cell names not found, e.g. 'nope'")
@@ -55,6 +30,77 @@ test_that("bad matrix inputs give clear R errors (checked in R, before Python)",
   bad <- q
   bad[1, 1] <- NaN
   expect_error(run(bad, reference = ry, refdata = rx), "finite values")   # reported by the core
+})
+
+test_that("bad CMOT parameters: R errors naming the R argument, from the core's one check", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  q <- sim$query.y
+  ry <- sim$reference.y
+  rx <- sim$reference.x
+  run <- function(...) cmot::RunCMOT(..., k = 8, n.features = 20, seed = 0, verbose = FALSE)
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = 0), "k: expected \"auto\" or an integer >= 1, found 0\\.$")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = NULL), "k: expected \"auto\" or an integer >= 1, found NULL")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = "best"), "k: expected \"auto\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 0),
+               "n.pcs: expected \"auto\", NULL \\(paper mode\\) or an integer >= 1, found 0")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = 2.5), "n.pcs: expected \"auto\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.pcs = "best"), "n.pcs: expected \"auto\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = 0),
+               "reg.m: expected \"auto\", NULL \\(balanced transport\\) or a finite number > 0, found 0")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, reg.m = "balanced"), "reg.m: expected \"auto\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, outlier.method = "iforest"),
+               "outlier.method: expected \"distance\" or \"isolation_forest\", found \"iforest\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, tol = 0), "tol: expected a finite number > 0")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, scale = "yes"),
+               "scale: expected TRUE or FALSE, found \"yes\"")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, scale = NA), "scale: expected TRUE or FALSE, found NA")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, barycentric.weight = 1.5),
+               "barycentric.weight: expected a number in \\[0, 1\\], found 1.5")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, shrinkage = 1.5),
+               "shrinkage: expected \"auto\" or a number in \\[0, 1\\], found 1.5")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, shrinkage = "mean"),
+               "shrinkage: expected \"auto\" or a number in \\[0, 1\\], found \"mean\"")
+  expect_error(run(q, reference = ry, refdata = rx, reg.e = -1), "reg.e: expected a finite number > 0")
+  expect_error(run(q, reference = ry, refdata = rx, mu = 1), "mu: expected a number strictly between 0 and 1")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, seed = 1.5), "seed: expected NULL or an integer between 0 and 4294967295, found 1.5")
+  # values without a Python counterpart: NA (reticulate would send True) and several values
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = NA), "k: expected \"auto\" or an integer >= 1, found NA\\.")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, n.features = c(10, 20)),
+               "n.features: expected an integer >= 1, found c\\(10, 20\\)\\.")
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, seed = -1),
+               "seed: expected NULL or an integer between 0 and 4294967295, found -1\\.")
+  # R names only, an R condition class, no Python names or traceback
+  for (bad in list(list(k = -3), list(seed = 1.5), list(n.pcs = 0), list(weight.scale = -1), list(max.iter = 0),
+                   list(match.neighbors = 2.5), list(outlier.threshold = "high"))) {
+    err <- tryCatch(do.call(cmot::RunCMOT, c(list(q, reference = ry, refdata = rx, verbose = FALSE), bad)),
+                    error = function(e) e)
+    expect_s3_class(err, "cmot_param_error")
+    expect_s3_class(err, "cmot_python_error")
+    expect_true(startsWith(conditionMessage(err), paste0(names(bad), ": expected ")), label = conditionMessage(err))
+    expect_no_match(conditionMessage(err), "n_neighbors|random_state|n_pcs|weight_scale|max_iter|match_neighbors|outlier_threshold|Traceback|Error")
+  }
+  expect_error(cmot::RunCMOT(q, reference = ry, refdata = rx, k = -3, verbose = FALSE), "^k: expected \"auto\" or an integer >= 1, found -3\\.$")
+  # the object methods pass the parameters on and get the same errors
+  so <- seurat_pair(sim)
+  expect_error(cmot::RunCMOT(so$query, reference = so$reference, refdata.assay = "RNA", k = -3, verbose = FALSE),
+               "^k: expected \"auto\" or an integer >= 1, found -3\\.$")
+  expect_error(cmot::RunCMOT(so$query, reference = so$reference, refdata.assay = "RNA", seed = "a", verbose = FALSE),
+               "^seed: expected NULL or an integer between 0 and 4294967295, found \"a\"\\.$")
+  expect_error(cmot::RunCMOT(so$query, reference = so$reference, refdata.assay = "RNA", n.feat = 3, verbose = FALSE),
+               "Unknown argument\\(s\\): n.feat")
+})
+
+test_that("bad CMOT parameters are refused before any data is converted for Python", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  trace(".to_python", tracer = quote(stop("data converted for Python")), where = asNamespace("cmot"), print = FALSE)
+  on.exit(untrace(".to_python", where = asNamespace("cmot")))
+  run <- function(...) cmot::RunCMOT(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
+                                     n.features = 20, verbose = FALSE, ...)
+  expect_error(run(k = 8), "data converted for Python")   # the trace works
+  expect_error(run(k = -3), "^k: expected")
+  expect_error(run(mu = 2), "^mu: expected")
 })
 
 test_that("errors raised by the Python core arrive as R errors with the Python message", {

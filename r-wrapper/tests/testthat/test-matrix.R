@@ -120,5 +120,5 @@ test_that("partly paired matrices: explicit pairs and pairs = 'names'", {
   expect_false(isTRUE(all.equal(plain(x.one), plain(x.names))))
   expect_error(do.call(cmot::RunCMOT, c(list(sim$query.y, reference = ry, refdata = rx, pairs = "names",
                                              match.neighbors = 0), fast)),
-               "match.neighbors: expected a whole number >= 1, found 0")
+               "match.neighbors: expected an integer >= 1, found 0")
 })

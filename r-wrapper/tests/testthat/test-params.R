@@ -1,41 +1,53 @@
-# The CMOT arguments of RunCMOT() (R names) and their defaults, from the formals
-# of the internal .cmot_params(), which turns them into the core's parameters.
-cmot_arg_names <- function() names(formals(cmot:::.cmot_params))
-
-method_defaults <- function(method) {
-  f <- formals(utils::getS3method("RunCMOT", method, envir = asNamespace("cmot")))
-  missing <- setdiff(cmot_arg_names(), names(f))
-  if (length(missing)) stop("RunCMOT.", method, " lacks argument(s) ", paste(missing, collapse = ", "))
-  # eval() of a NULL default gives NULL; keep the NULLs in the list
-  stats::setNames(lapply(cmot_arg_names(), function(a) eval(f[[a]], baseenv())), cmot_arg_names())
+# The CMOT parameters are listed once, in the formals of RunCMOT.default(); the
+# R <-> Python name map, cmot:::.cmot_arg_map(), is read from them.
+r_defaults <- function() {
+  f <- formals(cmot:::RunCMOT.default)[names(cmot:::.cmot_arg_map())]
+  lapply(f, eval, baseenv())   # a NULL default stays in the list as NULL
 }
 
-test_that("every method has the same CMOT arguments and defaults as .cmot_params()", {
-  ref <- formals(cmot:::.cmot_params)
-  ref <- stats::setNames(lapply(names(ref), function(a) eval(ref[[a]], baseenv())), names(ref))
-  for (m in c("default", "Seurat", "SingleCellExperiment")) {
-    expect_identical(method_defaults(m), ref, label = paste0("defaults of RunCMOT.", m))
+test_that("the CMOT parameters are listed once: the object methods have none of them and pass them on", {
+  map <- cmot:::.cmot_arg_map()
+  expect_identical(map[["k"]], "n_neighbors")
+  expect_identical(map[["seed"]], "random_state")
+  expect_identical(map[["n.pcs"]], "n_pcs")
+  expect_false(anyDuplicated(map) > 0)
+  expect_false(anyDuplicated(names(map)) > 0)
+  for (m in c("Seurat", "SingleCellExperiment")) {
+    f <- names(formals(utils::getS3method("RunCMOT", m, envir = asNamespace("cmot"))))
+    expect_identical(intersect(f, names(map)), character(0), label = paste0("CMOT parameters in RunCMOT.", m))
+    expect_true("..." %in% f)
   }
-  expect_identical(ref$k, "auto")
+  expect_identical(r_defaults()$k, "auto")
 })
 
-test_that("RunCMOT.default's defaults equal the Python core's defaults (CMOT().get_params())", {
+test_that("R and Python name the same parameters, one R argument each, with the same defaults", {
   skip_if_no_cmot()
-  core <- reticulate::import("cmot")$CMOT()$get_params()   # converted: a named list, None -> NULL
-  defaults <- method_defaults("default")
-  sent <- do.call(cmot:::.cmot_params, defaults)            # what RunCMOT() passes to the core
-  # every core parameter is sent (a new core parameter needs an R argument),
-  # and nothing the core does not know
-  expect_setequal(names(sent), names(core))
-  # the R argument named in error messages exists for every core parameter
-  r.names <- cmot:::.py_arg_names[setdiff(names(core), "verbose")]
-  expect_false(anyNA(r.names))
-  expect_setequal(unname(r.names), cmot_arg_names())
-  for (p in setdiff(names(core), "verbose")) {   # verbose: R prints messages, the core never logs
-    expect_identical(is.null(sent[[p]]), is.null(core[[p]]), label = paste0("NULL-ness of ", p))
-    expect_equal(sent[[p]], core[[p]], label = paste0("R default of ", r.names[[p]], " (core ", p, ")"))
-    expect_equal(defaults[[r.names[[p]]]], core[[p]], label = paste0("formal default of ", r.names[[p]]))
+  # the core's own declaration: the signature of cmot.CMOT
+  core <- reticulate::py_eval(paste0(
+    "{n: p.default for n, p in __import__('inspect').signature(__import__('cmot').CMOT).parameters.items()}"))
+  map <- cmot:::.cmot_arg_map()
+  defaults <- r_defaults()
+  py.params <- setdiff(names(core), "verbose")   # verbose: R prints messages, the core never logs
+  # every Python parameter has exactly one R argument, and every R argument one Python parameter
+  for (p in py.params) expect_identical(sum(map == p), 1L, label = paste0("R arguments for core parameter ", p))
+  expect_setequal(unname(map), py.params)
+  for (r in names(map)) {
+    p <- map[[r]]
+    expect_identical(is.null(defaults[[r]]), is.null(core[[p]]), label = paste0("NULL-ness of ", r, " (core ", p, ")"))
+    expect_identical(class(defaults[[r]])[1] == "character", is.character(core[[p]]), label = paste0("type of ", r))
+    expect_equal(defaults[[r]], core[[p]], label = paste0("R default of ", r, " (core ", p, ")"))
   }
+  # what RunCMOT() sends with the defaults: every core parameter, as the core normalizes it
+  sent <- cmot:::.core_params(defaults)
+  expect_setequal(names(sent), names(core))
+  for (p in names(core)) expect_equal(sent[[p]], core[[p]], label = paste0("default sent for ", p))
+  # errors of the core name the R argument
+  expect_identical(cmot:::.r_wording("n_neighbors: expected \"auto\" or an integer >= 1, found -3.0."),
+                   "k: expected \"auto\" or an integer >= 1, found -3.")
+  expect_identical(cmot:::.r_wording("random_state: expected None or an integer, found 'x'."),
+                   "seed: expected NULL or an integer, found \"x\".")
+  expect_identical(cmot:::.r_wording("n_pcs: with n_neighbors and weight_scale, found True."),
+                   "n.pcs: with k and weight.scale, found TRUE.")
 })
 
 test_that("k = \"auto\": the k chosen by the core is used and recorded, as with the core itself", {

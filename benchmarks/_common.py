@@ -11,7 +11,7 @@ import traceback
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
+from cmot._utils import to_dense
 
 # ----------------------------------------------------------------- memory
 def _status_kb(key: str) -> float:
@@ -92,58 +92,25 @@ def measured(fn, *args, timeout: float | None = None, **kwargs) -> dict:
 
 
 # ----------------------------------------------------------------- metrics
-def dense(m) -> np.ndarray:
-    return np.asarray(m.toarray() if sp.issparse(m) else m, dtype=np.float64)
-
-
-def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r between matching rows of a and b; nan where either row is constant."""
-    const = (np.ptp(a, axis=1) == 0) | (np.ptp(b, axis=1) == 0)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    num = (a * b).sum(axis=1)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = num / den
-    r[const | ~(den > 0)] = np.nan
-    return np.clip(r, -1.0, 1.0)
-
-
-def cellwise_pearson(pred, true) -> np.ndarray:
-    """Pearson r of each test cell across features (nan for a constant profile)."""
-    return _rowwise_pearson(dense(pred), dense(true))
-
-
-def featurewise_pearson(pred, true) -> np.ndarray:
-    """Pearson r of each feature across test cells (nan where measured or predicted is constant)."""
-    return _rowwise_pearson(dense(pred).T.copy(), dense(true).T.copy())
+# Pearson scores are cmot.metrics.cellwise_pearson / featurewise_pearson, called as
+# (measured, inferred); they are re-exported here only for scripts not yet switched.
+from cmot.metrics import binarize, cellwise_pearson, featurewise_auroc, featurewise_pearson  # noqa: E402,F401
 
 
 def peakwise_auroc(pred, true_binary, *, binarize_at: float | None = None) -> np.ndarray:
-    """AUROC of each peak (column): inferred values, min-max normalized per peak,
-    against the measured binary peak; nan for peaks with one class in the test cells.
-
-    Equal to ``sklearn.metrics.roc_auc_score(true[:, j], pred[:, j])`` for each peak
-    (Mann-Whitney U with average ranks for ties), vectorized over peaks.  With
-    ``binarize_at`` the normalized values are first cut at that threshold (the
-    paper's protocol: cut at 0.5), which makes the score coarser.
+    """AUROC of each peak (column): the inferred values ``pred`` against the measured
+    binary peaks; nan for peaks with one class in the test cells
+    (:func:`cmot.metrics.featurewise_auroc`, equal to ``sklearn.metrics.roc_auc_score``
+    per peak).  With ``binarize_at`` the inferred values are first min-max normalized
+    per peak and cut at that threshold, values equal to it counting as 1
+    (:func:`cmot.metrics.binarize` with ``inclusive=True``; the paper's protocol cuts
+    at 0.5), which makes the score coarser.
     """
-    from scipy.stats import rankdata
-
-    p = dense(pred)
-    t = dense(true_binary) > 0
-    lo, hi = p.min(axis=0), p.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    p = (p - lo) / span
+    truth = (to_dense(true_binary) > 0).astype(np.int8)
+    p = to_dense(pred, np.float64)
     if binarize_at is not None:
-        p = (p >= binarize_at).astype(np.float64)
-    ranks = rankdata(p, axis=0)
-    n1 = t.sum(axis=0).astype(np.float64)
-    n0 = t.shape[0] - n1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((ranks * t).sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    auc[(n1 == 0) | (n0 == 0)] = np.nan
-    return auc
+        p = binarize(p, binarize_at, inclusive=True)
+    return featurewise_auroc(truth, p)
 
 
 def nanmean(v) -> float:

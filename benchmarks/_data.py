@@ -56,7 +56,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from cmot._utils import to_dense
+from cmot.datasets import PANCANCER_N_FEATURES, load_pancancer
 from cmot.estimator import PAPER_MODE as _PAPER_MODE
+from cmot.infer import variable_features
 
 __all__ = ["Task", "TASKS", "load", "data_dir", "naive_knn", "training_mean", "A549_MIN_GENES"]
 
@@ -73,7 +76,6 @@ TASKS = (
 A549_MIN_GENES = 132
 #: The paper's cell count after filtering.
 A549_N_CELLS = 2_391
-PANCANCER_N_FEATURES = 10_000
 A549_N_PEAKS = 1_183
 TEST_SIZE = 0.2
 
@@ -124,23 +126,10 @@ def available() -> bool:
 
 
 # ----------------------------------------------------------------- helpers
-def column_variance(m) -> np.ndarray:
-    """Per-column variance (population) of a dense or sparse matrix."""
-    if sp.issparse(m):
-        m = sp.csr_matrix(m, dtype=np.float64)
-        mean = np.asarray(m.mean(axis=0)).ravel()
-        sq = np.asarray(m.multiply(m).mean(axis=0)).ravel()
-        return sq - mean**2
-    return np.asarray(m, dtype=np.float64).var(axis=0)
-
-
-def top_variable(m, n: int) -> np.ndarray:
-    """Column indices of the ``n`` most variable columns, in original column order."""
-    v = column_variance(m)
-    n = min(n, v.size)
-    idx = np.argsort(-v, kind="stable")[:n]
-    return np.sort(idx)
-
+#: The most variable columns: :func:`cmot.infer.variable_features` (one rule for the
+#: benchmarks, the demo and the estimator).  This alias only serves
+#: tests/r/test_roundtrip.py until it calls cmot.infer.variable_features itself.
+top_variable = variable_features
 
 def log_normalize(counts, scale: float = 1e4):
     """counts / cell total * scale, then log1p (Seurat's LogNormalize); returns csr."""
@@ -154,17 +143,9 @@ def log_normalize(counts, scale: float = 1e4):
 
 def clr(counts) -> np.ndarray:
     """Seurat's CLR across the features of each cell: log1p(x / exp(mean(log1p(x))))."""
-    x = counts.toarray() if sp.issparse(counts) else np.asarray(counts, dtype=np.float64)
-    x = x.astype(np.float64)
+    x = to_dense(counts, np.float64)
     geo = np.exp(np.log1p(x).mean(axis=1, keepdims=True))
     return np.log1p(x / geo)
-
-
-def binarize(m):
-    m = sp.csr_matrix(m, dtype=np.float64, copy=True)
-    m.data = (m.data > 0).astype(np.float64)
-    m.eliminate_zeros()
-    return m
 
 
 def split(labels, seed: int, test_size: float = TEST_SIZE):
@@ -189,15 +170,17 @@ def _read(dataset: str, modality: str):
 
 
 # ----------------------------------------------------------------- tasks
+@lru_cache(maxsize=1)
+def _pancancer_data():
+    path = data_dir() / "pancancer"
+    if not path.is_dir():
+        raise FileNotFoundError(f"benchmark data folder {path} not found: set CMOT_DATA to the folder holding pancancer/")
+    return load_pancancer(str(path), PANCANCER_N_FEATURES)
+
+
 def _pancancer(seed: int, rna_from_atac: bool) -> Task:
-    rna, cells, rna_f = _read("pancancer", "rna")
-    atac, _, atac_f = _read("pancancer", "atac")
-    gi = top_variable(rna, PANCANCER_N_FEATURES)
-    pi = top_variable(atac, PANCANCER_N_FEATURES)
-    rna = rna[:, gi].toarray()
-    atac = binarize(atac[:, pi]).toarray()
-    rna_f = [rna_f[i] for i in gi]
-    atac_f = [atac_f[i] for i in pi]
+    d = _pancancer_data()  # the paper's preprocessing (cmot.datasets.load_pancancer, as cmot demo)
+    rna, atac, cells, rna_f, atac_f = d.rna, d.atac, d.cells, d.genes, d.peaks
     lab = cells["cell_line"].to_numpy()
     tr, te = split(lab, seed)
     names = cells.index.to_numpy()
@@ -234,7 +217,7 @@ def _a549(seed: int, by_total: bool = False) -> Task:
     rna = sp.csr_matrix(rna[keep], dtype=np.float64)
     atac = sp.csr_matrix(atac[keep], dtype=np.float64)
     cells = cells[keep]
-    pi = top_variable(atac, A549_N_PEAKS)
+    pi = variable_features(atac, A549_N_PEAKS)
     atac = sp.csr_matrix(atac[:, pi])
     atac_f = [atac_f[i] for i in pi]
     lab = cells["time_h"].astype(int).to_numpy()
@@ -332,17 +315,13 @@ def resolve_names(spec: str | None) -> list:
 
 
 # ----------------------------------------------------------------- baselines
-def _dense(m) -> np.ndarray:
-    return m.toarray() if sp.issparse(m) else np.asarray(m)
-
-
 def naive_knn(train_x, train_y, test_y, k: int = 30, n_components: int = 30, random_state: int = 0) -> np.ndarray:
     """Mean X of each test cell's ``k`` nearest training cells, in a ``n_components``
     TruncatedSVD of Y fitted on the training cells (Euclidean distance); the baseline
     that ``cmot demo`` prints too (:func:`cmot.baselines.knn_baseline`)."""
     from cmot.baselines import knn_baseline
 
-    return knn_baseline(_dense(train_x).astype(np.float64), train_y, test_y, n_neighbors=k,
+    return knn_baseline(to_dense(train_x, np.float64), train_y, test_y, n_neighbors=k,
                         n_components=n_components, random_state=random_state)
 
 

@@ -40,9 +40,10 @@ from _common import (  # noqa: E402
     add_run_args,
     emit,
     limit_threads,
-    cellwise_pearson, featurewise_pearson, fmt, machine_note, markdown_table, measured, nanmean, nanmedian,
+    fmt, machine_note, markdown_table, measured, nanmean, nanmedian,
     peakwise_auroc,
 )
+from cmot.metrics import cellwise_pearson, featurewise_pearson  # noqa: E402
 
 METHODS = ("cmot default", "cmot paper", "naive kNN", "training mean")
 
@@ -87,8 +88,8 @@ def run_method(task, method, seed, timeout):
 
 
 def score(task, pred, outliers):
-    cell = cellwise_pearson(pred, task.test_x)
-    feat = featurewise_pearson(pred, task.test_x)
+    cell = cellwise_pearson(task.test_x, pred)
+    feat = featurewise_pearson(task.test_x, pred)
     row = {
         "cell r mean": nanmean(cell),
         "cell r median": nanmedian(cell),

@@ -66,8 +66,6 @@ sys.path.insert(0, str(HERE / "seurat"))
 
 import _data  # noqa: E402
 from _common import (  # noqa: E402
-    cellwise_pearson,
-    featurewise_pearson,
     fmt,
     limit_threads,
     machine_note,
@@ -76,6 +74,7 @@ from _common import (  # noqa: E402
     nanmean,
     nanmedian,
 )
+from cmot.metrics import cellwise_pearson, featurewise_pearson  # noqa: E402
 from driver import r_baseline_mib, rscript_available, seurat_transfer  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -171,11 +170,11 @@ def sweep(task, timeout=None, log=print) -> tuple:
                 log(f"  sweep {red} {dims}: FAILED {str(exc).splitlines()[-1] if str(exc) else exc}")
                 rows.append([task.name, red, dims, "failed", "", "", ""])
                 continue
-            cell = cellwise_pearson(res["pred"], task.test_x)
+            cell = cellwise_pearson(task.test_x, res["pred"])
             r = nanmean(cell)
             log(f"  sweep {red} {dims}: cell r mean {r:.4f}  ({res['seconds']:.1f} s)")
             rows.append([task.name, red, dims, fmt(r, 4), fmt(nanmedian(cell), 4),
-                         fmt(nanmean(featurewise_pearson(res["pred"], task.test_x)), 4), fmt(res["seconds"], 1)])
+                         fmt(nanmean(featurewise_pearson(task.test_x, res["pred"])), 4), fmt(res["seconds"], 1)])
             if r > best_r:
                 best, best_r = (red, dims), r
     return best, rows
@@ -331,8 +330,8 @@ def main(argv=None):
             runs = {m: run_cmot(task, m.split()[1], seed, args.timeout) for m in task_methods}
             runs["TransferData"] = run_seurat(task, *settings, floor_mb=floor, timeout=args.timeout)
             for m, r in runs.items():
-                cell = cellwise_pearson(r["pred"], task.test_x)
-                feat = featurewise_pearson(r["pred"], task.test_x)
+                cell = cellwise_pearson(task.test_x, r["pred"])
+                feat = featurewise_pearson(task.test_x, r["pred"])
                 per[m]["cell"].append(cell)
                 per[m]["feat"].append(feat)
                 per[m]["s"].append(r["seconds"])

@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _data  # noqa: E402
-from _common import add_run_args, limit_threads, cellwise_pearson, emit, fmt, machine_note, markdown_table, measured, nanmean  # noqa: E402
+from _common import add_run_args, limit_threads, emit, fmt, machine_note, markdown_table, measured, nanmean  # noqa: E402
+from cmot.metrics import cellwise_pearson  # noqa: E402
 
 
 def _run(task, params, keep, seed):
@@ -80,7 +81,7 @@ def main(argv=None):
                     continue
                 pred, flags, scores = res["result"]
                 pos = np.asarray(task.test_labels) == held
-                r = cellwise_pearson(pred, task.test_x)
+                r = cellwise_pearson(task.test_x, pred)
                 row = [task.dataset, task.direction, pname, held, int(pos.sum()),
                        fmt(100 * flags[pos].mean(), 1) if pos.any() else "-",
                        fmt(100 * flags[~pos].mean(), 1), fmt(_auroc(scores, pos)),

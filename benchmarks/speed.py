@@ -38,8 +38,9 @@ from _common import (  # noqa: E402
     add_run_args,
     emit,
     limit_threads,
-    _reset_peak, _status_kb, cellwise_pearson, fmt, machine_note, markdown_table, measured, nanmean,
+    _reset_peak, _status_kb, fmt, machine_note, markdown_table, measured, nanmean,
 )
+from cmot.metrics import cellwise_pearson  # noqa: E402
 
 _DONE = re.compile(r"cmot: (.*) done in ([0-9.]+) s")
 
@@ -134,7 +135,7 @@ def main(argv=None):
             continue
         med = lambda key: float(np.median([r[key] for r in runs]))  # noqa: E731
         meds = lambda s: float(np.median([r["steps"].get(s, np.nan) for r in runs]))  # noqa: E731
-        r = nanmean(cellwise_pearson(runs[0]["pred"], task.test_x))
+        r = nanmean(cellwise_pearson(task.test_x, runs[0]["pred"]))
         row = [setting, len(idx) if corr is not None else n, fmt(med("fit s"), 2), fmt(med("predict s"), 2),
                fmt(med("fit s") + med("predict s"), 2)] + [fmt(meds(s), 2) if np.isfinite(meds(s)) else "-" for s in step_names] + \
               [fmt(med("fit MB"), 0), fmt(med("predict MB"), 0), fmt(med("peak RSS MB"), 0), fmt(r)]

@@ -151,6 +151,8 @@ def test_metrics_match_references():
     from scipy.stats import pearsonr
     from sklearn.metrics import roc_auc_score
 
+    from cmot.metrics import cellwise_pearson, featurewise_pearson
+
     rng = np.random.default_rng(0)
     t = (rng.random((40, 30)) < 0.3).astype(float)
     p = np.round(rng.random((40, 30)) + 0.3 * t, 1)
@@ -158,7 +160,13 @@ def test_metrics_match_references():
     auc = _common.peakwise_auroc(p, t)
     assert np.isnan(auc[0])
     np.testing.assert_allclose(auc[1:], [roc_auc_score(t[:, j], p[:, j]) for j in range(1, 30)])
-    r = _common.cellwise_pearson(p, t)
+    # binarize_at: min-max per peak, values at the cut count as 1 (kNN means of 0/1 peaks often hit 0.5)
+    half = np.tile([0.0, 0.5, 1.0, 0.5], (10, 1)).T.reshape(40, 1)[:, [0] * 30]
+    cut = _common.peakwise_auroc(half, t, binarize_at=0.5)
+    np.testing.assert_allclose(cut[1:], [roc_auc_score(t[:, j], half[:, j] >= 0.5) for j in range(1, 30)])
+    # the benchmarks score Pearson with cmot.metrics, (measured, inferred)
+    assert _common.cellwise_pearson is cellwise_pearson
+    r = cellwise_pearson(t, p)
     assert r[3] == pytest.approx(pearsonr(p[3], t[3])[0])
-    const = np.tile(p.mean(axis=0), (40, 1))
-    assert np.isnan(_common.featurewise_pearson(const, t)).all()
+    const = np.tile(p.mean(axis=0), (40, 1))  # a constant prediction has no correlation
+    assert np.isnan(featurewise_pearson(t, const)).all()

@@ -1,6 +1,7 @@
 """Data for examples, tests and the main job: a synthetic multimodal generator
-that needs nothing but numpy, and a reader for 10x-style Matrix Market folders
-(the layout of the shared benchmark data)."""
+that needs nothing but numpy, a reader for 10x-style Matrix Market folders
+(the layout of the shared benchmark data), and the paper's preprocessing of the
+pan-cancer scCAT-seq data (used by ``cmot demo`` and the benchmarks)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import numpy as np
 import scipy.io
 import scipy.sparse as sp
 
-__all__ = ["Multimodal", "make_multimodal", "read_mtx_dir", "read_modality"]
+__all__ = ["Multimodal", "make_multimodal", "read_mtx_dir", "read_modality", "binarize_counts", "PanCancer",
+           "load_pancancer", "PANCANCER_N_FEATURES"]
+
+#: Genes and peaks the paper keeps of the pan-cancer data (the most variable of each).
+PANCANCER_N_FEATURES = 10_000
 
 
 @dataclass
@@ -116,3 +121,60 @@ def read_modality(path: str, modality: str):
 
     m, cells, features = read_mtx_dir(path, modality)
     return anndata.AnnData(X=m, obs=cells, var=pd.DataFrame(index=pd.Index(features)))
+
+
+def binarize_counts(m):
+    """Measured counts as 0/1 (any read -> 1, as for ATAC peaks), in float64.
+
+    Sparse input stays sparse (CSR, explicit zeros removed).  For inferred
+    profiles (min-max normalization, then a cut) use :func:`cmot.metrics.binarize`.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> binarize_counts(np.array([[0, 3], [1, 0]])).tolist()
+    [[0.0, 1.0], [1.0, 0.0]]
+    >>> binarize_counts(sp.csr_matrix([[0.0, 2.0], [-1.0, 0.0]])).toarray().tolist()
+    [[0.0, 1.0], [0.0, 0.0]]
+    """
+    if sp.issparse(m):
+        out = sp.csr_matrix(m, dtype=np.float64, copy=True)
+        out.data = (out.data > 0).astype(np.float64)
+        out.eliminate_zeros()
+        return out
+    return (np.asarray(m) > 0).astype(np.float64)
+
+
+@dataclass
+class PanCancer:
+    """The pan-cancer scCAT-seq cells preprocessed as in the paper (see :func:`load_pancancer`)."""
+
+    rna: np.ndarray  # cells x genes, counts
+    atac: np.ndarray  # cells x peaks, binarized
+    cells: object  # pandas.DataFrame indexed by cell name (column cell_line)
+    genes: list
+    peaks: list
+
+
+def load_pancancer(path: str, n_features: int = PANCANCER_N_FEATURES) -> PanCancer:
+    """Read ``rna`` and ``atac`` of the pan-cancer Matrix Market folder ``path`` and
+    preprocess them as the paper does.
+
+    The ``n_features`` most variable genes and the ``n_features`` most variable
+    peaks (variance over all cells, peaks ranked on their read counts; ties in
+    column order, columns kept in file order), then the peaks binarized (any read
+    -> 1).  Both are returned dense, in float64.
+    """
+    from .infer import variable_features
+
+    rna, cells, genes = read_mtx_dir(path, "rna")
+    atac, _, peaks = read_mtx_dir(path, "atac")
+    g = variable_features(rna, n_features)
+    p = variable_features(atac, n_features)
+    return PanCancer(
+        rna=sp.csr_matrix(rna[:, g], dtype=np.float64).toarray(),
+        atac=binarize_counts(atac[:, p]).toarray(),
+        cells=cells,
+        genes=[genes[i] for i in g],
+        peaks=[peaks[i] for i in p],
+    )

@@ -19,6 +19,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._utils import duplicated, match_names
 from ._validation import as_matrix, check_int, check_labels
 
 __all__ = [
@@ -42,39 +43,31 @@ cells of a above / below the median of b (unpaired);
 n : pairs (or values of a) used, NaN dropped."""
 
 
-def _dense(obj, name):
-    m = as_matrix(obj, name, allow_sparse=False)
-    return m
-
-
 def _align_names(true_names, pred_names, what, axis_name):
-    """Index into pred that puts it in the order of true (None when no reordering is needed)."""
+    """Index into pred that puts it in the order of true (None when no reordering is needed).
+
+    Names in the same order need no matching (duplicates allowed); otherwise both
+    sides must hold the same unique names (:func:`cmot._utils.match_names`).
+    """
     if true_names is None or pred_names is None:
         return None
     t = [str(v) for v in true_names]
     p = [str(v) for v in pred_names]
     if t == p:
         return None
-    if len(set(p)) != len(p) or len(set(t)) != len(t):
-        raise ValueError(
-            f"y_true and y_pred: expected unique {what} names to match them, found duplicates in "
-            f"{'y_pred' if len(set(p)) != len(p) else 'y_true'} and a different order; pass arrays in the same order."
-        )
-    pos = {v: i for i, v in enumerate(p)}
-    missing = [v for v in t if v not in pos]
-    if missing or len(t) != len(p):
-        shown = ", ".join(missing[:5]) if missing else "(different counts)"
+    if set(t) != set(p) and not (duplicated(t) or duplicated(p)):
+        missing = [v for v in t if v not in set(p)]
         raise ValueError(
             f"y_true and y_pred: expected the same {what} names, found {len(missing)} {what}s of y_true "
-            f"missing from y_pred ({shown}) [{axis_name}]."
+            f"missing from y_pred ({', '.join(missing[:5])}) [{axis_name}]."
         )
-    return np.array([pos[v] for v in t])
+    return match_names(t, p, "y_true", what, found_arg="y_pred")
 
 
 def _pair(y_true, y_pred, names=("y_true", "y_pred")):
     """Validate two matrices of the same cells and features; return dense arrays."""
-    a = _dense(y_true, names[0])
-    b = _dense(y_pred, names[1])
+    a = as_matrix(y_true, names[0], allow_sparse=False)
+    b = as_matrix(y_pred, names[1], allow_sparse=False)
     if a.shape != b.shape:
         raise ValueError(
             f"{names[0]} and {names[1]}: expected the same shape (cells x features), "
@@ -99,13 +92,16 @@ def _check_cell_labels(labels, n):
 
 
 def _rowwise_pearson(a, b):
+    """Pearson r of matching rows; NaN where either row is constant (its centred values
+    need not be exactly 0 in floating point, so constancy is tested on the values)."""
+    const = (np.ptp(a, axis=1) == 0) | (np.ptp(b, axis=1) == 0)
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
     num = np.einsum("ij,ij->i", a, b)
     den = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
     with np.errstate(invalid="ignore", divide="ignore"):
         r = num / den
-    r[den == 0] = np.nan
+    r[const | ~(den > 0)] = np.nan
     return np.clip(r, -1.0, 1.0)
 
 
@@ -166,7 +162,7 @@ def featurewise_pearson(y_true, y_pred) -> np.ndarray:
     return _rowwise_pearson(a.T, b.T)
 
 
-def binarize(x, threshold: float = 0.5, *, minmax: bool = True) -> np.ndarray:
+def binarize(x, threshold: float = 0.5, *, minmax: bool = True, inclusive: bool = False) -> np.ndarray:
     """Binarize profiles: 1 where the value is strictly above ``threshold``.
 
     With ``minmax=True`` (default) each feature (column) is first rescaled to
@@ -179,10 +175,18 @@ def binarize(x, threshold: float = 0.5, *, minmax: bool = True) -> np.ndarray:
     x : array-like, sparse matrix, DataFrame or AnnData, shape (n_cells, n_features)
     threshold : float, default=0.5
     minmax : bool, default=True
+    inclusive : bool, default=False
+        Also 1 where the value equals ``threshold`` (``>=`` instead of ``>``; the
+        benchmarks' AUROC@0.5 column uses it: an average of 0/1 neighbours is
+        often exactly 0.5).
 
     Returns
     -------
     ndarray of int8, shape (n_cells, n_features)
+
+    See Also
+    --------
+    cmot.datasets.binarize_counts : measured counts to 0/1 (any read -> 1), keeping sparse input sparse.
 
     Examples
     --------
@@ -192,18 +196,20 @@ def binarize(x, threshold: float = 0.5, *, minmax: bool = True) -> np.ndarray:
     [[0, 0], [0, 1], [1, 0]]
     >>> binarize(x, 15, minmax=False).tolist()
     [[0, 0], [0, 1], [0, 1]]
+    >>> binarize(x, 20, minmax=False, inclusive=True).tolist()
+    [[0, 0], [0, 1], [0, 1]]
     """
     from numbers import Real
 
     if isinstance(threshold, bool) or not isinstance(threshold, Real) or not np.isfinite(threshold):
         raise TypeError(f"threshold: expected a finite number, found {threshold!r}.")
-    data = _dense(x, "x").data
+    data = as_matrix(x, "x", allow_sparse=False).data
     if minmax:
         lo = data.min(axis=0, keepdims=True)
         span = data.max(axis=0, keepdims=True) - lo
         span[span == 0] = np.inf  # constant feature -> 0
         data = (data - lo) / span
-    return (data > threshold).astype(np.int8)
+    return (data >= threshold if inclusive else data > threshold).astype(np.int8)
 
 
 def _auroc_columns(y_bin, score):

@@ -28,13 +28,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import __version__
+from ._utils import duplicated, match_names, timed_step, to_dense
 from .baselines import knn_baseline
 
 logger = logging.getLogger("cmot")
 
 __all__ = ["main", "build_parser"]
 
-DATA_CANDIDATES = ("shared/data", "../shared/data", "/work/shared/data")
+#: The environment variable that names the shared data folder (``cmot demo``).
+DATA_ENV = "CMOT_DATA"
+_PANCANCER_FILES = ("rna.mtx.gz", "atac.mtx.gz", "cells.tsv")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -59,14 +62,6 @@ def _logging(quiet: bool):
 
 
 @contextmanager
-def _timed(what: str):
-    t0 = time.perf_counter()
-    logger.info("%s ...", what)
-    yield
-    logger.info("%s done in %.2f s", what, time.perf_counter() - t0)
-
-
-@contextmanager
 def _warnings_to_log():
     """Report warnings of the method (poorly mapped cells, Sinkhorn) as log lines, not Python tracebacks."""
     import warnings
@@ -82,19 +77,71 @@ def _warnings_to_log():
             logger.warning("%s", msg)
 
 
+def _unique(names, arg: str, what: str) -> None:
+    """A CLI error when ``names`` (cells or features of ``arg``) repeat."""
+    dup = duplicated([str(v) for v in names])
+    if dup:
+        shown = ", ".join(dup[:5]) + (" ..." if len(dup) > 5 else "")
+        raise CLIError(f"{arg}: expected unique {what} names, found {len(dup)} duplicated: {shown}.")
+
+
 def _read(path, modality, transpose, what):
     from .io import matrix_format, read_matrix
 
     if path is None:
         raise CLIError(f"--{what}: expected a path, found none.")
-    with _timed(f"reading {what} from {path}" + (f" ({modality})" if modality else "")):
+    with timed_step(f"reading {what} from {path}" + (f" ({modality})" if modality else ""), log=logger):
         try:
             transpose = transpose and os.path.exists(path) and matrix_format(path) in ("csv", "tsv")
             m, cells, feats = read_matrix(path, modality, transpose=transpose)
         except (ValueError, TypeError, FileNotFoundError) as exc:
             raise CLIError(f"--{what}: {exc}") from exc
+    _unique(cells, f"--{what}", "cell")
+    _unique(feats, f"--{what}", "feature")
     logger.info("%s: %d cells x %d features%s", what, m.shape[0], m.shape[1], " (sparse)" if sp.issparse(m) else "")
     return m, cells, feats
+
+
+def _writable(path, arg: str, *, folder: bool = False) -> None:
+    """Check, before any work, that ``path`` can be written: no folder in the way (unless
+    ``folder``), and the nearest existing folder above it is writable."""
+    p = os.path.abspath(os.fspath(path))
+    if os.path.isdir(p) and not folder:
+        raise CLIError(f"{arg}: expected a file path, found a folder: {path}")
+    parent = os.path.dirname(p.rstrip(os.sep)) or os.sep
+    if not folder and not os.path.isdir(parent):
+        raise CLIError(f"{arg}: expected an existing folder to write {os.path.basename(p)!r} in, found none: {parent}")
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    target = p if os.path.exists(p) else parent
+    if not os.path.isdir(parent) or not os.access(target, os.W_OK):
+        raise CLIError(f"{arg}: expected a writable location, found {target} not writable.")
+
+
+def _check_outputs(args) -> str:
+    """Check every output path before reading or fitting; return the format of ``--out``."""
+    from .io import matrix_format
+
+    try:
+        out_fmt = matrix_format(args.out, for_write=True)
+    except ValueError as exc:
+        raise CLIError(f"--out: {exc}") from exc
+    _writable(args.out, "--out", folder=out_fmt == "mtx")
+    if args.outliers:
+        try:
+            fmt = matrix_format(args.outliers)
+        except ValueError:
+            fmt = None
+        if fmt not in ("csv", "tsv"):
+            raise CLIError(f"--outliers: expected a .csv or .tsv path (a table of cells), found {args.outliers!r}.")
+        _writable(args.outliers, "--outliers")
+    if args.scores:
+        if not str(args.scores).lower().endswith(".json"):
+            raise CLIError(f"--scores: expected a .json path, found {args.scores!r}.")
+        _writable(args.scores, "--scores")
+    if args.model:
+        _writable(args.model, "--model")
+    return out_fmt
 
 
 def _default_modality(path, given, source_modality):
@@ -105,6 +152,8 @@ def _default_modality(path, given, source_modality):
 
 
 def _transform(m, how: str, what: str):
+    from .datasets import binarize_counts
+
     if how == "none":
         return m
     if how == "log1p":
@@ -116,43 +165,35 @@ def _transform(m, how: str, what: str):
             return m
         return np.log1p(m)
     if how == "binarize":
-        if sp.issparse(m):
-            m = m.copy()
-            m.data = (m.data > 0).astype(np.float64)
-            m.eliminate_zeros()
-            return m
-        return (np.asarray(m) > 0).astype(np.float64)
+        return binarize_counts(m)
     raise CLIError(f"--transform-{what}: unknown transform {how!r}.")  # pragma: no cover - argparse guards
 
 
-def _align_features(target, t_feats, s_feats):
-    """Reorder the target's columns to the source Y features (by name)."""
-    if list(t_feats) == list(s_feats):
+def _align_features(target, t_feats, s_feats, arg="--target-y"):
+    """Reorder the target's columns to the source features (by name, :func:`cmot._utils.match_names`)."""
+    try:
+        pos = match_names(s_feats, t_feats, arg, "feature")
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("seen in fit", "of the source")) from exc
+    if pos is None:
         return target
-    pos = {f: i for i, f in enumerate(t_feats)}
-    missing = [f for f in s_feats if f not in pos]
-    if missing:
-        raise CLIError(
-            f"--target-y: expected every source Y feature, found {len(missing)} of {len(s_feats)} missing "
-            f"(first: {', '.join(missing[:5])})."
-        )
-    logger.info("target-y: reordered %d features to the source Y order", len(s_feats))
-    return target[:, np.array([pos[f] for f in s_feats])]
+    logger.info("%s: reordered %d features to the source order", arg.lstrip("-"), len(s_feats))
+    return target[:, pos]
 
 
-def _align_cells(x, x_cells, y_cells):
-    """Reorder source X rows to the source Y cells (fully paired sources)."""
-    if list(x_cells) == list(y_cells):
+def _align_cells(x, x_cells, y_cells, args=("--source-x", "--source-y")):
+    """Reorder X rows to the Y cells (fully paired: the same cells on both sides)."""
+    if len(x_cells) != len(y_cells):
+        raise CLIError(f"{args[0]} and {args[1]}: expected the same cells (fully paired), found {len(x_cells)} "
+                       f"and {len(y_cells)} cells.")
+    try:
+        pos = match_names(y_cells, x_cells, args[0], "cell")
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("seen in fit", f"of {args[1]}")) from exc
+    if pos is None:
         return x
-    pos = {c: i for i, c in enumerate(x_cells)}
-    missing = [c for c in y_cells if c not in pos]
-    if missing or len(x_cells) != len(y_cells):
-        raise CLIError(
-            f"--source-x and --source-y: expected the same cells (fully paired), found {len(x_cells)} and "
-            f"{len(y_cells)} cells, {len(missing)} source Y cells missing from source X."
-        )
-    logger.info("source-x: reordered cells to the source Y order")
-    return x[np.array([pos[c] for c in y_cells])]
+    logger.info("%s: reordered cells to the %s order", args[0].lstrip("-"), args[1].lstrip("-"))
+    return x[pos]
 
 
 def _labels(args, cells):
@@ -173,6 +214,7 @@ def _labels(args, cells):
             f"not among: {', '.join(map(str, obs.columns[:10])) or '(no columns; pass --labels-file)'}"
             + (" ..." if len(obs.columns) > 10 else ".")
         )
+    _unique(obs.index, "--labels-file" if args.labels_file else "--source-y", "cell")
     missing = [c for c in cells if c not in obs.index]
     if missing:
         raise CLIError(f"--labels-column: {len(missing)} source cells have no label in {src} (first: {missing[0]}).")
@@ -267,149 +309,152 @@ def _reg_e(text):
 
 
 # ------------------------------------------------------------------------------ run
-def cmd_run(args) -> int:
-    from .io import matrix_format, write_matrix
-    from .metrics import summary
+def _split_inputs(args, sx, sy, sy_cells, labels):
+    """``--split``: hold out source cells as the target (their measured X is scored)."""
+    t_mod = args.target_y_modality or args.source_y_modality
+    if args.target_y is not None and (
+        os.path.realpath(args.target_y) != os.path.realpath(args.source_y) or t_mod != args.source_y_modality
+    ):
+        raise CLIError("--split: expected --target-y to be omitted or the same as --source-y (the held-out "
+                       f"cells are the target), found {args.target_y!r}.")
+    if args.target_x is not None:
+        raise CLIError("--target-x: not used with --split (the held-out cells' measured X is scored); drop it.")
+    train, test = _split(sy.shape[0], args.split, labels, args.seed)
+    logger.info("split: %d training and %d held-out cells%s (seed %s)", len(train), len(test),
+                f", stratified by {args.labels_column}" if labels is not None else "", args.seed)
+    lab = None if labels is None else labels[train]
+    return sx[train], sy[train], sy[test], sy_cells[test], sx[test], lab
 
-    t_start = time.perf_counter()
+
+def _target_inputs(args, sx_feats, sy_feats):
+    """The target's Y (columns in the source Y order) and, when given, its measured X."""
+    if args.target_y is None:
+        raise CLIError("--target-y: expected the target cells' Y (or --split to hold out source cells), found none.")
+    mod = _default_modality(args.target_y, args.target_y_modality, args.source_y_modality)
+    ty, t_cells, t_feats = _read(args.target_y, mod, args.transpose, "target-y")
+    ty = _transform(_align_features(ty, t_feats, sy_feats), args.transform_y, "y")
+    tx = None
+    if args.target_x is not None:
+        mod = _default_modality(args.target_x, args.target_x_modality, args.source_x_modality)
+        tx, tx_cells, tx_feats = _read(args.target_x, mod, args.transpose, "target-x")
+        tx = _align_cells(tx, tx_cells, t_cells, ("--target-x", "--target-y"))
+        tx = _transform(_align_features(tx, tx_feats, sx_feats, "--target-x"), args.transform_x, "x")
+    return ty, t_cells, tx
+
+
+def _inputs(args):
+    """Read, check and transform every input: (sx, sy, labels, ty, t_cells, tx, x_features)."""
     sx, sx_cells, sx_feats = _read(args.source_x, args.source_x_modality, args.transpose, "source-x")
     sy, sy_cells, sy_feats = _read(args.source_y, args.source_y_modality, args.transpose, "source-y")
-    sx = _align_cells(sx, sx_cells, sy_cells)
-    sx = _transform(sx, args.transform_x, "x")
+    sx = _transform(_align_cells(sx, sx_cells, sy_cells), args.transform_x, "x")
     sy = _transform(sy, args.transform_y, "y")
     labels = _labels(args, sy_cells)
-    tx = None
     if args.split is not None:
-        t_mod = args.target_y_modality or args.source_y_modality
-        if args.target_y is not None and (
-            os.path.realpath(args.target_y) != os.path.realpath(args.source_y) or t_mod != args.source_y_modality
-        ):
-            raise CLIError("--split: expected --target-y to be omitted or the same as --source-y (the held-out "
-                           f"cells are the target), found {args.target_y!r}.")
-        if args.target_x is not None:
-            raise CLIError("--target-x: not used with --split (the held-out cells' measured X is scored); drop it.")
-        train, test = _split(sy.shape[0], args.split, labels, args.seed)
-        logger.info("split: %d training and %d held-out cells%s (seed %s)", len(train), len(test),
-                    f", stratified by {args.labels_column}" if labels is not None else "", args.seed)
-        ty, t_cells = sy[test], sy_cells[test]
-        tx = sx[test]
-        sx, sy = sx[train], sy[train]
-        labels = None if labels is None else labels[train]
+        sx, sy, ty, t_cells, tx, labels = _split_inputs(args, sx, sy, sy_cells, labels)
     else:
-        if args.target_y is None:
-            raise CLIError(
-                "--target-y: expected the target cells' Y (or --split to hold out source cells), found none."
-            )
-        ty, t_cells, t_feats = _read(args.target_y, _default_modality(args.target_y, args.target_y_modality,
-                                                                       args.source_y_modality),
-                                     args.transpose, "target-y")
-        ty = _align_features(ty, t_feats, sy_feats)
-        ty = _transform(ty, args.transform_y, "y")
-        if args.target_x is not None:
-            tx, tx_cells, tx_feats = _read(args.target_x, _default_modality(args.target_x, args.target_x_modality,
-                                                                            args.source_x_modality),
-                                           args.transpose, "target-x")
-            tx = _align_cells(tx, tx_cells, t_cells)
-            tx = _align_features(tx, tx_feats, sx_feats)
-            tx = _transform(tx, args.transform_x, "x")
+        ty, t_cells, tx = _target_inputs(args, sx_feats, sy_feats)
+    return sx, sy, labels, ty, t_cells, tx, sx_feats
 
-    out_fmt = None
-    try:
-        out_fmt = matrix_format(args.out, for_write=True)
-    except ValueError as exc:
-        raise CLIError(f"--out: {exc}") from exc
 
+def _write_outputs(args, out_fmt, model, x_hat, t_cells, x_feats):
+    from .io import write_matrix
+
+    out_mod = args.out_modality or args.source_x_modality or "x"
+    with timed_step(f"writing {x_hat.shape[0]} x {x_hat.shape[1]} inferred matrix to {args.out}", log=logger):
+        try:
+            write_matrix(args.out, x_hat, t_cells, x_feats, modality=out_mod if out_fmt == "mtx" else None)
+        except (ValueError, OSError) as exc:
+            raise CLIError(f"--out: {exc}") from exc
+    if args.outliers:
+        import pandas as pd
+        from .io import matrix_format
+
+        table = pd.DataFrame({"poorly_mapped": model.outliers_, "score": model.outlier_scores_},
+                             index=pd.Index(t_cells, name="cell"))
+        table.to_csv(args.outliers, sep="," if matrix_format(args.outliers) == "csv" else "\t")
+        logger.info("wrote poorly mapped cells to %s", args.outliers)
+    if args.model:
+        model.save(args.model)
+        logger.info("saved the fitted model to %s", args.model)
+
+
+def _score(args, tx, x_hat, sx, sy, ty, n_out):
+    from .metrics import summary
+
+    truth = to_dense(tx)
+    scores = summary(truth, x_hat)
+    scores["knn_baseline_mean_cellwise_pearson"] = summary(truth, knn_baseline(sx, sy, ty))["mean_cellwise_pearson"]
+    scores["poorly_mapped_cells"] = n_out
+    _print_scores(f"CMOT scores on {ty.shape[0]} held-out cells (inferred vs measured X):", scores)
+    if args.scores:
+        with open(args.scores, "w") as fh:
+            json.dump(scores, fh, indent=2)
+
+
+def cmd_run(args) -> int:
+    t_start = time.perf_counter()
+    out_fmt = _check_outputs(args)
+    sx, sy, labels, ty, t_cells, tx, x_feats = _inputs(args)
     model = _model(args)
     try:
         with _warnings_to_log():
-            with _timed("fitting CMOT on %d source cells" % sy.shape[0]):
+            with timed_step("fitting CMOT on %d source cells" % sy.shape[0], log=logger):
                 model.fit(sx, sy, labels=labels)
-            with _timed("inferring X of %d target cells" % ty.shape[0]):
+            with timed_step("inferring X of %d target cells" % ty.shape[0], log=logger):
                 x_hat = model.predict(ty)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from exc
     n_out = int(model.outliers_.sum())
     logger.info("poorly mapped target cells: %d of %d", n_out, len(model.outliers_))
-
-    out_mod = args.out_modality or args.source_x_modality or "x"
-    with _timed(f"writing {x_hat.shape[0]} x {x_hat.shape[1]} inferred matrix to {args.out}"):
-        try:
-            write_matrix(args.out, x_hat, t_cells, sx_feats, modality=out_mod if out_fmt == "mtx" else None)
-        except (ValueError, FileNotFoundError) as exc:
-            raise CLIError(f"--out: {exc}") from exc
-    if args.outliers:
-        import pandas as pd
-
-        pd.DataFrame(
-            {"poorly_mapped": model.outliers_, "score": model.outlier_scores_}, index=pd.Index(t_cells, name="cell")
-        ).to_csv(args.outliers)
-        logger.info("wrote poorly mapped cells to %s", args.outliers)
-    if args.model:
-        model.save(args.model)
-        logger.info("saved the fitted model to %s", args.model)
+    _write_outputs(args, out_fmt, model, x_hat, t_cells, x_feats)
     if tx is not None:
-        tx_dense = tx.toarray() if sp.issparse(tx) else np.asarray(tx)
-        scores = summary(tx_dense, x_hat)
-        base = summary(tx_dense, knn_baseline(sx, sy, ty))
-        scores["knn_baseline_mean_cellwise_pearson"] = base["mean_cellwise_pearson"]
-        scores["poorly_mapped_cells"] = n_out
-        _print_scores(f"CMOT scores on {ty.shape[0]} held-out cells (inferred vs measured X):", scores)
-        if args.scores:
-            with open(args.scores, "w") as fh:
-                json.dump(scores, fh, indent=2)
+        _score(args, tx, x_hat, sx, sy, ty, n_out)
     logger.info("total %.2f s", time.perf_counter() - t_start)
     return 0
 
 
 # ----------------------------------------------------------------------------- demo
 def _find_data(explicit):
-    cands = [explicit] if explicit else [os.environ.get("CMOT_DATA")] + list(DATA_CANDIDATES)
-    for c in cands:
-        if not c:
-            continue
-        for d in (os.path.join(c, "pancancer"), c):
-            if all(os.path.exists(os.path.join(d, f)) for f in ("rna.mtx.gz", "atac.mtx.gz", "cells.tsv")):
-                return d
+    """The pan-cancer folder: under ``--data``, else under ``$CMOT_DATA``; None when neither holds it."""
+    base = explicit or os.environ.get(DATA_ENV)
+    if not base:
+        return None
+    for d in (os.path.join(base, "pancancer"), base):
+        if all(os.path.exists(os.path.join(d, f)) for f in _PANCANCER_FILES):
+            return d
+    where = "--data" if explicit else f"${DATA_ENV}"
     if explicit:
-        raise CLIError(
-            f"--data: expected a folder with pancancer/ (rna.mtx.gz, atac.mtx.gz, cells.tsv), found none at {explicit}."
-        )
+        raise CLIError(f"--data: expected a folder with pancancer/ ({', '.join(_PANCANCER_FILES)}), found none at "
+                       f"{explicit}.")
+    logger.warning("%s: no pancancer/ (%s) in %s; using synthetic data", where, ", ".join(_PANCANCER_FILES), base)
     return None
 
 
 def _demo_data(args):
     """(source_x, source_y, target_x, target_y, source_labels, x_features, target_cells, description, params)."""
-    from .datasets import make_multimodal, read_mtx_dir
-    from .infer import variable_features
+    from .datasets import load_pancancer, make_multimodal
 
     path = None if args.synthetic else _find_data(args.data)
     if path is None:
         n = args.n_cells
-        with _timed(f"simulating {n} paired cells (cmot.datasets.make_multimodal)"):
+        with timed_step(f"simulating {n} paired cells (cmot.datasets.make_multimodal)", log=logger):
             d = make_multimodal(int(n * 0.8), n - int(n * 0.8), target_shift=1.0, random_state=args.seed)
         x_feats = np.array([f"x{j}" for j in range(d.source_x.shape[1])], dtype=object)
         cells = np.array([f"target{i}" for i in range(d.target_y.shape[0])], dtype=object)
         params = {"random_state": args.seed}
         desc = "synthetic data (make_multimodal, target shifted in Y)"
         return d.source_x, d.source_y, d.target_x, d.target_y, None, x_feats, cells, desc, params
-    with _timed(f"reading pan-cancer RNA and ATAC from {path}"):
-        rna, obs, genes = read_mtx_dir(path, "rna")
-        atac, _, _ = read_mtx_dir(path, "atac")
-    # The paper's protocol: keep the 10,000 most variable genes and peaks (peaks by
-    # their read counts), then binarize the ATAC, as benchmarks/_data.py does.
-    g = variable_features(rna, 10000)
-    p = variable_features(atac, 10000)
-    atac = sp.csr_matrix(atac[:, p], dtype=np.float64)
-    atac.data = (atac.data > 0).astype(np.float64)
-    atac.eliminate_zeros()
-    rna, atac = rna[:, g].toarray(), atac.toarray()
-    genes = np.asarray(genes, dtype=object)[g]
-    labels = obs["cell_line"].to_numpy().astype(str)
+    # The paper's protocol (as the benchmarks): the 10,000 most variable genes and peaks, ATAC binarized.
+    with timed_step(f"reading pan-cancer RNA and ATAC from {path}", log=logger):
+        pc = load_pancancer(path)
+    rna, atac = pc.rna, pc.atac
+    genes = np.asarray(pc.genes, dtype=object)
+    labels = pc.cells["cell_line"].to_numpy().astype(str)
     train, test = _split(rna.shape[0], 0.2, labels, args.seed)
     params = {"random_state": args.seed}  # cmot's defaults (the paper's values belong to paper mode)
     desc = f"pan-cancer scCAT-seq ({path}): RNA inferred from binarized ATAC, stratified 80/20 split"
     return (rna[train], atac[train], rna[test], atac[test], None, genes,
-            obs.index.to_numpy()[test].astype(object), desc, params)
+            pc.cells.index.to_numpy()[test].astype(object), desc, params)
 
 
 def cmd_demo(args) -> int:
@@ -418,14 +463,16 @@ def cmd_demo(args) -> int:
     from .metrics import cellwise_pearson, summary, wilcoxon_greater
 
     t0 = time.perf_counter()
+    if args.out:
+        _writable(args.out, "--out", folder=True)
     sx, sy, tx, ty, labels, x_feats, cells, desc, params = _demo_data(args)
     logger.info("demo on %s", desc)
     logger.info("source: %d cells (X: %d, Y: %d features); target: %d cells", sx.shape[0], sx.shape[1],
                 sy.shape[1], ty.shape[0])
     model = CMOT(verbose=True, **params)
-    with _warnings_to_log(), _timed("CMOT fit + predict"):
+    with _warnings_to_log(), timed_step("CMOT fit + predict", log=logger):
         x_hat = model.fit(sx, sy, labels=labels).predict(ty)
-    with _timed("naive kNN baseline"):
+    with timed_step("naive kNN baseline", log=logger):
         base = knn_baseline(sx, sy, ty)
     s_cmot, s_base = summary(tx, x_hat), summary(tx, base)
     test = wilcoxon_greater(cellwise_pearson(tx, x_hat), cellwise_pearson(tx, base))
@@ -508,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "(stratified by --labels-column) as the target and print scores against their measured X")
     io_g.add_argument("--outliers", metavar="PATH", help="write poorly mapped target cells (CSV)")
     io_g.add_argument("--scores", metavar="PATH", help="write the scores (JSON) when measured target X is known")
-    io_g.add_argument("--model", metavar="PATH", help="save the fitted model (pickle)")
+    io_g.add_argument("--model", metavar="PATH", help="save the fitted model (a cmot model file, read with "
+                      "cmot.CMOT.load; it holds no code)")
     p_g = run.add_argument_group("CMOT parameters")
     p_g.add_argument("--reg-e", type=_reg_e, default=None, metavar="FLOAT",
                      help="entropic weight of the OT (default: automatic, from the local cost scale)")
@@ -535,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run CMOT on example data and compare with a naive kNN baseline",
         description="Infer RNA from ATAC on the pan-cancer data (paper protocol) when a shared data folder "
-        f"is found (--data, $CMOT_DATA, or {', '.join(DATA_CANDIDATES)}), else on synthetic data; print the "
+        f"is found (--data, or ${DATA_ENV}), else on synthetic data; print the "
         "mean cell-wise Pearson r of CMOT and of a naive kNN baseline.",
     )
     demo.add_argument("--out", metavar="DIR", help="write inferred.csv and scores.json here")

@@ -103,9 +103,15 @@ def read_mtx_dir(path: str, modality: str):
             break
     if mtx is None:
         raise FileNotFoundError(f"path: expected {modality}.mtx or {modality}.mtx.gz in {path}, found neither.")
-    m = sp.csr_matrix(scipy.io.mmread(mtx).T)
-    features = _read_lines(os.path.join(path, f"{modality}_features.txt"))
-    cells = pd.read_csv(os.path.join(path, "cells.tsv"), sep="\t", dtype=str).set_index("cell")
+    from .io import unreadable
+
+    with unreadable(mtx, "Matrix Market file"):
+        m = sp.csr_matrix(scipy.io.mmread(mtx).T)
+    feature_file = os.path.join(path, f"{modality}_features.txt")
+    with unreadable(feature_file, "feature list"):
+        features = _read_lines(feature_file)
+    with unreadable(os.path.join(path, "cells.tsv"), "cells.tsv table"):
+        cells = pd.read_csv(os.path.join(path, "cells.tsv"), sep="\t", dtype=str).set_index("cell")
     if m.shape != (len(cells), len(features)):
         raise ValueError(
             f"{path}: {modality}.mtx has shape {m.shape[::-1]} (features x cells), "

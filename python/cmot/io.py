@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -25,10 +27,36 @@ import scipy.sparse as sp
 
 from ._validation import as_matrix
 
-__all__ = ["MatrixData", "read_matrix", "read_obs", "write_matrix", "matrix_format"]
+__all__ = ["MatrixData", "read_matrix", "read_obs", "write_matrix", "matrix_format", "unreadable"]
 
 _TABLE_EXTS = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 _KNOWN = "a Matrix Market folder, .csv, .tsv, .txt (optionally .gz) or .h5ad"
+
+
+#: What the readers below (gzip, scipy, pandas, h5py/anndata) raise for a damaged file.
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, zlib.error)
+
+
+@contextmanager
+def unreadable(path, kind: str):
+    """Turn the errors a reader raises for a damaged ``path`` into one ValueError naming it.
+
+    Examples
+    --------
+    >>> with unreadable("x.csv", "CSV table"):
+    ...     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    Traceback (most recent call last):
+    ...
+    ValueError: path: expected a readable CSV table, found a damaged or truncated file 'x.csv' (EOFError: Compressed file ended before the end-of-stream marker was reached).
+    """
+    try:
+        yield
+    except _READ_ERRORS as exc:
+        detail = " ".join(str(exc).split())[:200] or "no detail"
+        raise ValueError(
+            f"path: expected a readable {kind}, found a damaged or truncated file {os.fspath(path)!r} "
+            f"({type(exc).__name__}: {detail})."
+        ) from exc
 
 
 class MatrixData(NamedTuple):
@@ -149,12 +177,14 @@ def read_matrix(path, modality: str | None = None, *, transpose: bool = False) -
     if fmt == "h5ad":
         import anndata
 
-        ad = anndata.read_h5ad(p)
+        with unreadable(p, ".h5ad file"):
+            ad = anndata.read_h5ad(p)
         mat = as_matrix(ad, "path")
         return MatrixData(mat.data, _names(mat.cell_names), _names(mat.feature_names))
     import pandas as pd
 
-    df = pd.read_csv(p, sep="," if fmt == "csv" else "\t", index_col=0)
+    with unreadable(p, f"{fmt.upper()} table"):
+        df = pd.read_csv(p, sep="," if fmt == "csv" else "\t", index_col=0)
     if transpose:
         df = df.T
     mat = as_matrix(df, "path")
@@ -189,19 +219,22 @@ def read_obs(path):
         f = os.path.join(p, "cells.tsv")
         if not os.path.exists(f):
             raise FileNotFoundError(f"path: expected cells.tsv in the Matrix Market folder {p!r}, found none.")
-        obs = pd.read_csv(f, sep="\t", dtype=str)
+        with unreadable(f, "cells.tsv table"):
+            obs = pd.read_csv(f, sep="\t", dtype=str)
         if "cell" not in obs.columns:
             raise ValueError(f"path: expected a 'cell' column in {f}, found columns {list(obs.columns)}.")
         return obs.set_index("cell")
     if fmt == "h5ad":
         import anndata
 
-        ad = anndata.read_h5ad(p, backed="r")
+        with unreadable(p, ".h5ad file"):
+            ad = anndata.read_h5ad(p, backed="r")
         try:
             return ad.obs.copy()
         finally:
             ad.file.close()
-    obs = pd.read_csv(p, sep="," if fmt == "csv" else "\t", index_col=0, dtype=str)
+    with unreadable(p, f"{fmt.upper()} table"):
+        obs = pd.read_csv(p, sep="," if fmt == "csv" else "\t", index_col=0, dtype=str)
     obs.index = obs.index.astype(str)
     return obs
 

@@ -75,9 +75,9 @@ def test_read_obs(tmp_path, mat):
 
 
 def test_shared_data_if_present():
-    path = "/work/shared/data/pbmc10k"
-    if not os.path.isdir(path):
-        pytest.skip("shared data not present")
+    path = os.path.join(os.environ.get("CMOT_DATA", ""), "pbmc10k")
+    if not os.environ.get("CMOT_DATA") or not os.path.isdir(path):
+        pytest.skip("shared data not present (set CMOT_DATA)")
     m, cells, feats = read_matrix(path, "adt")
     assert m.shape == (6855, 14) and len(cells) == 6855 and feats[0] == "CD3"
 
@@ -110,3 +110,51 @@ def test_errors(tmp_path, mat):
     with pytest.raises(ValueError, match="transpose"):
         read_matrix(d, "rna", transpose=True)
     assert matrix_format(d) == "mtx"
+
+
+def _damaged(tmp_path, mat):
+    """name -> (path, modality, the error's class in the underlying reader) for damaged inputs."""
+    import gzip
+    import shutil
+
+    good = tmp_path / "good"
+    write_matrix(good, mat, CELLS, FEATS, modality="rna")
+    write_matrix(tmp_path / "good.h5ad", mat, CELLS, FEATS)
+    write_matrix(tmp_path / "good.csv", mat, CELLS, FEATS)
+    cases = {}
+    for name, content in (("truncated_mtx", (good / "rna.mtx.gz").read_bytes()[:-20]),
+                          ("not_gzip_mtx", b"hello world"),
+                          ("bad_mtx_value", gzip.compress(b"%%MatrixMarket matrix coordinate real general\n3 4 1\n1 1 x\n"))):
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        (d / "rna.mtx.gz").write_bytes(content)
+        cases[name] = (d, "rna", d / "rna.mtx.gz")
+    raw = (tmp_path / "good.h5ad").read_bytes()
+    for name, content in (("truncated.h5ad", raw[: len(raw) // 2]), ("junk.h5ad", b"junk" * 100),
+                          ("binary.csv", bytes(range(128, 256)) * 3), ("ragged.csv", b"cell,a,b\nc1,1,2\nc2,1,2,3,4\n"),
+                          ("empty.csv", b""), ("truncated.csv.gz", gzip.compress((tmp_path / "good.csv").read_bytes())[:-8])):
+        (tmp_path / name).write_bytes(content)
+        cases[name] = (tmp_path / name, None, tmp_path / name)
+    return cases
+
+
+def test_damaged_files_are_one_valueerror_naming_the_file(tmp_path, mat):
+    for name, (path, modality, culprit) in _damaged(tmp_path, mat).items():
+        with pytest.raises(ValueError, match="found a damaged or truncated file") as exc:
+            read_matrix(path, modality)
+        msg = str(exc.value)
+        assert str(culprit) in msg and "\n" not in msg, name
+    (tmp_path / "labels.csv").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match="labels.csv.*UnicodeDecodeError"):
+        read_obs(tmp_path / "labels.csv")
+
+
+def test_repeated_names_are_read_as_written(tmp_path):
+    # pandas renames a repeated header ("g1" -> "g1.1"); the reader keeps the file's names so
+    # that callers can refuse them instead of matching a renamed column
+    (tmp_path / "dup.csv").write_text("cell,g1,g2,g1\nc1,1,2,3\nc1,4,5,6\n")
+    m, cells, feats = read_matrix(tmp_path / "dup.csv")
+    assert feats.tolist() == ["g1", "g2", "g1"] and cells.tolist() == ["c1", "c1"]
+    assert m.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    m, cells, feats = read_matrix(tmp_path / "dup.csv", transpose=True)
+    assert cells.tolist() == ["g1", "g2", "g1"] and feats.tolist() == ["c1", "c1"]

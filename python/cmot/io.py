@@ -183,8 +183,13 @@ def read_matrix(path, modality: str | None = None, *, transpose: bool = False) -
         return MatrixData(mat.data, _names(mat.cell_names), _names(mat.feature_names))
     import pandas as pd
 
+    sep = "," if fmt == "csv" else "\t"
     with unreadable(p, f"{fmt.upper()} table"):
-        df = pd.read_csv(p, sep="," if fmt == "csv" else "\t", index_col=0)
+        df = pd.read_csv(p, sep=sep, index_col=0)
+        # pandas renames repeated header names ("g1", "g1.1"): keep the file's names, so repeats show
+        header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0, 1:]
+    if len(header) == df.shape[1]:
+        df.columns = pd.Index(header.to_numpy(dtype=object))
     if transpose:
         df = df.T
     mat = as_matrix(df, "path")

@@ -507,30 +507,8 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The ``cmot`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="cmot",
-        description="Cross-Modality Optimal Transport: infer a missing single-cell modality (X) of target "
-        "cells measured in a shared modality (Y) from source cells measured in both.",
-    )
-    parser.add_argument("--version", action="version", version=f"cmot {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{run,demo}")
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
-    common.add_argument("--seed", type=int, default=0, help="random seed (split, clustering, models); default 0")
-
-    run = sub.add_parser(
-        "run",
-        parents=[common],
-        help="infer X of target cells from files",
-        description="Fit CMOT on paired source cells (X and Y) and infer X of the target cells from their Y. "
-        "Inputs: Matrix Market folders (give --*-modality), CSV/TSV tables (cells as rows, first column cell "
-        "names) or .h5ad files. The output format follows the --out extension (.csv, .tsv, .h5ad, or a "
-        "folder).",
-    )
-    io_g = run.add_argument_group("inputs and outputs")
+def _run_io_arguments(io_g) -> None:
+    """The inputs and outputs of ``cmot run``."""
     io_g.add_argument("--source-x", required=True, metavar="PATH", help="source cells in the modality to infer")
     io_g.add_argument("--source-y", required=True, metavar="PATH", help="the same source cells in the shared modality")
     io_g.add_argument("--target-y", metavar="PATH", help="target cells in the shared modality")
@@ -557,7 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
     io_g.add_argument("--scores", metavar="PATH", help="write the scores (JSON) when measured target X is known")
     io_g.add_argument("--model", metavar="PATH", help="save the fitted model (a cmot model file, read with "
                       "cmot.CMOT.load; it holds no code)")
-    p_g = run.add_argument_group("CMOT parameters")
+
+
+def _run_model_arguments(p_g) -> None:
+    """The CMOT parameters of ``cmot run``."""
     p_g.add_argument("--reg-e", type=_reg_e, default=None, metavar="FLOAT",
                      help="entropic weight of the OT (default: automatic, from the local cost scale)")
     p_g.add_argument("--reg-cl", type=float, default=1.0, metavar="FLOAT", help="label regularization (default 1)")
@@ -576,6 +557,33 @@ def build_parser() -> argparse.ArgumentParser:
                      "barycentric map, exp(-distance) weights, nearest aligned cell, no shrinkage")
     p_g.add_argument("--n-clusters", type=int, default=2, metavar="N",
                      help="Ward clusters used as labels without --labels-column (default 2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cmot`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="cmot",
+        description="Cross-Modality Optimal Transport: infer a missing single-cell modality (X) of target "
+        "cells measured in a shared modality (Y) from source cells measured in both.",
+    )
+    parser.add_argument("--version", action="version", version=f"cmot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,demo}")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
+    common.add_argument("--seed", type=int, default=0, help="random seed (split, clustering, models); default 0")
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="infer X of target cells from files",
+        description="Fit CMOT on paired source cells (X and Y) and infer X of the target cells from their Y. "
+        "Inputs: Matrix Market folders (give --*-modality), CSV/TSV tables (cells as rows, first column cell "
+        "names) or .h5ad files. The output format follows the --out extension (.csv, .tsv, .h5ad, or a "
+        "folder).",
+    )
+    _run_io_arguments(run.add_argument_group("inputs and outputs"))
+    _run_model_arguments(run.add_argument_group("CMOT parameters"))
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser(

@@ -155,25 +155,7 @@ def read_matrix(path, modality: str | None = None, *, transpose: bool = False) -
     if fmt != "csv" and fmt != "tsv" and transpose:
         raise ValueError(f"transpose: only used with CSV/TSV tables, found transpose=True for {p!r}.")
     if fmt == "mtx":
-        from .datasets import read_mtx_dir
-
-        mods = _available_modalities(p)
-        if modality is None:
-            raise ValueError(
-                f"modality: expected the modality to read from the Matrix Market folder {p!r} "
-                f"(one of: {', '.join(mods) or 'none found'}), found None."
-            )
-        if modality not in mods:
-            raise ValueError(
-                f"modality: expected one of {', '.join(mods) or '(no .mtx files)'} in {p!r}, found {modality!r}."
-            )
-        for needed in (f"{modality}_features.txt", "cells.tsv"):
-            if not os.path.exists(os.path.join(p, needed)):
-                raise FileNotFoundError(f"path: expected {needed} in the Matrix Market folder {p!r}, found none.")
-        m, cells, features = read_mtx_dir(p, modality)
-        return MatrixData(
-            m, np.asarray(cells.index.astype(str), dtype=object), np.asarray([str(f) for f in features], dtype=object)
-        )
+        return _read_mtx(p, modality)
     if fmt == "h5ad":
         import anndata
 
@@ -194,6 +176,29 @@ def read_matrix(path, modality: str | None = None, *, transpose: bool = False) -
         df = df.T
     mat = as_matrix(df, "path")
     return MatrixData(mat.data, _names(mat.cell_names), _names(mat.feature_names))
+
+
+def _read_mtx(p: str, modality) -> MatrixData:
+    """One modality of a Matrix Market folder (see :func:`read_matrix`)."""
+    from .datasets import read_mtx_dir
+
+    mods = _available_modalities(p)
+    if modality is None:
+        raise ValueError(
+            f"modality: expected the modality to read from the Matrix Market folder {p!r} "
+            f"(one of: {', '.join(mods) or 'none found'}), found None."
+        )
+    if modality not in mods:
+        raise ValueError(
+            f"modality: expected one of {', '.join(mods) or '(no .mtx files)'} in {p!r}, found {modality!r}."
+        )
+    for needed in (f"{modality}_features.txt", "cells.tsv"):
+        if not os.path.exists(os.path.join(p, needed)):
+            raise FileNotFoundError(f"path: expected {needed} in the Matrix Market folder {p!r}, found none.")
+    m, cells, features = read_mtx_dir(p, modality)
+    return MatrixData(
+        m, np.asarray(cells.index.astype(str), dtype=object), np.asarray([str(f) for f in features], dtype=object)
+    )
 
 
 def _names(values):

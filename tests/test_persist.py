@@ -228,3 +228,24 @@ def test_file_holds_no_pickle(saved):
         assert meta["format"] == "cmot-model" and meta["format_version"] == FORMAT_VERSION
         for name in meta["arrays"]:
             np.lib.format.read_array(io.BytesIO(zf.read(name)), allow_pickle=False)  # raises on object arrays
+
+
+def test_values_the_restructure_may_add_round_trip(tmp_path):
+    # small result objects of cmot (dataclasses, named tuples) and plain containers
+    from cmot.datasets import PanCancer
+    from cmot.metrics import WilcoxonResult
+
+    model = CMOT(random_state=np.random.default_rng(5))
+    model.result_ = PanCancer(rna=np.eye(2), atac=sp.csr_matrix(np.eye(2)), cells=None, genes=["a", "b"],
+                              peaks=np.array(["p1", "p2"], dtype=object))
+    model.test_ = WilcoxonResult(1.5, np.float64(0.01), 3, 0, 3)
+    model.grid_ = {5: 0.5, 2.5: (1, "x"), "k": [None, True, np.int32(7)], True: sp.coo_matrix(np.ones((2, 3)))}
+    save_model(model, tmp_path / "m")
+    got = load_model(tmp_path / "m")
+    assert isinstance(got.result_, PanCancer) and got.result_.genes == ["a", "b"]
+    assert got.result_.peaks.dtype == object and got.result_.peaks.tolist() == ["p1", "p2"]
+    assert got.result_.atac.format == "csr" and (got.result_.atac != model.result_.atac).nnz == 0
+    assert got.test_ == model.test_ and type(got.test_.pvalue) is np.float64
+    assert list(got.grid_) == [5, 2.5, "k", True] and got.grid_[2.5] == (1, "x")
+    assert type(got.grid_["k"][2]) is np.int32 and got.grid_[True].format == "coo"
+    assert got.random_state.integers(1000) == np.random.default_rng(5).integers(1000)

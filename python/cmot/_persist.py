@@ -83,7 +83,7 @@ class _Encoder:
             a, tag = a.astype(str), {"object": True}
         if a.dtype.kind not in "biufcUSMm":
             raise TypeError(f"{where}: cannot store an array of dtype {a.dtype} in a model file")
-        self.arrays.append(np.ascontiguousarray(a))
+        self.arrays.append(a if a.flags.c_contiguous else a.copy(order="C"))  # ascontiguousarray makes 0-d 1-d
         return len(self.arrays) - 1, tag
 
     def __call__(self, v, where):
@@ -132,9 +132,18 @@ class _Encoder:
         head = {"module": cls.__module__, "qualname": cls.__qualname__}
         if isinstance(v, tuple) and hasattr(cls, "_fields"):
             return {"__t": "namedtuple", **head, "items": [self(x, f"{where}.{f}") for f, x in zip(cls._fields, v)]}
-        if not hasattr(v, "__dict__"):
-            raise TypeError(f"{where}: cannot store {cls.__qualname__} (it has no attribute dictionary)")
-        return {"__t": "object", **head, "state": self(dict(vars(v)), where)}
+        return {"__t": "object", **head, "state": self(_attributes(v), where)}
+
+
+def _attributes(v) -> dict:
+    """An object's attributes: its ``__dict__`` and any ``__slots__`` that are set."""
+    state = dict(vars(v)) if hasattr(v, "__dict__") else {}
+    for klass in type(v).__mro__:
+        for name in (klass.__dict__.get("__slots__", ()) if not isinstance(klass.__dict__.get("__slots__"), str)
+                     else (klass.__dict__["__slots__"],)):
+            if name not in ("__dict__", "__weakref__") and hasattr(v, name):
+                state[name] = getattr(v, name)
+    return state
 
 
 def _key(k, where):
@@ -197,7 +206,8 @@ def _decode(v, arrays):
         return _find_class(v["module"], v["qualname"])(*(_decode(x, arrays) for x in v["items"]))
     if t == "object":
         obj = object.__new__(_find_class(v["module"], v["qualname"]))
-        obj.__dict__.update(_decode(v["state"], arrays))
+        for name, value in _decode(v["state"], arrays).items():
+            object.__setattr__(obj, name, value)  # also for frozen dataclasses and __slots__
         return obj
     raise _Corrupt(f"a known value tag, found {t!r}")
 

@@ -174,7 +174,9 @@ def _read(dataset: str, modality: str):
 def _pancancer_data():
     path = data_dir() / "pancancer"
     if not path.is_dir():
-        raise FileNotFoundError(f"benchmark data folder {path} not found: set CMOT_DATA to the folder holding pancancer/")
+        raise FileNotFoundError(
+            f"benchmark data folder {path} not found: set CMOT_DATA to the folder holding pancancer/"
+        )
     return load_pancancer(str(path), PANCANCER_N_FEATURES)
 
 

@@ -268,13 +268,15 @@ def test_run_refuses_duplicated_names(files, tmp_path, capsys):
     d = files["d"]
     y_feats = [f"peak{j}" for j in range(d.source_y.shape[1])]
     dup_feats = y_feats[:-1] + ["peak3"]
-    pd.DataFrame(d.target_y, index=pd.Index(files["t_cells"], name="cell"), columns=dup_feats).to_csv(tmp_path / "t.csv")
+    cells = pd.Index(files["t_cells"], name="cell")
+    pd.DataFrame(d.target_y, index=cells, columns=dup_feats).to_csv(tmp_path / "t.csv")
     assert _run(files, "--target-y", str(tmp_path / "t.csv"), "--out", str(tmp_path / "o.csv"), "--quiet") == 1
     assert "--target-y: expected unique feature names, found 1 duplicated: peak3." in _one_line_error(capsys)
     dup_cells = files["t_cells"][:-1] + [files["t_cells"][0]]
     pd.DataFrame(d.target_y, index=pd.Index(dup_cells, name="cell"), columns=y_feats).to_csv(tmp_path / "t2.csv")
     assert _run(files, "--target-y", str(tmp_path / "t2.csv"), "--out", str(tmp_path / "o.csv"), "--quiet") == 1
-    assert f"--target-y: expected unique cell names, found 1 duplicated: {files['t_cells'][0]}." in _one_line_error(capsys)
+    first = files["t_cells"][0]
+    assert f"--target-y: expected unique cell names, found 1 duplicated: {first}." in _one_line_error(capsys)
     missing = y_feats[:-1] + ["other"]
     pd.DataFrame(d.target_y, index=pd.Index(files["t_cells"], name="cell"), columns=missing).to_csv(tmp_path / "t3.csv")
     assert _run(files, "--target-y", str(tmp_path / "t3.csv"), "--out", str(tmp_path / "o.csv"), "--quiet") == 1

@@ -122,9 +122,9 @@ def _damaged(tmp_path, mat):
     write_matrix(tmp_path / "good.h5ad", mat, CELLS, FEATS)
     write_matrix(tmp_path / "good.csv", mat, CELLS, FEATS)
     cases = {}
+    bad_value = gzip.compress(b"%%MatrixMarket matrix coordinate real general\n3 4 1\n1 1 x\n")
     for name, content in (("truncated_mtx", (good / "rna.mtx.gz").read_bytes()[:-20]),
-                          ("not_gzip_mtx", b"hello world"),
-                          ("bad_mtx_value", gzip.compress(b"%%MatrixMarket matrix coordinate real general\n3 4 1\n1 1 x\n"))):
+                          ("not_gzip_mtx", b"hello world"), ("bad_mtx_value", bad_value)):
         d = tmp_path / name
         shutil.copytree(good, d)
         (d / "rna.mtx.gz").write_bytes(content)
@@ -132,7 +132,8 @@ def _damaged(tmp_path, mat):
     raw = (tmp_path / "good.h5ad").read_bytes()
     for name, content in (("truncated.h5ad", raw[: len(raw) // 2]), ("junk.h5ad", b"junk" * 100),
                           ("binary.csv", bytes(range(128, 256)) * 3), ("ragged.csv", b"cell,a,b\nc1,1,2\nc2,1,2,3,4\n"),
-                          ("empty.csv", b""), ("truncated.csv.gz", gzip.compress((tmp_path / "good.csv").read_bytes())[:-8])):
+                          ("empty.csv", b""),
+                          ("truncated.csv.gz", gzip.compress((tmp_path / "good.csv").read_bytes())[:-8])):
         (tmp_path / name).write_bytes(content)
         cases[name] = (tmp_path / name, None, tmp_path / name)
     return cases

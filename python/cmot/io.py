@@ -43,11 +43,11 @@ def unreadable(path, kind: str):
 
     Examples
     --------
-    >>> with unreadable("x.csv", "CSV table"):
-    ...     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    >>> with unreadable("x.csv.gz", "CSV table"):  # doctest: +ELLIPSIS
+    ...     raise EOFError("Compressed file ended early")
     Traceback (most recent call last):
     ...
-    ValueError: path: expected a readable CSV table, found a damaged or truncated file 'x.csv' (EOFError: Compressed file ended before the end-of-stream marker was reached).
+    ValueError: path: expected a readable CSV table, found a damaged or truncated file 'x.csv.gz' (EOFError: ...
     """
     try:
         yield

@@ -10,11 +10,8 @@ from cmot.transport import (
     OTConvergenceError,
     OTConvergenceWarning,
     barycentric_map,
-    neighbor_distance_scale,
-    poorly_mapped_cells,
     sinkhorn_lpl1,
     sqeuclidean_cost,
-    unmatched_cells,
 )
 
 
@@ -165,39 +162,3 @@ def test_barycentric_map_is_row_normalized_average():
     pi = np.array([[0.1, 0.3], [0.2, 0.0]])
     tgt = np.array([[1.0, 0.0], [5.0, 2.0]])
     np.testing.assert_allclose(barycentric_map(pi, tgt), [[4.0, 1.5], [1.0, 0.0]])
-
-
-def test_unmatched_cells_flags_unseen_population_only():
-    rng = np.random.default_rng(0)
-    src = rng.normal(size=(300, 10))
-    seen = rng.normal(size=(100, 10))
-    unseen = rng.normal(size=(60, 10)) + 4  # a large new population, 37% of the target
-    flags, scores = unmatched_cells(np.r_[seen, unseen], src, neighbor_distance_scale(src, random_state=0))
-    assert flags[:100].mean() <= 0.02
-    assert flags[100:].mean() >= 0.95
-    assert scores[100:].min() > scores[:100].max()
-
-
-def test_unmatched_cells_discounts_an_offset_shared_by_the_whole_target():
-    # a query from another batch: every cell moved a little (known types), plus a
-    # new population far away; the shared offset is not flagged, the new type is
-    rng = np.random.default_rng(1)
-    src = rng.normal(size=(300, 10))
-    batch = rng.normal(size=(150, 10)) + 1.5
-    unseen = rng.normal(size=(30, 10)) + 5
-    scale = neighbor_distance_scale(src, random_state=0)
-    raw_flags, raw = unmatched_cells(np.r_[batch, unseen], src, scale, baseline_quantile=None)
-    flags, scores = unmatched_cells(np.r_[batch, unseen], src, scale)
-    assert raw_flags[:150].mean() > 0.3  # without the baseline the batch offset is flagged
-    assert flags[:150].mean() <= 0.02 and flags[150:].mean() >= 0.95
-    np.testing.assert_allclose(raw - scores, np.percentile(raw, 25))
-
-
-def test_isolation_forest_detector_runs_and_is_reproducible():
-    xs, xt, labels = _problem(ns=60, nt=50)
-    cost = sqeuclidean_cost(xs, xt)
-    pi = sinkhorn_lpl1(cost, labels, reg_e=1.0, reg_cl=0.1)
-    f1, s1 = poorly_mapped_cells(pi, cost, random_state=0)
-    f2, s2 = poorly_mapped_cells(pi, cost, random_state=0)
-    assert f1.shape == (50,) and f1.dtype == bool
-    np.testing.assert_array_equal(s1, s2)

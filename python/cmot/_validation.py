@@ -15,7 +15,9 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Matrix", "as_matrix", "check_labels", "check_int", "check_float"]
+from ._utils import duplicated
+
+__all__ = ["Matrix", "as_matrix", "check_labels", "check_int", "check_float", "check_unique_features"]
 
 
 @dataclass
@@ -44,6 +46,61 @@ def _describe(obj) -> str:
     shape = getattr(obj, "shape", None)
     name = type(obj).__module__ + "." + type(obj).__qualname__
     return f"{name} of shape {shape}" if shape is not None else name
+
+
+def _refuse_complex(dtype, name):
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(
+            f"{name}: expected real values, found complex dtype {dtype}; cmot would have to drop the "
+            "imaginary parts: pass the real part (x.real) or the modulus (abs(x)) if that is what you mean."
+        )
+
+
+def _dataframe_values(df, name: str):
+    """A DataFrame's values as a float array, or as CSR when every column is pandas
+    ``Sparse``; nullable (``Float64``, ``Int64``, ``boolean``) missing values become NaN."""
+    import pandas as pd
+    from pandas.api import types as pdt
+
+    dtypes = list(df.dtypes)
+    non_numeric = [c for c, t in zip(df.columns, dtypes) if not (pdt.is_numeric_dtype(t) or pdt.is_bool_dtype(t))]
+    if non_numeric:
+        shown = ", ".join(map(str, non_numeric[:5]))
+        raise TypeError(
+            f"{name}: expected numeric columns, found non-numeric columns: {shown}"
+            + (f" and {len(non_numeric) - 5} more" if len(non_numeric) > 5 else "")
+        )
+    complex_cols = [c for c, t in zip(df.columns, dtypes) if pdt.is_complex_dtype(t)]
+    if complex_cols:
+        _refuse_complex(np.dtype(complex), f"{name} (column {complex_cols[0]!r})")
+    if dtypes and all(isinstance(t, pd.SparseDtype) for t in dtypes):
+        return sp.csr_matrix(df.sparse.to_coo(), dtype=np.float64)
+    return df.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def check_unique_features(m: Matrix, name: str) -> None:
+    """Feature names of ``m`` (when it has them) must be unique: a duplicated name would
+    make matching by name pick one of the columns silently.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_unique_features(Matrix(np.ones((1, 3)), feature_names=np.array(["a", "b", "a"])), "source_y")
+    Traceback (most recent call last):
+    ...
+    ValueError: source_y: expected unique feature names, found 1 duplicated: a (columns 0, 2).
+    """
+    if m.feature_names is None:
+        return
+    names = [str(v) for v in m.feature_names]
+    dup = duplicated(names)
+    if dup:
+        cols = [i for i, v in enumerate(names) if v == dup[0]]
+        shown = ", ".join(dup[:10]) + (" ..." if len(dup) > 10 else "")
+        raise ValueError(
+            f"{name}: expected unique feature names, found {len(dup)} duplicated: {shown} "
+            f"(columns {', '.join(map(str, cols[:5]))}{' ...' if len(cols) > 5 else ''})."
+        )
 
 
 def as_matrix(obj, name: str, *, allow_sparse: bool = True, dtype=np.float64) -> Matrix:
@@ -86,14 +143,7 @@ def as_matrix(obj, name: str, *, allow_sparse: bool = True, dtype=np.float64) ->
         cells = np.asarray(obj.index, dtype=object)
         features = np.asarray(obj.columns, dtype=object)
         kind = "dataframe"
-        non_numeric = [c for c, t in zip(obj.columns, obj.dtypes) if not np.issubdtype(t, np.number) and t != bool]
-        if non_numeric:
-            shown = ", ".join(map(str, non_numeric[:5]))
-            raise TypeError(
-                f"{name}: expected numeric columns, found non-numeric columns: {shown}"
-                + (f" and {len(non_numeric) - 5} more" if len(non_numeric) > 5 else "")
-            )
-        data = obj.to_numpy()
+        data = _dataframe_values(obj, name)
     else:
         data = obj
 
@@ -104,6 +154,7 @@ def as_matrix(obj, name: str, *, allow_sparse: bool = True, dtype=np.float64) ->
             kind = "sparse" if kind == "array" else kind
             if not np.issubdtype(data.dtype, np.number) and data.dtype != bool:
                 raise TypeError(f"{name}: expected a numeric sparse matrix, found dtype {data.dtype}.")
+            _refuse_complex(data.dtype, name)
             data = sp.csr_matrix(data, dtype=dtype)
             data.sum_duplicates()
             vals = data.data
@@ -114,6 +165,7 @@ def as_matrix(obj, name: str, *, allow_sparse: bool = True, dtype=np.float64) ->
             raise TypeError(f"{name}: expected a numeric 2-D array, found {_describe(obj)}.") from exc
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise TypeError(f"{name}: expected numeric values, found dtype {arr.dtype} in {_describe(obj)}.")
+        _refuse_complex(arr.dtype, name)
         if arr.ndim != 2:
             raise ValueError(
                 f"{name}: expected a 2-D matrix (cells x features), found {arr.ndim}-D input of shape {arr.shape}."
@@ -132,19 +184,86 @@ def as_matrix(obj, name: str, *, allow_sparse: bool = True, dtype=np.float64) ->
     return Matrix(data=data, cell_names=cells, feature_names=features, kind=kind)
 
 
-def check_labels(labels, n: int, name: str = "labels") -> np.ndarray:
-    """Return ``labels`` as a 1-D array of length ``n`` (any hashable values)."""
+def _is_missing(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    return type(v).__name__ in ("NAType", "NaTType")
+
+
+def _where(positions, cell_names) -> str:
+    shown = [repr(cell_names[i]) if cell_names is not None else str(int(i)) for i in positions[:10]]
+    kind = "cells" if cell_names is not None else "positions"
+    return f"{kind} {', '.join(shown)}" + (" ..." if len(positions) > 10 else "")
+
+
+def _align_series(labels, n: int, cell_names, name: str):
+    """A pandas Series of labels in the order of the cells: by name when the cells have
+    names, else its index must be the default 0..n-1."""
+    index = labels.index
+    if cell_names is None:
+        if not (type(index).__name__ == "RangeIndex" and index.start == 0 and index.step == 1 and len(index) == n):
+            raise ValueError(
+                f"{name}: expected a Series with the default index 0..{n - 1} (the source cells have no names "
+                f"to align it by), found an index starting {list(index[:3])!r}; pass labels.to_numpy() to "
+                "use them in order, or give the source cells names."
+            )
+        return labels.to_numpy()
+    want = [str(c) for c in cell_names]
+    have = [str(c) for c in index]
+    if want == have:
+        return labels.to_numpy()
+    dup = duplicated(have)
+    missing = [c for c in want if c not in set(have)]
+    if dup or missing or len(have) != len(want):
+        detail = (f"{len(dup)} duplicated index names (first: {dup[0]!r})" if dup
+                  else f"{len(missing)} source cells missing from its index (first: {missing[0]!r})" if missing
+                  else f"{len(have) - len(want)} index names that are not source cells")
+        raise ValueError(f"{name}: expected a Series indexed by the {len(want)} source cell names, found {detail}.")
+    pos = {c: i for i, c in enumerate(have)}
+    return labels.to_numpy()[[pos[c] for c in want]]
+
+
+def check_labels(labels, n: int, name: str = "labels", *, cell_names=None) -> np.ndarray:
+    """Return ``labels`` as a 1-D array of length ``n`` (any hashable values, none missing).
+
+    A pandas Series is aligned to the cells by name when ``cell_names`` are known;
+    otherwise its index must be the default ``0..n-1``.  Missing labels (NaN, None,
+    ``pd.NA``) are an error that says how many and where.
+
+    Examples
+    --------
+    >>> check_labels(["a", "b"], 2).tolist()
+    ['a', 'b']
+    >>> check_labels(["a", float("nan"), None], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: labels: expected no missing labels, found 2 missing (NaN or None) at positions 1, 2.
+    """
     if _is_dataframe(labels):
         raise TypeError(f"{name}: expected a 1-D sequence of {n} labels, found a DataFrame; pass one column.")
+    if type(labels).__name__ == "Series" and hasattr(labels, "index"):
+        if len(labels) != n:
+            raise ValueError(f"{name}: expected one label per source Y cell ({n}), found {len(labels)} labels.")
+        labels = _align_series(labels, n, cell_names, name)
+    as_obj = np.asarray(labels, dtype=object) if not isinstance(labels, np.ndarray) else labels
+    if as_obj.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D sequence of {n} labels, found shape {as_obj.shape}.")
+    if as_obj.shape[0] != n:
+        raise ValueError(f"{name}: expected one label per source Y cell ({n}), found {as_obj.shape[0]} labels.")
+    if as_obj.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(as_obj))
+    elif as_obj.dtype == object:
+        missing = np.flatnonzero([_is_missing(v) for v in as_obj])
+    else:
+        missing = np.empty(0, dtype=np.intp)
+    if missing.size:
+        raise ValueError(
+            f"{name}: expected no missing labels, found {missing.size} missing (NaN or None) at "
+            f"{_where(missing, cell_names)}."
+        )
     arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D sequence of {n} labels, found shape {arr.shape}.")
-    if arr.shape[0] != n:
-        raise ValueError(f"{name}: expected one label per source Y cell ({n}), found {arr.shape[0]} labels.")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise ValueError(f"{name}: expected no missing labels, found {int(np.isnan(arr).sum())} NaN.")
-    if arr.dtype == object and any(v is None for v in arr):
-        raise ValueError(f"{name}: expected no missing labels, found None.")
     return arr
 
 

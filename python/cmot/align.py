@@ -13,13 +13,16 @@ of its nearest aligned X cell (or of its known partner, when it has one).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
 from sklearn.decomposition import TruncatedSVD
 from sklearn.neighbors import NearestNeighbors
 
-__all__ = ["knn_graph", "correspondence_matrix", "manifold_align", "match_aligned", "match_matrix"]
+__all__ = ["knn_graph", "correspondence_matrix", "manifold_align", "match_aligned", "match_matrix", "Alignment",
+           "align_source"]
 
 
 def _reduce(data, n_dims, random_state):
@@ -240,3 +243,58 @@ def match_matrix(emb_x, emb_y, correspondence=None, n_neighbors: int = 1):
     m.sum_duplicates()
     m.eliminate_zeros()
     return m
+
+
+@dataclass
+class Alignment:
+    """Step A's result: the X profile of each source Y cell and how it was found."""
+
+    source_x: object
+    aligned_index: np.ndarray
+    match_matrix: sp.csr_matrix
+    embedding_x: np.ndarray
+    embedding_y: np.ndarray
+
+
+def align_source(x, y, correspondence, *, n_components: int = 10, align_neighbors: int = 5, mu: float = 0.5,
+                 match_neighbors: int = 10, random_state=None, verbose: bool = False) -> Alignment:
+    """Step A for a partly paired source: align X and Y cells (:func:`manifold_align`)
+    and give each Y cell an X profile, its known partner's or, with
+    ``match_neighbors=1``, its nearest aligned X cell's (the paper), else the mean of
+    its ``match_neighbors`` nearest aligned X cells (:func:`match_matrix`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cmot.datasets import make_multimodal
+    >>> d = make_multimodal(60, 10, random_state=0)
+    >>> known = np.arange(0, 60, 2)  # half the cells paired
+    >>> al = align_source(d.source_x, d.source_y, np.c_[known, known], random_state=0)
+    >>> al.source_x.shape, bool((al.aligned_index[known] == known).all())
+    ((60, 30), True)
+    """
+    from ._utils import timed_step
+
+    n_x, n_y = x.shape[0], y.shape[0]
+    w = correspondence_matrix(correspondence, n_x, n_y)
+    if align_neighbors >= min(n_x, n_y):
+        raise ValueError(
+            f"align_neighbors: expected fewer than the number of cells in each modality "
+            f"({min(n_x, n_y)}), found {align_neighbors}."
+        )
+    if n_components >= n_x + n_y - 2:
+        raise ValueError(
+            f"n_components: expected fewer than {n_x + n_y - 2} (source X + Y cells - 2), found {n_components}."
+        )
+    with timed_step("manifold alignment (Step A)", verbose):
+        ex, ey = manifold_align(x, y, w, n_components=n_components, n_neighbors=align_neighbors, mu=mu,
+                                random_state=random_state)
+        idx = match_aligned(ex, ey, w)
+        m = match_matrix(ex, ey, w, match_neighbors)
+    if match_neighbors == 1:  # the paper: the partner's own profile
+        source_x = x[idx]
+    else:
+        source_x = m @ x
+        if sp.issparse(source_x):
+            source_x = sp.csr_matrix(source_x)
+    return Alignment(source_x=source_x, aligned_index=idx, match_matrix=m, embedding_x=ex, embedding_y=ey)

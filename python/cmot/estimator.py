@@ -1,33 +1,49 @@
-"""The :class:`CMOT` estimator: validates, stores parameters and fitted
-attributes, and calls the step functions of :mod:`cmot.align`,
-:mod:`cmot.transport` and :mod:`cmot.infer` in order."""
+"""The :class:`CMOT` estimator: checks the input, calls the steps (alignment,
+representation, automatic choices, labels, transport, poorly mapped cells,
+inference) in order and keeps their results as fitted attributes.
+
+Each step lives in its own module: :mod:`cmot.align` (Step A),
+:mod:`cmot.representation`, :mod:`cmot.choices`, :mod:`cmot.labels`,
+:mod:`cmot.transport` (Step B), :mod:`cmot.poorly_mapped` and :mod:`cmot.infer`
+(Step C); the parameters are declared in :mod:`cmot._params`.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from . import __version__
 from ._params import PARAMETER_CONSTRAINTS, check_params
-from ._validation import Matrix, as_matrix, check_labels
-from .align import correspondence_matrix, manifold_align, match_aligned, match_matrix
-from .infer import exp_weights, knn_weights, nearest_neighbors, variable_features, weighted_average
-from .transport import (
-    barycentric_map,
-    make_pca,
-    signal_components,
+from ._utils import match_names, timed_step
+from ._validation import Matrix, as_matrix, check_unique_features
+from .align import align_source
+from .choices import (  # noqa: F401  (re-exported: the automatic choices' public names)
+    AUTO_K_GRID,
+    AUTO_PCS_GRID,
+    AUTO_PCS_PROBE_K,
+    AUTO_SHRINKAGE_GRID,
+    SHRINKAGE_WARN,
+    choose,
+    select_n_neighbors,
+    select_shrinkage,
+)
+from .infer import infer_x, move_source
+from .labels import source_labels, ward_labels
+from .poorly_mapped import detect_poorly_mapped
+from .representation import SCALE_CLIP, Representation  # noqa: F401
+from .transport import (  # noqa: F401  (re-exported)
+    AUTO_REG_FRACTION,
+    AUTO_REG_NEIGHBOR,
+    LARGE_PROBLEM,
+    REG_E_WARN_RATIO,
+    check_transport_memory,
+    resolve_reg_e,
+    solve_transport,
     transport_shift,
-    neighbor_distance_scale,
-    poorly_mapped_cells,
-    sinkhorn_lpl1,
-    sqeuclidean_cost,
-    unmatched_cells,
 )
 
 logger = logging.getLogger("cmot")
@@ -35,243 +51,15 @@ logger = logging.getLogger("cmot")
 __all__ = ["CMOT", "PAPER_MODE", "PoorlyMappedWarning", "ward_labels", "resolve_reg_e", "select_n_neighbors",
            "select_shrinkage"]
 
-#: ``reg_e=None`` sets the entropic weight to this multiple of the median (over source
-#: cells) of the cost to their ``AUTO_REG_NEIGHBOR``-th nearest target cell: a local scale,
-#: so the barycentric map keeps neighbourhoods apart instead of averaging whole clusters.
-AUTO_REG_FRACTION = 0.2
-AUTO_REG_NEIGHBOR = 10
-#: Candidate numbers of neighbours for ``n_neighbors="auto"``.
-AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
-#: Candidate numbers of principal components for ``n_pcs="auto"``, compared at
-#: ``k = AUTO_PCS_PROBE_K`` neighbours (or the given ``n_neighbors``).
-AUTO_PCS_GRID = (5, 10, 20, 30, 50)
-AUTO_PCS_PROBE_K = 30
-#: Candidate weights of the source mean for ``shrinkage="auto"``.
-AUTO_SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: ``shrinkage="auto"`` at or above this warns that Y predicts X little better than the mean.
-SHRINKAGE_WARN = 0.5
-#: A user's reg_e this many times above or below the automatic one gets a warning.
-REG_E_WARN_RATIO = 50.0
-#: ``scale=True`` clips standardized values to +-SCALE_CLIP (Seurat's ScaleData default).
-SCALE_CLIP = 10.0
 #: The parameters that make CMOT follow the paper exactly (``CMOT(**PAPER_MODE)``): the OT
 #: cost on every shared feature, neighbours on the raw variable features, balanced OT,
 #: the barycentric map, ``exp(-distance)`` weights, the nearest aligned cell, no shrinkage.
 PAPER_MODE = dict(match_neighbors=1, scale=False, n_pcs=None, barycentric_weight=1.0, shrinkage=0.0, reg_m=None,
                   weight_scale=1.0)
-#: Above this many source x target pairs the OT works in float32, in place.
-LARGE_PROBLEM = 25_000_000
 
 
 class PoorlyMappedWarning(UserWarning):
     """Some target cells are mapped unlike the rest (see ``CMOT.outliers_``)."""
-
-
-def ward_labels(y, n_clusters: int, *, n_dims: int = 30, max_cells: int = 5000, random_state=None) -> np.ndarray:
-    """Ward hierarchical clusters of the rows of ``y`` (on at most ``n_dims`` PCs).
-
-    Departure from the reference code, which clusters the raw features: Ward runs
-    on the leading principal components and, above ``max_cells`` cells, on a
-    random subset whose cluster centroids then label every cell; this keeps it
-    fast and memory-light for tens of thousands of cells and features.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> y = np.r_[np.zeros((5, 3)), np.ones((5, 3)) * 10] + np.arange(10)[:, None] * 0.01
-    >>> ward_labels(y, 2).tolist()
-    [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
-    """
-    from scipy.cluster.hierarchy import fcluster, ward
-    from sklearn.decomposition import TruncatedSVD
-
-    n, p = y.shape
-    if n_clusters == 1:
-        return np.zeros(n, dtype=np.int64)
-    if p > n_dims:
-        if sp.issparse(y) or n * p >= 2e7:
-            emb = TruncatedSVD(n_components=min(n_dims, n - 1), random_state=random_state).fit_transform(y)
-        else:
-            centered = y - y.mean(axis=0)
-            u, s, _ = np.linalg.svd(centered, full_matrices=False)
-            emb = u[:, :n_dims] * s[:n_dims]
-    else:
-        emb = y.toarray() if sp.issparse(y) else np.asarray(y)
-    if n > max_cells:
-        # Ward is quadratic in cells: cluster a random subset, then give every cell
-        # the label of the nearest cluster centroid.
-        pick = np.sort(np.random.default_rng(random_state).choice(n, max_cells, replace=False))
-        sub = fcluster(ward(emb[pick]), t=n_clusters, criterion="maxclust")
-        ids = np.unique(sub)
-        centroids = np.stack([emb[pick][sub == i].mean(axis=0) for i in ids])
-        idx, _ = nearest_neighbors(emb, centroids, 1)
-        raw = ids[idx[:, 0]]
-    else:
-        raw = fcluster(ward(emb), t=n_clusters, criterion="maxclust")
-    # relabel 0..n_clusters-1 in order of first appearance (deterministic)
-    _, first = np.unique(raw, return_index=True)
-    order = np.argsort(first)
-    mapping = {raw[first[o]]: i for i, o in enumerate(order)}
-    return np.array([mapping[v] for v in raw], dtype=np.int64)
-
-
-def resolve_reg_e(reg_e, cost, *, max_rows: int = 2000, random_state=None) -> float:
-    """The entropic weight to use: ``reg_e``, or a local cost scale when None.
-
-    ``None`` gives ``AUTO_REG_FRACTION`` times the median, over source cells, of the
-    cost to their ``AUTO_REG_NEIGHBOR``-th nearest target cell.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> resolve_reg_e(5e3, np.ones((3, 3)))
-    5000.0
-    >>> resolve_reg_e(None, np.tile(np.arange(20.0), (4, 1)))  # 0.2 x the 10th smallest cost
-    2.0
-    """
-    if reg_e is not None:
-        return float(reg_e)
-    kth = min(AUTO_REG_NEIGHBOR, cost.shape[1] - 1)
-    rows = cost
-    if cost.shape[0] > max_rows:  # a random subset of source cells is enough for a median
-        pick = np.random.default_rng(random_state).choice(cost.shape[0], max_rows, replace=False)
-        rows = cost[np.sort(pick)]
-    local = np.partition(rows, kth, axis=1)[:, kth]
-    med = float(np.median(local))
-    if med <= 0:
-        med = float(cost.mean()) or 1.0
-    return AUTO_REG_FRACTION * med
-
-
-def _loo_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None):
-    """Leave-one-out neighbours on the source: at most ``max_cells`` random source cells
-    (``query``, sorted) and their ``k_max`` nearest *other* source cells (indices, distances)."""
-    n = rep.shape[0]
-    rng = np.random.default_rng(random_state)
-    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
-    idx, dist = nearest_neighbors(rep[query], rep, k_max + 1)
-    # drop each cell itself (or one exact duplicate standing for it)
-    self_pos = np.argmax(idx == query[:, None], axis=1)
-    keep = np.ones(idx.shape, dtype=bool)
-    keep[np.arange(len(query)), self_pos] = False
-    return query, idx[keep].reshape(len(query), -1), dist[keep].reshape(len(query), -1)
-
-
-def _rows(x, rows):
-    out = x[rows]
-    return out.toarray() if sp.issparse(out) else np.asarray(out)
-
-
-def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = 2000, random_state=None,
-                       return_loo: bool = False):
-    """Choose ``k`` for Step C by leave-one-out prediction on the source.
-
-    Each of at most ``max_cells`` source cells has its X predicted from its
-    ``k`` nearest other source cells in the Step C space (``exp(-d)`` weights,
-    as in :func:`cmot.infer.knn_weights`); the score is the mean of the mean
-    cell-wise and mean feature-wise Pearson correlations.
-
-    Returns
-    -------
-    best_k : int
-    scores : dict
-        ``{k: score}`` for every candidate tried.
-    loo : tuple
-        With ``return_loo=True``: ``(query, x_true, prediction)``, the left-out
-        cells, their X and their prediction at ``best_k``, for
-        :func:`select_shrinkage`.
-    """
-    from .metrics import _rowwise_pearson
-
-    n = rep.shape[0]
-    ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
-    query, idx, dist = _loo_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
-    x_true = _rows(x, query)
-    scores, best, best_pred = {}, None, None
-    for k in ks:  # ascending: on a tie the smaller k stays best
-        pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k], weight_scale))
-        cell = np.nanmean(_rowwise_pearson(x_true, pred))
-        feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
-        scores[k] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
-        if best is None or scores[k] > scores[best]:
-            best, best_pred = k, pred
-    if return_loo:
-        return best, scores, (query, x_true, best_pred)
-    return best, scores
-
-
-def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="auto", max_cells: int = 2000,
-                     random_state=None, loo=None):
-    """Choose how far Step C's predictions are pulled toward the source mean of X.
-
-    The prediction becomes ``(1 - s) * knn + s * mean``.  Each candidate ``s`` is
-    scored by the mean cell-wise Pearson correlation of the leave-one-out
-    prediction of at most ``max_cells`` source cells from their ``k`` nearest
-    other source cells (as in :func:`select_n_neighbors`; the mean leaves the
-    predicted cell out too).  The smallest ``s`` whose per-cell scores fall short
-    of the best candidate's by no more than one standard error of that
-    difference is chosen (a paired one-standard-error rule): the neighbours'
-    prediction is kept unless the mean is clearly better, which happens when Y
-    says little about X.  Feature-wise correlations do not depend on ``s``.
-
-    ``loo``, the ``(query, x_true, prediction)`` of :func:`select_n_neighbors`
-    with ``return_loo=True`` at this ``k``, saves computing the prediction again.
-
-    Returns
-    -------
-    best_s : float
-    scores : dict
-        ``{s: score}`` for every candidate.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> y = rng.normal(size=(300, 5))
-    >>> x_informative = y @ rng.normal(size=(5, 8)) + 0.1 * rng.normal(size=(300, 8))
-    >>> select_shrinkage(y, x_informative, 10, random_state=0)[0]
-    0.0
-    >>> x_noise = rng.normal(size=(300, 8)) + np.arange(8)  # unrelated to y
-    >>> select_shrinkage(y, x_noise, 10, random_state=0)[0] > 0
-    True
-    """
-    from .metrics import _rowwise_pearson
-
-    n = rep.shape[0]
-    if loo is None:
-        k = max(1, min(int(k), n - 1))
-        query, idx, dist = _loo_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
-        x_true = _rows(x, query)
-        knn = weighted_average(x, idx, exp_weights(dist, weight_scale))
-    else:
-        query, x_true, knn = loo
-    # each left-out cell is predicted without itself, so the mean leaves it out too
-    total = np.asarray(x.sum(axis=0)).ravel()
-    mean = np.subtract(total[None, :], x_true)
-    mean /= n - 1
-    per_cell = {}
-    for s in sorted(float(v) for v in grid):
-        r = _rowwise_pearson(x_true, (1 - s) * knn + s * mean)
-        per_cell[s] = np.nan_to_num(r, nan=-1.0)
-    scores = {s: float(r.mean()) for s, r in per_cell.items()}
-    best = max(scores, key=lambda s: (scores[s], -s))
-
-    def within_one_se(s):
-        deficit = per_cell[best] - per_cell[s]
-        se = deficit.std(ddof=1) / np.sqrt(deficit.size) if deficit.size > 1 else 0.0
-        return deficit.mean() <= se
-
-    return min(s for s in scores if within_one_se(s)), scores
-
-
-@contextmanager
-def _step(name, verbose):
-    t0 = time.perf_counter()
-    if verbose:
-        logger.info("cmot: %s ...", name)
-    yield
-    if verbose:
-        logger.info("cmot: %s done in %.2f s", name, time.perf_counter() - t0)
 
 
 class CMOT(BaseEstimator):
@@ -403,6 +191,9 @@ class CMOT(BaseEstimator):
         X profile of each source Y cell (its own, or its aligned partner's).
     labels_ : ndarray of shape (n_source,)
         Labels of the source Y cells used by the label regularizer.
+    representation_ : cmot.representation.Representation
+        The Step B/C space fitted on the source; ``features_``, ``scale_mean_``,
+        ``scale_sd_`` and ``pca_`` read its attributes.
     features_ : ndarray of int
         Columns of Y used for Steps B and C.
     scale_mean_, scale_sd_ : ndarray of shape (len(features_),) or None
@@ -410,13 +201,16 @@ class CMOT(BaseEstimator):
     pca_ : sklearn.decomposition.PCA or None
         PCA of those columns (None when ``n_pcs=None``); its first ``n_pcs_``
         components are used.
+    source_rep_ : ndarray of shape (n_source, n_pcs_ or len(features_))
+        Source Y cells in that space.
     n_pcs_ : int or None
         The number of principal components used.
     n_pcs_scores_ : dict or None
         With ``n_pcs="auto"``: ``{n_pcs: leave-one-out score}`` of each
         candidate.
     n_neighbors_ : int
-        The ``k`` used in Step C.
+        The ``k`` used in Step C (a given ``n_neighbors`` above the number of
+        source cells is capped at it, with a warning).
     k_scores_ : dict or None
         Leave-one-out score of each candidate ``k`` (``n_neighbors="auto"``).
     shrinkage_ : float
@@ -515,12 +309,12 @@ class CMOT(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ params
     #: Each parameter and what it accepts (declared once, in :mod:`cmot._params`).
     _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def set_params(self, **params):
         """Set parameters (scikit-learn convention); unknown names raise ``ValueError``."""
+        check_params({k: getattr(self, k, None) for k in params if k in self._parameter_constraints} or {})
         for key in params:
             if key not in self._parameter_constraints:
                 raise ValueError(
@@ -548,7 +342,9 @@ class CMOT(BaseEstimator):
             None (default) means fully paired: row i of X and of Y is the same
             cell, and alignment (Step A) is skipped.
         labels : array-like of shape (n_y,), optional
-            Prior labels of the source Y cells (cell types, treatment times).
+            Prior labels of the source Y cells (cell types, treatment times); none
+            may be missing.  A pandas Series is matched to the cells by name when
+            ``source_y`` has cell names, else its index must be ``0..n_y-1``.
             None means Ward clusters (``n_clusters``) of source Y.
 
         Returns
@@ -556,8 +352,35 @@ class CMOT(BaseEstimator):
         self : CMOT
         """
         p = self.params_ = self._check_params()
+        xm, ym = self._check_source(source_x, source_y, correspondence, labels, p)
+        source_x_rows = self._align(xm, ym, correspondence, p)
+        n_components = None if p["n_pcs"] is None else (max(AUTO_PCS_GRID) if p["n_pcs"] == "auto" else p["n_pcs"])
+        rep = Representation(n_features=p["n_features"], scale=p["scale"], n_components=n_components,
+                             random_state=p["random_state"], verbose=p["verbose"])
+        full = rep.fit_transform(ym.data)
+        chosen = choose(full, source_x_rows, n_pcs=p["n_pcs"], n_neighbors=p["n_neighbors"],
+                        shrinkage=p["shrinkage"], weight_scale=p["weight_scale"], random_state=p["random_state"],
+                        verbose=p["verbose"])
+        rep.n_pcs_ = chosen.n_pcs
+        self.representation_ = rep
+        self.source_rep_ = full if chosen.n_pcs is None else full[:, : chosen.n_pcs]
+        self.labels_ = source_labels(labels, self.source_rep_ if rep.pca_ is not None else ym.data,
+                                     n_clusters=p["n_clusters"], cell_names=ym.cell_names,
+                                     random_state=p["random_state"], verbose=p["verbose"])
+        self._set_choices(chosen)
+        self.x_mean_ = np.asarray(source_x_rows.mean(axis=0), dtype=np.float64).ravel()
+        self.source_x_, self.source_y_ = source_x_rows, ym.data
+        self.feature_names_y_, self.feature_names_x_ = ym.feature_names, xm.feature_names
+        self.n_features_in_, self.n_features_out_ = ym.shape[1], xm.shape[1]
+        self.version_ = __version__
+        return self
+
+    @staticmethod
+    def _check_source(source_x, source_y, correspondence, labels, p):
         xm = as_matrix(source_x, "source_x")
         ym = as_matrix(source_y, "source_y")
+        check_unique_features(xm, "source_x")
+        check_unique_features(ym, "source_y")
         n_x, n_y = xm.shape[0], ym.shape[0]
         if correspondence is None and n_x != n_y:
             raise ValueError(
@@ -566,125 +389,55 @@ class CMOT(BaseEstimator):
                 "to align partly paired modalities."
             )
         if correspondence is None and xm.cell_names is not None and ym.cell_names is not None:
-            if not np.array_equal(xm.cell_names, ym.cell_names):
-                mism = int(np.sum(xm.cell_names != ym.cell_names))
+            differ = xm.cell_names != ym.cell_names
+            if np.any(differ):
                 raise ValueError(
                     f"source_x and source_y: expected the same cells in the same order when fully paired, "
-                    f"found {mism} cell names that differ (first: {xm.cell_names[xm.cell_names != ym.cell_names][0]!r})."
+                    f"found {int(np.sum(differ))} cell names that differ (first: {xm.cell_names[differ][0]!r})."
                 )
         if n_y < 2:
             raise ValueError(f"source_y: expected at least 2 source cells, found {n_y}.")
         if p["n_clusters"] > n_y and labels is None:
-            raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), found {p['n_clusters']}.")
+            raise ValueError(
+                f"n_clusters: expected at most the number of source cells ({n_y}), found {p['n_clusters']}."
+            )
+        return xm, ym
 
+    def _align(self, xm, ym, correspondence, p):
+        """Step A when the source is partly paired: the X profile of each source Y cell."""
         self.aligned_index_ = self.match_matrix_ = self.embedding_x_ = self.embedding_y_ = None
-        if correspondence is not None:
-            w = correspondence_matrix(correspondence, n_x, n_y)
-            if p["align_neighbors"] >= min(n_x, n_y):
-                raise ValueError(
-                    f"align_neighbors: expected fewer than the number of cells in each modality "
-                    f"({min(n_x, n_y)}), found {p['align_neighbors']}."
-                )
-            if p["n_components"] >= n_x + n_y - 2:
-                raise ValueError(
-                    f"n_components: expected fewer than {n_x + n_y - 2} (source X + Y cells - 2), found {p['n_components']}."
-                )
-            with _step("manifold alignment (Step A)", self.verbose):
-                ex, ey = manifold_align(
-                    xm.data,
-                    ym.data,
-                    w,
-                    n_components=p["n_components"],
-                    n_neighbors=p["align_neighbors"],
-                    mu=p["mu"],
-                    random_state=self.random_state,
-                )
-                idx = match_aligned(ex, ey, w)
-                self.match_matrix_ = match_matrix(ex, ey, w, p["match_neighbors"])
-            self.embedding_x_, self.embedding_y_, self.aligned_index_ = ex, ey, idx
-            if p["match_neighbors"] == 1:  # the paper: the partner's own profile
-                source_x_rows = xm.data[idx]
-            else:
-                source_x_rows = self.match_matrix_ @ xm.data
-                if sp.issparse(source_x_rows):
-                    source_x_rows = sp.csr_matrix(source_x_rows)
-        else:
-            source_x_rows = xm.data
+        if correspondence is None:
+            return xm.data
+        al = align_source(xm.data, ym.data, correspondence, n_components=p["n_components"],
+                          align_neighbors=p["align_neighbors"], mu=p["mu"], match_neighbors=p["match_neighbors"],
+                          random_state=p["random_state"], verbose=p["verbose"])
+        self.aligned_index_, self.match_matrix_ = al.aligned_index, al.match_matrix
+        self.embedding_x_, self.embedding_y_ = al.embedding_x, al.embedding_y
+        return al.source_x
 
-        self.features_ = variable_features(ym.data, p["n_features"])
-        self.pca_ = self.scale_mean_ = self.scale_sd_ = None
-        sel = _dense(ym.data[:, self.features_])
-        if p["scale"]:
-            self.scale_mean_ = sel.mean(axis=0)
-            sd = sel.std(axis=0)
-            sd[sd == 0] = 1.0
-            self.scale_sd_ = sd
-            sel = self._standardize(sel)
-        self.n_pcs_scores_ = self.k_scores_ = None
-        k = None if p["n_neighbors"] == "auto" else p["n_neighbors"]
-        loo = None  # the leave-one-out prediction at k, when choosing k or n_pcs made one
-        if p["n_pcs"] is not None:
-            cap = min(sel.shape[0] - 1, sel.shape[1])
-            wanted = max(AUTO_PCS_GRID) if p["n_pcs"] == "auto" else p["n_pcs"]
-            n_pcs = min(wanted, cap)
-            with _step(f"PCA of {sel.shape[1]} variable Y features to {n_pcs} components", self.verbose):
-                self.pca_ = make_pca(n_pcs, sel.shape, self.random_state).fit(sel)
-                rep = self.pca_.transform(sel)
-            if p["n_pcs"] == "auto":
-                with _step("choosing n_pcs and n_neighbors by leave-one-out on the source", self.verbose):
-                    n_pcs, k, loo = self._select_pcs(rep, source_x_rows, k)
-            self.source_rep_ = rep[:, :n_pcs]
-            self.n_pcs_ = int(n_pcs)
-        else:
-            self.source_rep_ = sel
-            self.n_pcs_ = None
+    def _set_choices(self, chosen):
+        self.n_pcs_ = chosen.n_pcs
+        self.n_neighbors_ = chosen.n_neighbors
+        self.shrinkage_ = chosen.shrinkage
+        self.n_pcs_scores_ = chosen.n_pcs_scores
+        self.k_scores_ = chosen.k_scores
+        self.shrinkage_scores_ = chosen.shrinkage_scores
 
-        if labels is None:
-            with _step(f"Ward clustering of source Y into {p['n_clusters']} labels", self.verbose):
-                space = self.source_rep_ if self.pca_ is not None else ym.data
-                lab = ward_labels(space, p["n_clusters"], random_state=self.random_state)
-        else:
-            lab = check_labels(labels, n_y)
+    # the representation's fitted attributes, under the names they have always had
+    features_ = property(lambda self: self.representation_.features_, doc="Columns of Y used for Steps B and C.")
+    scale_mean_ = property(lambda self: self.representation_.scale_mean_, doc="Source mean of those columns.")
+    scale_sd_ = property(lambda self: self.representation_.scale_sd_, doc="Source deviation of those columns.")
+    pca_ = property(lambda self: self.representation_.pca_, doc="PCA of those columns, or None.")
 
-        if k is None:
-            with _step("choosing n_neighbors by leave-one-out on the source", self.verbose):
-                k, self.k_scores_, loo = select_n_neighbors(
-                    self.source_rep_, source_x_rows, weight_scale=self.weight_scale, random_state=self.random_state,
-                    return_loo=True,
-                )
-        self.n_neighbors_ = int(k)
-        self.x_mean_ = np.asarray(source_x_rows.mean(axis=0), dtype=np.float64).ravel()
-        self.shrinkage_scores_ = None
-        if p["shrinkage"] == "auto":
-            with _step("choosing shrinkage by leave-one-out on the source", self.verbose):
-                shrink, self.shrinkage_scores_ = select_shrinkage(
-                    self.source_rep_, source_x_rows, k, weight_scale=self.weight_scale, random_state=self.random_state,
-                    loo=loo,
-                )
-            if shrink >= SHRINKAGE_WARN:
-                sc = self.shrinkage_scores_
-                warnings.warn(
-                    f"shrinkage: the shared modality predicts X little better than the source average "
-                    f"(leave-one-out mean cell-wise r {sc[0.0]:.3f} from the {k} nearest source cells, "
-                    f"{sc[shrink]:.3f} with {shrink:g} of the average), so predictions are pulled "
-                    f"{shrink:.0%} of the way to the average profile: they will differ little between cells "
-                    "(shrinkage=0 keeps the neighbours' average).",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        else:
-            shrink = p["shrinkage"]
-        self.shrinkage_ = float(shrink)
-
-        self.source_x_ = source_x_rows
-        self.source_y_ = ym.data
-        self.labels_ = lab
-        self.feature_names_y_ = ym.feature_names
-        self.feature_names_x_ = xm.feature_names
-        self.n_features_in_ = ym.shape[1]
-        self.n_features_out_ = xm.shape[1]
-        self.version_ = __version__
-        return self
+    def __setstate__(self, state):
+        """Models pickled by cmot 0.3 keep the representation's attributes on the estimator."""
+        if "representation_" not in state and "features_" in state:
+            rep = Representation(n_features=state.get("n_features", 4000), scale=state.get("scale", True),
+                                 n_components=None, random_state=state.get("random_state"))
+            for name in ("features_", "scale_mean_", "scale_sd_", "pca_", "n_pcs_"):
+                setattr(rep, name, state.pop(name, None) if name != "n_pcs_" else state.get(name))
+            state["representation_"] = rep
+        super().__setstate__(state)
 
     # ----------------------------------------------------------------- predict
     def _check_fitted(self):
@@ -695,23 +448,41 @@ class CMOT(BaseEstimator):
         tm = as_matrix(target_y, "target_y")
         names = self.feature_names_y_
         if names is not None and tm.feature_names is not None:
-            src = [str(n) for n in names]
-            pos = {str(n): i for i, n in enumerate(tm.feature_names)}
-            missing = [n for n in src if n not in pos]
-            if missing:
-                shown = ", ".join(missing[:10])
-                raise ValueError(
-                    f"target_y: expected every source Y feature, found {len(missing)} missing "
-                    f"(of {len(src)}): {shown}" + (" ..." if len(missing) > 10 else "")
-                )
-            cols = np.array([pos[n] for n in src])
-            if not np.array_equal(cols, np.arange(tm.shape[1])):
+            cols = match_names(names, tm.feature_names, "target_y", found_arg="target_y")
+            if cols is not None:
                 tm.data = tm.data[:, cols]
         elif tm.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"target_y: expected {self.n_features_in_} features (as source_y in fit), found {tm.shape[1]}."
             )
         return tm
+
+    def _check_memory(self, n_target: int):
+        import scipy.sparse as sp
+
+        check_transport_memory(
+            self.source_y_.shape[0], n_target, keep_cost=self.outlier_method == "isolation_forest",
+            barycentric=self.params_["barycentric_weight"] > 0,
+            sparse_cost=self.representation_.pca_ is None and sp.issparse(self.source_y_),
+        )
+
+    def _transport(self, target, keep_cost=False):
+        """Step B: the :class:`cmot.transport.TransportResult` between the source and ``target``."""
+        rep = self.representation_
+        p = self.params_
+        tgt_rep = rep.transform(target)
+        if rep.pca_ is not None:
+            src, tgt = self.source_rep_, tgt_rep
+        else:  # the paper: squared Euclidean cost on every shared feature
+            src, tgt = self.source_y_, target
+        hint = " (the paper's values are for n_pcs=None, reg_m=None)" if rep.pca_ is not None else ""
+        result = solve_transport(
+            src, tgt, self.labels_, reg_e=self.reg_e, reg_cl=p["reg_cl"], reg_m=p["reg_m"],
+            max_iter=p["max_iter"], max_inner_iter=p["max_inner_iter"], tol=p["tol"], keep_cost=keep_cost,
+            source_rep=self.source_rep_, target_rep=tgt_rep, random_state=p["random_state"],
+            verbose=p["verbose"], reg_e_hint=hint,
+        )
+        return result, tgt_rep
 
     def transport(self, target_y):
         """The label-regularized OT coupling between source and target cells.
@@ -726,96 +497,9 @@ class CMOT(BaseEstimator):
         """
         self._check_fitted()
         tm = self._target(target_y)
-        coupling_s, order, cost_s = self._transport(tm.data, keep_cost=True)
-        coupling = np.empty_like(coupling_s)
-        coupling[order] = coupling_s
-        cost = np.empty_like(cost_s)
-        cost[order] = cost_s
-        return coupling, cost
-
-    def _select_pcs(self, rep, x, k):
-        """The number of leading components of ``rep`` with the best leave-one-out score on
-        the source at ``k`` (or ``AUTO_PCS_PROBE_K`` when ``k`` is None, which is then
-        chosen on those components); sets ``n_pcs_scores_`` and ``k_scores_``.  Also returns
-        the leave-one-out prediction at that ``k`` (see :func:`select_n_neighbors`)."""
-        cands = sorted({min(d, rep.shape[1]) for d in AUTO_PCS_GRID})
-        probe = AUTO_PCS_PROBE_K if k is None else k
-        scores, best_d, loo = {}, None, None
-        for d in cands:  # ascending: on a tie the fewer components stay best
-            best, sc, this = select_n_neighbors(
-                rep[:, :d], x, grid=(probe,), weight_scale=self.weight_scale, random_state=self.random_state,
-                return_loo=True,
-            )
-            scores[d] = sc[best]
-            if best_d is None or scores[d] > scores[best_d]:  # keep the best candidate's prediction only
-                best_d, loo = d, this
-        self.n_pcs_scores_ = {int(d): float(s) for d, s in scores.items()}
-        if k is None:
-            loo = None  # replaced by the prediction at the chosen k
-            k, self.k_scores_, loo = select_n_neighbors(
-                rep[:, :best_d], x, weight_scale=self.weight_scale, random_state=self.random_state, return_loo=True
-            )
-        return best_d, k, loo
-
-    def _standardize(self, sel):
-        """Features centred and scaled by their source mean and sd, clipped to +-SCALE_CLIP."""
-        out = (sel - self.scale_mean_) / self.scale_sd_
-        return np.clip(out, -SCALE_CLIP, SCALE_CLIP, out=out)
-
-    def _represent(self, target):
-        """Target cells in the Step B/C space: PCA of the (standardized) variable features, or those features."""
-        sel = _dense(target[:, self.features_])
-        if self.scale_mean_ is not None:
-            sel = self._standardize(sel)
-        return self.pca_.transform(sel)[:, : self.n_pcs_] if self.pca_ is not None else sel
-
-    def _transport(self, target, keep_cost=False):
-        """Coupling with source rows sorted by label (``order``), as the solver works in place."""
-        order = np.argsort(np.unique(self.labels_, return_inverse=True)[1], kind="stable")
-        ns, nt = len(order), target.shape[0]
-        dtype = np.float32 if ns * nt > LARGE_PROBLEM else np.float64
-        with _step(f"cost matrix ({ns} x {nt}, {np.dtype(dtype).name})", self.verbose):
-            if self.pca_ is not None:
-                cost = sqeuclidean_cost(self.source_rep_[order], self._represent(target), dtype=dtype)
-            else:  # the paper: squared Euclidean cost on every shared feature
-                cost = sqeuclidean_cost(self.source_y_[order], target, dtype=dtype)
-        reg = resolve_reg_e(self.reg_e, cost, random_state=self.random_state)
-        if self.reg_e is not None:
-            auto = resolve_reg_e(None, cost, random_state=self.random_state)
-            ratio = reg / auto if auto > 0 else 1.0
-            if not 1 / REG_E_WARN_RATIO <= ratio <= REG_E_WARN_RATIO:
-                hint = " (the paper's values are for n_pcs=None, reg_m=None)" if self.pca_ is not None else ""
-                warnings.warn(
-                    f"reg_e={reg:g} is {ratio:.3g} times the value reg_e=None would use on these data "
-                    f"({auto:.3g}){hint}: "
-                    + (
-                        "the transport will average over whole clusters."
-                        if ratio > 1
-                        else "the transport will be slow and nearly one-to-one."
-                    ),
-                    UserWarning,
-                    stacklevel=4,
-                )
-        # The solver copies the cost unless it may overwrite it (large float32 problems).
-        kept = cost if keep_cost else None
-        with _step(f"label-regularized OT (reg_e={reg:.4g}, reg_cl={self.reg_cl:g})", self.verbose):
-            coupling, log = sinkhorn_lpl1(
-                cost,
-                self.labels_[order],
-                reg_e=reg,
-                reg_cl=self.reg_cl,
-                reg_m=reg if self.reg_m == "auto" else self.reg_m,
-                max_iter=self.params_["max_iter"],
-                max_inner_iter=self.params_["max_inner_iter"],
-                tol=self.tol,
-                return_log=True,
-                dtype=dtype,
-                overwrite_cost=not keep_cost and dtype == np.float32,
-            )
-        self.reg_e_ = reg
-        self.n_iter_ = log["n_iter"]
-        self.marginal_error_ = log["err"]
-        return coupling, order, kept
+        self._check_memory(tm.shape[0])
+        result, _ = self._transport(tm.data, keep_cost=True)
+        return result.coupling, result.cost
 
     def predict(self, target_y):
         """Infer modality X of target cells measured in Y only.
@@ -832,6 +516,12 @@ class CMOT(BaseEstimator):
             A DataFrame (target cells x X features) when ``target_y`` is a
             DataFrame, an AnnData when it is an AnnData, else an ndarray.
 
+        Raises
+        ------
+        MemoryError
+            At once, when the dense source x target arrays of the transport would
+            not fit in the available memory.
+
         Warns
         -----
         PoorlyMappedWarning
@@ -839,97 +529,71 @@ class CMOT(BaseEstimator):
         """
         self._check_fitted()
         tm = self._target(target_y)
-        x_hat = self._predict(tm.data)
+        self._check_memory(tm.shape[0])
+        iforest = self.outlier_method == "isolation_forest"
+        result, tgt_rep = self._transport(tm.data, keep_cost=iforest)
+        self.reg_e_, self.shift_ = result.reg_e, result.shift
+        self.n_iter_, self.marginal_error_ = result.n_iter, result.marginal_error
+        self._poorly_mapped(tm.data, result)
+        result.cost = None
+        x_hat = self._infer(result.coupling, tgt_rep, result.shift, self.n_neighbors_)
         return _wrap_output(x_hat, tm, self.feature_names_x_)
 
-    def _predict(self, target):
-        iforest = self.outlier_method == "isolation_forest"
-        coupling, order, cost = self._transport(target, keep_cost=iforest)
-        with _step("poorly mapped cells", self.verbose):
-            if iforest:
-                flags, scores = poorly_mapped_cells(
-                    coupling, cost, threshold=self.outlier_threshold, random_state=self.random_state
-                )
-                del cost
+    def _poorly_mapped(self, target, result):
+        p = self.params_
+        rep = self.representation_
+        with timed_step("poorly mapped cells", p["verbose"]):
+            if p["outlier_method"] == "isolation_forest":
+                found = detect_poorly_mapped("isolation_forest", coupling=result.coupling, cost=result.cost,
+                                             labels=self.labels_, threshold=p["outlier_threshold"],
+                                             random_state=p["random_state"])
             else:
-                flags, scores = self._unmatched(target)
-        self.outliers_ = flags
-        self.outlier_scores_ = scores
-        if flags.any():
+                found = detect_poorly_mapped(
+                    "distance", source=rep.selected(self.source_y_), target=rep.selected(target),
+                    threshold=p["outlier_threshold"], random_state=p["random_state"],
+                    max_components=p["n_pcs"] if isinstance(p["n_pcs"], int) else 30,
+                )
+                self.outlier_n_components_ = found.n_components
+        self.outliers_, self.outlier_scores_ = found.flags, found.scores
+        if found.flags.any():
             warnings.warn(
-                f"{flags.sum()} of {flags.size} target cells ({100 * flags.mean():.1f}%) are poorly mapped "
-                "(unlike every source cell); their inferred values are less reliable. "
+                f"{found.flags.sum()} of {found.flags.size} target cells ({100 * found.flags.mean():.1f}%) are "
+                "poorly mapped (unlike every source cell); their inferred values are less reliable. "
                 "See the fitted attribute outliers_.",
                 PoorlyMappedWarning,
                 stacklevel=3,
             )
-        return self.infer_from_coupling(coupling, target, order=order)
 
-    def _unmatched(self, target):
-        """Source-calibrated distance test in a PCA fitted on source and target together
-        (a PCA of the source alone would project away what sets an unseen cell type apart),
-        on the components above the noise (:func:`signal_components`)."""
-        src = _dense(self.source_y_[:, self.features_])
-        tgt = _dense(target[:, self.features_])
-        if self.scale_mean_ is not None:
-            src = self._standardize(src)
-            tgt = self._standardize(tgt)
-        both = np.vstack([src, tgt])
-        n, p = both.shape
-        cap = self.params_["n_pcs"] if isinstance(self.params_["n_pcs"], int) else 30
-        n_pcs = int(min(cap, n - 1, p))
-        pca = make_pca(n_pcs, both.shape, self.random_state).fit(both)
-        d = signal_components(pca.explained_variance_, n, p, mean_variance=float(both.var(axis=0).mean()))
-        self.outlier_n_components_ = d
-        emb = pca.transform(both)[:, :d]
-        emb_s, emb_t = emb[: src.shape[0]], emb[src.shape[0] :]
-        scale = neighbor_distance_scale(emb_s, random_state=self.random_state)
-        return unmatched_cells(emb_t, emb_s, scale, threshold=self.outlier_threshold)
+    def _infer(self, coupling, tgt_rep, shift, k):
+        with timed_step(f"kNN inference (k={k})", self.params_["verbose"]):
+            mapped = move_source(coupling, self.source_rep_, tgt_rep,
+                                 barycentric_weight=self.params_["barycentric_weight"], shift=shift)
+            return infer_x(tgt_rep, mapped, self.source_x_, k, weight_scale=self.params_["weight_scale"],
+                           shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
+                           x_mean=getattr(self, "x_mean_", None))
 
-    def infer_from_coupling(self, coupling, target, *, n_neighbors=None, order=None):
+    def infer_from_coupling(self, coupling, target, *, n_neighbors=None):
         """Step C on a given coupling: barycentric map, weighted kNN, then ``shrinkage_``
         toward the source mean of X.
 
         Parameters
         ----------
         coupling : ndarray of shape (n_source, n_target)
+            Rows in the order of the source cells (as :meth:`transport` returns it).
         target : ndarray or sparse matrix of shape (n_target, n_y_features)
             Target cells, columns in the order of ``fit``'s ``source_y``.
         n_neighbors : int, optional
             Defaults to the fitted ``n_neighbors_``.  The fitted ``shrinkage_``
             (chosen for ``n_neighbors_``) applies either way.
-        order : ndarray of int, optional
-            Source cell of each row of ``coupling`` (default: source order).
 
         Returns
         -------
         ndarray of shape (n_target, n_x_features)
         """
-        k = self.n_neighbors_ if n_neighbors is None else n_neighbors
-        with _step(f"kNN inference (k={k})", self.verbose):
-            tgt = self._represent(target)
-            weight = self.params_["barycentric_weight"]
-            src = self.source_rep_ if order is None else self.source_rep_[order]
-            self.shift_ = transport_shift(coupling, src, tgt)
-            if weight > 0:
-                bary = barycentric_map(coupling, tgt)
-                if order is not None:
-                    unsorted = np.empty_like(bary)
-                    unsorted[order] = bary
-                    bary = unsorted
-            if weight == 0:
-                mapped = self.source_rep_ + self.shift_
-            elif weight == 1:  # the paper
-                mapped = bary
-            else:
-                mapped = (1 - weight) * (self.source_rep_ + self.shift_) + weight * bary
-            idx, w = knn_weights(tgt, mapped, k, scale=self.weight_scale)
-            pred = weighted_average(self.source_x_, idx, w)
-        s = getattr(self, "shrinkage_", 0.0)  # models saved by cmot < 0.3 have none
-        if s > 0:
-            pred *= 1 - s
-            pred += s * self.x_mean_.astype(pred.dtype, copy=False)
-        return pred
+        self._check_fitted()
+        tgt_rep = self.representation_.transform(target)
+        shift = transport_shift(coupling, self.source_rep_, tgt_rep)
+        return self._infer(coupling, tgt_rep, shift, self.n_neighbors_ if n_neighbors is None else n_neighbors)
 
     def fit_predict(self, source_x, source_y, target_y, **fit_params):
         """``fit(source_x, source_y, **fit_params).predict(target_y)``."""
@@ -937,21 +601,17 @@ class CMOT(BaseEstimator):
 
     # --------------------------------------------------------------- save/load
     def save(self, path) -> None:
-        """Save the fitted model to ``path`` (see :mod:`cmot._persist`)."""
+        """Save the fitted model to ``path`` (format: see :mod:`cmot._persist`)."""
         from ._persist import save_model
 
         save_model(self, path)
 
     @classmethod
-    def load(cls, path) -> "CMOT":
-        """Load a model written by :meth:`save`."""
+    def load(cls, path, *, allow_pickle: bool = False) -> "CMOT":
+        """Load a model written by :meth:`save` (``allow_pickle``: see :func:`cmot._persist.load_model`)."""
         from ._persist import load_model
 
-        return load_model(path)
-
-
-def _dense(m):
-    return m.toarray() if sp.issparse(m) else np.asarray(m)
+        return load_model(path, allow_pickle=allow_pickle)
 
 
 def _wrap_output(x_hat, tm: Matrix, x_names):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average"]
+__all__ = ["variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "move_source",
+           "infer_x"]
 
 
 def variable_features(data, n_features: int) -> np.ndarray:
@@ -159,3 +160,46 @@ def weighted_average(values, indices, weights) -> np.ndarray:
     if sp.issparse(out):
         out = out.toarray()
     return np.asarray(out)
+
+
+def move_source(coupling, source, target, *, barycentric_weight: float, shift) -> np.ndarray:
+    """Source cells moved into target space before Step C:
+    ``(1 - w) * (source + shift) + w * bary``, with ``bary`` the barycentric map
+    (:func:`cmot.transport.barycentric_map`) and ``shift`` the transport's mean
+    displacement (:func:`cmot.transport.transport_shift`).  ``w=1`` is the paper.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = np.array([[0.5, 0.0], [0.0, 0.5]])
+    >>> move_source(g, np.array([[0.0], [1.0]]), np.array([[4.0], [5.0]]), barycentric_weight=0.5,
+    ...             shift=np.array([2.0])).tolist()
+    [[3.0], [4.0]]
+    """
+    from .transport import barycentric_map
+
+    if barycentric_weight == 0:
+        return source + shift
+    bary = barycentric_map(coupling, target)
+    if barycentric_weight == 1:  # the paper
+        return bary
+    return (1 - barycentric_weight) * (source + shift) + barycentric_weight * bary
+
+
+def infer_x(target, mapped, x, n_neighbors: int, *, weight_scale="auto", shrinkage: float = 0.0, x_mean=None):
+    """Step C: each target cell's X is the weighted average of the X of its
+    ``n_neighbors`` nearest ``mapped`` source cells (:func:`knn_weights`), pulled
+    ``shrinkage`` of the way toward ``x_mean``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> infer_x(np.array([[0.0]]), np.array([[0.0], [9.0]]), np.array([[1.0], [3.0]]), 1).tolist()
+    [[1.0]]
+    """
+    idx, w = knn_weights(target, mapped, n_neighbors, scale=weight_scale)
+    pred = weighted_average(x, idx, w)
+    if shrinkage > 0:
+        pred *= 1 - shrinkage
+        pred += shrinkage * x_mean.astype(pred.dtype, copy=False)
+    return pred

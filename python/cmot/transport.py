@@ -1,5 +1,10 @@
-"""Step B: label-regularized entropic optimal transport, barycentric mapping and
-detection of poorly mapped target cells.
+"""Step B: label-regularized entropic optimal transport and the barycentric map.
+
+:func:`solve_transport` is the step as the estimator runs it: it checks that the
+dense source x target arrays fit in memory, builds the cost, chooses the
+entropic weight, solves, and returns a :class:`TransportResult` whose coupling
+rows are in source order (the solver's sorting of source cells by label stays
+inside it).
 
 The solver computes the same coupling as POT's ``ot.da.sinkhorn_lpl1_mm`` (entropic
 OT with the non-convex group-lasso label regularizer, solved by majorization-
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,10 +34,12 @@ __all__ = [
     "sinkhorn_lpl1",
     "barycentric_map",
     "transport_shift",
-    "poorly_mapped_cells",
-    "neighbor_distance_scale",
-    "unmatched_cells",
-    "signal_components",
+    "resolve_reg_e",
+    "TransportResult",
+    "solve_transport",
+    "transport_bytes",
+    "check_transport_memory",
+    "available_memory",
 ]
 
 _P = 0.5  # the l_p^q group-lasso exponent used by POT and the paper (p=1, q=1/2)
@@ -389,162 +397,211 @@ def transport_shift(coupling, source, target) -> np.ndarray:
     return (cols @ np.asarray(target, dtype=np.float64) - rows @ np.asarray(source, dtype=np.float64)) / total
 
 
-def make_pca(n_components: int, shape, random_state=None):
-    """A scikit-learn PCA with the solver cmot uses: exact up to 500 rows or
-    columns, randomized above (much faster for tens of thousands of cells)."""
-    from sklearn.decomposition import PCA
-
-    solver = "randomized" if min(shape) > 500 else "full"
-    return PCA(n_components=n_components, svd_solver=solver, random_state=random_state)
-
-
-def signal_components(explained_variance, n_samples: int, n_features: int, mean_variance: float) -> int:
-    """Number of principal components above the noise: eigenvalues larger than the
-    Marchenko-Pastur edge ``mean_variance * (1 + sqrt(n_features / n_samples)) ** 2``,
-    the largest eigenvalue that pure noise of that variance reaches (at least 2).
-
-    Distances between cells in the remaining components are mostly noise; they
-    drown the few components in which an unseen cell type stands apart when
-    features far outnumber cells.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> noise = rng.normal(size=(300, 1000))
-    >>> signal = np.repeat(rng.normal(scale=8, size=(3, 1000)), 100, axis=0)
-    >>> from sklearn.decomposition import PCA
-    >>> ev = PCA(20).fit(noise + signal).explained_variance_
-    >>> signal_components(ev, 300, 1000, mean_variance=1.0)
-    2
-    """
-    ev = np.asarray(explained_variance, dtype=np.float64)
-    edge = mean_variance * (1.0 + np.sqrt(n_features / n_samples)) ** 2
-    return int(min(len(ev), max(2, np.sum(ev > edge))))
+# --------------------------------------------------------------------------- the step
+#: ``reg_e=None`` sets the entropic weight to this multiple of the median (over source
+#: cells) of the cost to their ``AUTO_REG_NEIGHBOR``-th nearest target cell: a local scale,
+#: so the barycentric map keeps neighbourhoods apart instead of averaging whole clusters.
+AUTO_REG_FRACTION = 0.2
+AUTO_REG_NEIGHBOR = 10
+#: A user's reg_e this many times above or below the automatic one gets a warning.
+REG_E_WARN_RATIO = 50.0
+#: Above this many source x target pairs the OT works in float32, in place.
+LARGE_PROBLEM = 25_000_000
+#: Source cells whose cost rows :func:`resolve_reg_e` reads (a random subset above this).
+REG_E_MAX_ROWS = 2000
 
 
-def poorly_mapped_cells(
-    coupling,
-    cost,
-    *,
-    threshold: float = 3.5,
-    max_components: int = 50,
-    variance: float = 0.95,
-    random_state=None,
-):
-    """Flag target cells whose coupling looks unlike the rest.
+def resolve_reg_e(reg_e, cost, *, max_rows: int = REG_E_MAX_ROWS, random_state=None) -> float:
+    """The entropic weight to use: ``reg_e``, or a local cost scale when None.
 
-    As in the paper, ``P = (coupling * cost).T`` (targets x sources) is reduced by
-    PCA to the components explaining ``variance`` of its variance (at most
-    ``max_components``) and scored by an IsolationForest.  Departure from the
-    reference code: instead of IsolationForest's fixed ``contamination`` cut,
-    which flags a fixed share of cells whatever the data, a cell is flagged when
-    its anomaly score lies more than ``threshold`` robust standard deviations
-    (1.4826 MAD) above the median score; with no new cell type this flags
-    almost nothing, and a cell type absent from the source stands out.
-
-    Parameters
-    ----------
-    coupling, cost : ndarray of shape (n_source, n_target)
-    threshold : float
-        Robust z-score above which a cell is flagged. ``np.inf`` flags none.
-    max_components : int
-        Largest number of principal components kept.
-    variance : float
-        Share of variance the kept components should explain.
-    random_state : int, RandomState or None
-
-    Returns
-    -------
-    flags : ndarray of bool, shape (n_target,)
-    scores : ndarray of float, shape (n_target,)
-        Robust z-scores of the IsolationForest anomaly score (higher: worse).
-    """
-    from sklearn.ensemble import IsolationForest
-
-    p = (coupling * cost).T
-    p = p * (1.0 / max(np.abs(p).max(), np.finfo(float).tiny))  # scale-free, avoids tiny numbers
-    nt, ns = p.shape
-    n_comp = int(min(max_components, nt - 1, ns))
-    if n_comp < 1:
-        return np.zeros(nt, dtype=bool), np.zeros(nt)
-    pca = make_pca(n_comp, p.shape, random_state)
-    z = pca.fit_transform(p)
-    total = float(np.var(p, axis=0).sum()) or 1.0
-    cum = np.cumsum(pca.explained_variance_) / total
-    keep = int(np.searchsorted(cum, variance) + 1)
-    z = z[:, : max(1, min(keep, n_comp))]
-    forest = IsolationForest(random_state=random_state).fit(z)
-    raw = -forest.score_samples(z)
-    med = np.median(raw)
-    mad = 1.4826 * np.median(np.abs(raw - med))
-    scores = (raw - med) / (mad if mad > 0 else 1.0)
-    return scores > threshold, scores
-
-
-def neighbor_distance_scale(source, *, n_neighbors: int = 10, max_cells: int = 2000, random_state=None):
-    """Median and robust spread (1.4826 MAD) of the log distance from source cells to
-    their ``n_neighbors``-th nearest other source cell: the reference against which
-    :func:`unmatched_cells` judges target cells.
-
-    Returns
-    -------
-    (median, spread) : tuple of float
-    """
-    from .infer import nearest_neighbors
-
-    n = source.shape[0]
-    k = min(n_neighbors, n - 1)
-    rng = np.random.default_rng(random_state)
-    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
-    _, dist = nearest_neighbors(source[query], source, k + 1)  # the first is the cell itself
-    logd = np.log(np.maximum(dist[:, k], np.finfo(float).tiny))
-    med = float(np.median(logd))
-    spread = float(1.4826 * np.median(np.abs(logd - med)))
-    return med, spread if spread > 0 else float(np.std(logd) or 1.0)
-
-
-def unmatched_cells(
-    target, source, scale, *, threshold: float = 3.5, n_neighbors: int = 10, baseline_quantile: float = 25.0
-):
-    """Flag target cells far from every source cell, calibrated on the source.
-
-    A target cell's score is the robust z-score of the log distance to its
-    ``n_neighbors``-th nearest source cell, against the same distance among
-    source cells (``scale`` from :func:`neighbor_distance_scale`).  Unlike an
-    outlier detector fitted on the target alone, this flags a whole population
-    of a cell type the source lacks, however large, and flags almost nothing
-    when the target resembles the source.
-
-    A query from another sample or batch sits apart from the reference as a
-    whole, which raises every score.  Scores are therefore counted from the
-    target's ``baseline_quantile``-th percentile score when that is above zero:
-    an offset shared by most target cells is not taken for unseen cells, while
-    a new cell type making up less than ``100 - baseline_quantile`` percent of
-    the target still stands out (pbmc10k -> pbmc5k: 54% of cells flagged
-    without this, 0.1% with it).
-
-    Returns
-    -------
-    flags : ndarray of bool, shape (n_target,)
-    scores : ndarray of float, shape (n_target,)
+    ``None`` gives ``AUTO_REG_FRACTION`` times the median, over source cells, of the
+    cost to their ``AUTO_REG_NEIGHBOR``-th nearest target cell.
 
     Examples
     --------
     >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> src = rng.normal(size=(200, 3))
-    >>> tgt = np.r_[rng.normal(size=(50, 3)), rng.normal(size=(20, 3)) + 8]
-    >>> flags, _ = unmatched_cells(tgt, src, neighbor_distance_scale(src))
-    >>> int(flags[:50].sum()), int(flags[50:].sum())
-    (0, 20)
+    >>> resolve_reg_e(5e3, np.ones((3, 3)))
+    5000.0
+    >>> resolve_reg_e(None, np.tile(np.arange(20.0), (4, 1)))  # 0.2 x the 10th smallest cost
+    2.0
     """
-    from .infer import nearest_neighbors
+    if reg_e is not None:
+        return float(reg_e)
+    kth = min(AUTO_REG_NEIGHBOR, cost.shape[1] - 1)
+    rows = cost
+    if cost.shape[0] > max_rows:  # a random subset of source cells is enough for a median
+        pick = np.random.default_rng(random_state).choice(cost.shape[0], max_rows, replace=False)
+        rows = cost[np.sort(pick)]
+    local = np.partition(rows, kth, axis=1)[:, kth]
+    med = float(np.median(local))
+    if med <= 0:
+        med = float(cost.mean()) or 1.0
+    return AUTO_REG_FRACTION * med
 
-    med, spread = scale
-    k = min(n_neighbors, source.shape[0])
-    _, dist = nearest_neighbors(target, source, k)
-    logd = np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny))
-    scores = (logd - med) / spread
-    if baseline_quantile is not None and scores.size:
-        scores = scores - max(0.0, float(np.percentile(scores, baseline_quantile)))
-    return scores > threshold, scores
+
+def transport_dtype(n_source: int, n_target: int):
+    """float32 above ``LARGE_PROBLEM`` source x target pairs, else float64."""
+    return np.dtype(np.float32 if n_source * n_target > LARGE_PROBLEM else np.float64)
+
+
+def transport_bytes(n_source: int, n_target: int, *, keep_cost: bool = False, barycentric: bool = True,
+                    sparse_cost: bool = False) -> int:
+    """Estimated peak bytes of the dense ``n_source x n_target`` arrays of one transport and Step C.
+
+    Counted per pair, in the dtype of :func:`transport_dtype` (``s`` bytes): the cost (``s``);
+    below ``LARGE_PROBLEM`` the solver's kernel, which becomes the coupling (``s``); above
+    it the solver works in place, but the barycentric map multiplies the float32 coupling
+    by float64 coordinates (``8``, when ``barycentric``); with ``keep_cost`` (the
+    isolation-forest detector) the kernel, the coupling x cost product and its scaled
+    copy (``3 s``); with ``sparse_cost`` (a sparse shared modality without PCA) the
+    sparse cross product and its dense float64 copy (``12 + 8``).  Plus the rows that
+    :func:`resolve_reg_e` copies.
+
+    Examples
+    --------
+    >>> transport_bytes(20_000, 20_000) / (20_000 * 20_000)  # float32, in place: 4 + 8 + reg_e rows
+    12.8
+    >>> transport_bytes(1000, 1000)  # float64: cost and kernel, reg_e's copy
+    24000000
+    """
+    pairs = n_source * n_target
+    s = transport_dtype(n_source, n_target).itemsize
+    in_place = s == 4 and not keep_cost
+    per_pair = s + (0 if in_place else s)
+    if in_place and barycentric:
+        per_pair += 8
+    if keep_cost:
+        per_pair += 2 * s
+    if sparse_cost:
+        per_pair += 12 + 8
+    rows = min(n_source, REG_E_MAX_ROWS)
+    reg_rows = rows * n_target * s * (2 if n_source > REG_E_MAX_ROWS else 1)
+    return int(per_pair * pairs + reg_rows)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of /proc/meminfo,
+    else free physical pages), or None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_transport_memory(n_source: int, n_target: int, **kwargs) -> None:
+    """Raise ``MemoryError`` at once when the transport's dense arrays
+    (:func:`transport_bytes`) need more than the available memory (:func:`available_memory`).
+
+    Examples
+    --------
+    >>> check_transport_memory(100, 50)  # a few hundred kilobytes: fits
+    """
+    need = transport_bytes(n_source, n_target, **kwargs)
+    avail = available_memory()
+    if avail is None or need <= avail:
+        return
+    gib = 1024**3
+    raise MemoryError(
+        f"target_y: the transport between {n_source} source cells and {n_target} target cells needs about "
+        f"{need / gib:.1f} GiB for its dense {n_source} x {n_target} arrays, found {avail / gib:.1f} GiB "
+        "of memory available. Subsample the reference (source) cells, or predict the query (target) cells "
+        "in chunks of fewer cells."
+    )
+
+
+def _unsort_rows(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` moved in place so that row ``i`` goes to ``order[i]`` (one row of scratch)."""
+    done = np.zeros(len(order), dtype=bool)
+    for start in range(len(order)):
+        if done[start] or order[start] == start:
+            done[start] = True
+            continue
+        carry = a[start].copy()
+        i = start
+        while not done[i]:  # follow the cycle: the row at i belongs at order[i]
+            done[i] = True
+            j = order[i]
+            nxt = a[j].copy() if not done[j] else None
+            a[j] = carry
+            carry, i = nxt, j
+    return a
+
+
+@dataclass
+class TransportResult:
+    """What :func:`solve_transport` found; arrays have source cells as rows, in source order."""
+
+    coupling: np.ndarray
+    reg_e: float
+    shift: np.ndarray
+    n_iter: int
+    marginal_error: float
+    cost: np.ndarray | None = None
+
+
+def solve_transport(source, target, labels, *, reg_e=None, reg_cl=1.0, reg_m="auto", max_iter=10,
+                    max_inner_iter=1000, tol=1e-6, keep_cost=False, source_rep=None, target_rep=None,
+                    random_state=None, verbose=False, reg_e_hint="") -> TransportResult:
+    """Label-regularized OT between the rows of ``source`` and ``target`` (squared Euclidean cost).
+
+    Source cells are sorted by label before the cost is built, so that the solver can
+    work on it in place; the coupling (and the cost, with ``keep_cost``) come back in
+    source order.  ``reg_e=None`` is :func:`resolve_reg_e`; a given ``reg_e`` far from
+    it warns.  ``reg_m="auto"`` uses the entropic weight.  The shift
+    (:func:`transport_shift`) is measured between ``source_rep`` and ``target_rep``
+    (default: ``source`` and ``target``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> src = np.array([[0.0], [10.0], [0.2]]); tgt = np.array([[10.5], [0.5], [0.1]])
+    >>> res = solve_transport(src, tgt, [1, 0, 1], reg_m=None)  # rows in source order
+    >>> np.round(res.coupling * 3, 2).tolist(), np.round(res.shift, 2).tolist()
+    ([[0.0, 0.5, 0.5], [0.99, 0.0, 0.0], [0.0, 0.5, 0.5]], [0.3])
+    """
+    from ._utils import timed_step
+
+    labels = np.asarray(labels)
+    order = np.argsort(np.unique(labels, return_inverse=True)[1], kind="stable")
+    ns, nt = len(order), target.shape[0]
+    dtype = transport_dtype(ns, nt)
+    with timed_step(f"cost matrix ({ns} x {nt}, {dtype.name})", verbose):
+        cost = sqeuclidean_cost(source[order], target, dtype=dtype)
+    reg = resolve_reg_e(reg_e, cost, random_state=random_state)
+    if reg_e is not None:
+        _warn_far_reg_e(reg, resolve_reg_e(None, cost, random_state=random_state), reg_e_hint)
+    with timed_step(f"label-regularized OT (reg_e={reg:.4g}, reg_cl={reg_cl:g})", verbose):
+        coupling, log = sinkhorn_lpl1(
+            cost, labels[order], reg_e=reg, reg_cl=reg_cl, reg_m=reg if reg_m == "auto" else reg_m,
+            max_iter=max_iter, max_inner_iter=max_inner_iter, tol=tol, return_log=True, dtype=dtype,
+            overwrite_cost=not keep_cost and dtype == np.float32,
+        )
+    kept = _unsort_rows(cost, order) if keep_cost else None
+    del cost
+    coupling = _unsort_rows(coupling, order)
+    src = source if source_rep is None else source_rep
+    tgt = target if target_rep is None else target_rep
+    return TransportResult(coupling=coupling, reg_e=reg, shift=transport_shift(coupling, src, tgt),
+                           n_iter=log["n_iter"], marginal_error=log["err"], cost=kept)
+
+
+def _warn_far_reg_e(reg, auto, hint):
+    ratio = reg / auto if auto > 0 else 1.0
+    if 1 / REG_E_WARN_RATIO <= ratio <= REG_E_WARN_RATIO:
+        return
+    warnings.warn(
+        f"reg_e={reg:g} is {ratio:.3g} times the value reg_e=None would use on these data ({auto:.3g}){hint}: "
+        + ("the transport will average over whole clusters." if ratio > 1
+           else "the transport will be slow and nearly one-to-one."),
+        UserWarning,
+        stacklevel=5,
+    )

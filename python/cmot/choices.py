@@ -1,0 +1,255 @@
+"""The automatic choices of ``n_pcs``, ``n_neighbors`` and ``shrinkage``, by
+leave-one-out prediction of the source cells' X from their nearest other source
+cells in the Step C space.
+
+:func:`choose` makes every choice a fit asks for and returns them in a
+:class:`Choices`; it writes to nothing else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._utils import timed_step, to_dense
+from .infer import exp_weights, nearest_neighbors, weighted_average
+
+__all__ = ["Choices", "choose", "select_n_neighbors", "select_shrinkage", "select_n_pcs", "AUTO_K_GRID",
+           "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN"]
+
+#: Candidate numbers of neighbours for ``n_neighbors="auto"``.
+AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
+#: Candidate numbers of principal components for ``n_pcs="auto"``, compared at
+#: ``k = AUTO_PCS_PROBE_K`` neighbours (or the given ``n_neighbors``).
+AUTO_PCS_GRID = (5, 10, 20, 30, 50)
+AUTO_PCS_PROBE_K = 30
+#: Candidate weights of the source mean for ``shrinkage="auto"``.
+AUTO_SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: ``shrinkage="auto"`` at or above this warns that Y predicts X little better than the mean.
+SHRINKAGE_WARN = 0.5
+
+
+def _loo_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None):
+    """Leave-one-out neighbours on the source: at most ``max_cells`` random source cells
+    (``query``, sorted) and their ``k_max`` nearest *other* source cells (indices, distances)."""
+    n = rep.shape[0]
+    rng = np.random.default_rng(random_state)
+    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+    idx, dist = nearest_neighbors(rep[query], rep, k_max + 1)
+    # drop each cell itself (or one exact duplicate standing for it)
+    self_pos = np.argmax(idx == query[:, None], axis=1)
+    keep = np.ones(idx.shape, dtype=bool)
+    keep[np.arange(len(query)), self_pos] = False
+    return query, idx[keep].reshape(len(query), -1), dist[keep].reshape(len(query), -1)
+
+
+def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = 2000, random_state=None,
+                       return_loo: bool = False):
+    """Choose ``k`` for Step C by leave-one-out prediction on the source.
+
+    Each of at most ``max_cells`` source cells has its X predicted from its
+    ``k`` nearest other source cells in the Step C space (``exp(-d)`` weights,
+    as in :func:`cmot.infer.knn_weights`); the score is the mean of the mean
+    cell-wise and mean feature-wise Pearson correlations.
+
+    Returns
+    -------
+    best_k : int
+    scores : dict
+        ``{k: score}`` for every candidate tried.
+    loo : tuple
+        With ``return_loo=True``: ``(query, x_true, prediction)``, the left-out
+        cells, their X and their prediction at ``best_k``, for
+        :func:`select_shrinkage`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.eye(3) * 10, 40, axis=0) + rng.normal(size=(120, 3))
+    >>> x = y @ rng.normal(size=(3, 4))
+    >>> k, scores = select_n_neighbors(y, x, grid=(5, 10, 200), random_state=0)
+    >>> sorted(scores), k  # 200 is not below the 120 cells: left out
+    ([5, 10], 5)
+    """
+    from .metrics import _rowwise_pearson
+
+    n = rep.shape[0]
+    ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
+    query, idx, dist = _loo_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
+    x_true = to_dense(x[query])
+    scores, best, best_pred = {}, None, None
+    for k in ks:  # ascending: on a tie the smaller k stays best
+        pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k], weight_scale))
+        cell = np.nanmean(_rowwise_pearson(x_true, pred))
+        feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
+        scores[k] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
+        if best is None or scores[k] > scores[best]:
+            best, best_pred = k, pred
+    if return_loo:
+        return best, scores, (query, x_true, best_pred)
+    return best, scores
+
+
+def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="auto", max_cells: int = 2000,
+                     random_state=None, loo=None):
+    """Choose how far Step C's predictions are pulled toward the source mean of X.
+
+    The prediction becomes ``(1 - s) * knn + s * mean``.  Each candidate ``s`` is
+    scored by the mean cell-wise Pearson correlation of the leave-one-out
+    prediction of at most ``max_cells`` source cells from their ``k`` nearest
+    other source cells (as in :func:`select_n_neighbors`; the mean leaves the
+    predicted cell out too).  The smallest ``s`` whose per-cell scores fall short
+    of the best candidate's by no more than one standard error of that
+    difference is chosen (a paired one-standard-error rule): the neighbours'
+    prediction is kept unless the mean is clearly better, which happens when Y
+    says little about X.  Feature-wise correlations do not depend on ``s``.
+
+    ``loo``, the ``(query, x_true, prediction)`` of :func:`select_n_neighbors`
+    with ``return_loo=True`` at this ``k``, saves computing the prediction again.
+
+    Returns
+    -------
+    best_s : float
+    scores : dict
+        ``{s: score}`` for every candidate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(size=(300, 5))
+    >>> x_informative = y @ rng.normal(size=(5, 8)) + 0.1 * rng.normal(size=(300, 8))
+    >>> select_shrinkage(y, x_informative, 10, random_state=0)[0]
+    0.0
+    >>> x_noise = rng.normal(size=(300, 8)) + np.arange(8)  # unrelated to y
+    >>> select_shrinkage(y, x_noise, 10, random_state=0)[0] > 0
+    True
+    """
+    from .metrics import _rowwise_pearson
+
+    n = rep.shape[0]
+    if loo is None:
+        k = max(1, min(int(k), n - 1))
+        query, idx, dist = _loo_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
+        x_true = to_dense(x[query])
+        knn = weighted_average(x, idx, exp_weights(dist, weight_scale))
+    else:
+        query, x_true, knn = loo
+    # each left-out cell is predicted without itself, so the mean leaves it out too
+    total = np.asarray(x.sum(axis=0)).ravel()
+    mean = np.subtract(total[None, :], x_true)
+    mean /= n - 1
+    per_cell = {}
+    for s in sorted(float(v) for v in grid):
+        r = _rowwise_pearson(x_true, (1 - s) * knn + s * mean)
+        per_cell[s] = np.nan_to_num(r, nan=-1.0)
+    scores = {s: float(r.mean()) for s, r in per_cell.items()}
+    best = max(scores, key=lambda s: (scores[s], -s))
+
+    def within_one_se(s):
+        deficit = per_cell[best] - per_cell[s]
+        se = deficit.std(ddof=1) / np.sqrt(deficit.size) if deficit.size > 1 else 0.0
+        return deficit.mean() <= se
+
+    return min(s for s in scores if within_one_se(s)), scores
+
+
+def select_n_pcs(rep, x, k=None, *, grid=AUTO_PCS_GRID, weight_scale="auto", random_state=None):
+    """The number of leading components of ``rep`` with the best leave-one-out score on
+    the source at ``k`` neighbours (``AUTO_PCS_PROBE_K`` when ``k`` is None).
+
+    Returns
+    -------
+    best_d : int
+    scores : dict
+        ``{n_pcs: score}`` of every candidate (capped at ``rep.shape[1]``).
+    loo : tuple
+        The leave-one-out prediction at ``best_d`` (see :func:`select_n_neighbors`).
+    """
+    cands = sorted({min(d, rep.shape[1]) for d in grid})
+    probe = AUTO_PCS_PROBE_K if k is None else k
+    scores, best_d, loo = {}, None, None
+    for d in cands:  # ascending: on a tie the fewer components stay best
+        best, sc, this = select_n_neighbors(
+            rep[:, :d], x, grid=(probe,), weight_scale=weight_scale, random_state=random_state, return_loo=True,
+        )
+        scores[d] = sc[best]
+        if best_d is None or scores[d] > scores[best_d]:  # keep the best candidate's prediction only
+            best_d, loo = d, this
+    return best_d, {int(d): float(s) for d, s in scores.items()}, loo
+
+
+@dataclass
+class Choices:
+    """What :func:`choose` chose (scores are None for what was given, not chosen)."""
+
+    n_pcs: int | None
+    n_neighbors: int
+    shrinkage: float
+    n_pcs_scores: dict | None = None
+    k_scores: dict | None = None
+    shrinkage_scores: dict | None = None
+
+
+def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random_state=None,
+           verbose: bool = False) -> Choices:
+    """Make the automatic choices a fit asks for ("auto" values), keep the given ones.
+
+    Parameters
+    ----------
+    rep : ndarray of shape (n_source, n_dims)
+        Source cells in the Step C space, every fitted component.
+    x : ndarray or sparse matrix of shape (n_source, n_x_features)
+        Their X.
+    n_pcs : int, "auto" or None
+        The components to use (an int is capped at ``rep.shape[1]``; None: ``rep`` has no PCA).
+    n_neighbors : int or "auto"
+        An int larger than the number of source cells is capped at it, with a warning.
+    shrinkage : float or "auto"
+    """
+    n = rep.shape[0]
+    k = None if n_neighbors == "auto" else int(n_neighbors)
+    if k is not None and k > n:
+        warnings.warn(
+            f"n_neighbors: {k} is more than the {n} source cells; each target cell averages all {n} "
+            f"(n_neighbors_ = {n}).", UserWarning, stacklevel=3,
+        )
+        k = n
+    loo, n_pcs_scores, k_scores = None, None, None
+    if n_pcs == "auto":
+        with timed_step("choosing n_pcs and n_neighbors by leave-one-out on the source", verbose):
+            d, n_pcs_scores, loo = select_n_pcs(rep, x, k, weight_scale=weight_scale, random_state=random_state)
+            if k is None:
+                k, k_scores, loo = select_n_neighbors(rep[:, :d], x, weight_scale=weight_scale,
+                                                      random_state=random_state, return_loo=True)
+    else:
+        d = None if n_pcs is None else min(int(n_pcs), rep.shape[1])
+    space = rep if d is None else rep[:, :d]
+    if k is None:
+        with timed_step("choosing n_neighbors by leave-one-out on the source", verbose):
+            k, k_scores, loo = select_n_neighbors(space, x, weight_scale=weight_scale, random_state=random_state,
+                                                  return_loo=True)
+    shrink, shrinkage_scores = shrinkage, None
+    if shrinkage == "auto":
+        with timed_step("choosing shrinkage by leave-one-out on the source", verbose):
+            shrink, shrinkage_scores = select_shrinkage(space, x, k, weight_scale=weight_scale,
+                                                        random_state=random_state, loo=loo)
+        if shrink >= SHRINKAGE_WARN:
+            _warn_shrinkage(shrink, shrinkage_scores, k)
+    return Choices(n_pcs=None if d is None else int(d), n_neighbors=int(k), shrinkage=float(shrink),
+                   n_pcs_scores=n_pcs_scores, k_scores=k_scores, shrinkage_scores=shrinkage_scores)
+
+
+def _warn_shrinkage(shrink, scores, k):
+    warnings.warn(
+        f"shrinkage: the shared modality predicts X little better than the source average "
+        f"(leave-one-out mean cell-wise r {scores[0.0]:.3f} from the {k} nearest source cells, "
+        f"{scores[shrink]:.3f} with {shrink:g} of the average), so predictions are pulled "
+        f"{shrink:.0%} of the way to the average profile: they will differ little between cells "
+        "(shrinkage=0 keeps the neighbours' average).",
+        UserWarning,
+        stacklevel=4,
+    )

@@ -1,0 +1,128 @@
+"""Poorly mapped target cells: both detectors (cmot.poorly_mapped)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from cmot import CMOT, PoorlyMappedWarning
+from cmot.datasets import make_multimodal
+from cmot.poorly_mapped import (
+    detect_poorly_mapped,
+    neighbor_distance_scale,
+    poorly_mapped_by_distance,
+    poorly_mapped_by_isolation_forest,
+)
+from cmot.transport import sinkhorn_lpl1, sqeuclidean_cost
+
+
+def test_distance_detector_flags_unseen_population_only():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(300, 10))
+    seen = rng.normal(size=(100, 10))
+    unseen = rng.normal(size=(60, 10)) + 4  # a large new population, 37% of the target
+    flags, scores = poorly_mapped_by_distance(np.r_[seen, unseen], src, neighbor_distance_scale(src, random_state=0))
+    assert flags[:100].mean() <= 0.02
+    assert flags[100:].mean() >= 0.95
+    assert scores[100:].min() > scores[:100].max()
+
+
+def test_distance_detector_scores_are_robust_z_scores_of_the_kth_neighbour_distance():
+    # independent computation: log distance to the 10th nearest source cell, against the
+    # median and 1.4826 MAD of the same distance among source cells (self excluded)
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(80, 4))
+    tgt = rng.normal(size=(30, 4)) * 1.5
+    ref = np.sort(np.sqrt(((src[:, None] - src[None]) ** 2).sum(-1)), axis=1)[:, 10]  # column 0 is the cell itself
+    med = np.median(np.log(ref))
+    spread = 1.4826 * np.median(np.abs(np.log(ref) - med))
+    d10 = np.sort(np.sqrt(((tgt[:, None] - src[None]) ** 2).sum(-1)), axis=1)[:, 9]
+    expected = (np.log(d10) - med) / spread
+    expected -= max(0.0, np.percentile(expected, 25))
+    scale = neighbor_distance_scale(src, random_state=0)
+    np.testing.assert_allclose(scale, (med, spread), rtol=1e-12)
+    flags, scores = poorly_mapped_by_distance(tgt, src, scale, threshold=1.0)
+    np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(flags, expected > 1.0)
+
+
+def test_distance_detector_discounts_an_offset_shared_by_the_whole_target():
+    # a query from another batch: every cell moved a little (known types), plus a
+    # new population far away; the shared offset is not flagged, the new type is
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(300, 10))
+    batch = rng.normal(size=(150, 10)) + 1.5
+    unseen = rng.normal(size=(30, 10)) + 5
+    scale = neighbor_distance_scale(src, random_state=0)
+    raw_flags, raw = poorly_mapped_by_distance(np.r_[batch, unseen], src, scale, baseline_quantile=None)
+    flags, scores = poorly_mapped_by_distance(np.r_[batch, unseen], src, scale)
+    assert raw_flags[:150].mean() > 0.3  # without the baseline the batch offset is flagged
+    assert flags[:150].mean() <= 0.02 and flags[150:].mean() >= 0.95
+    np.testing.assert_allclose(raw - scores, np.percentile(raw, 25))
+
+
+def test_isolation_forest_detector_is_reproducible_and_ignores_label_grouping_of_columns():
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(60, 5)), rng.normal(size=(50, 5)) + 0.5
+    labels = rng.integers(0, 3, 60)
+    cost = sqeuclidean_cost(xs, xt)
+    pi = sinkhorn_lpl1(cost, labels, reg_e=1.0, reg_cl=0.1)
+    f1, s1 = poorly_mapped_by_isolation_forest(pi, cost, random_state=0)
+    f2, s2 = poorly_mapped_by_isolation_forest(pi, cost, random_state=0)
+    assert f1.shape == (50,) and f1.dtype == bool
+    np.testing.assert_array_equal(s1, s2)
+    # grouping the source cells by label permutes the columns of coupling x cost only:
+    # the exact PCA sees the same target cells
+    _, s3 = poorly_mapped_by_isolation_forest(pi, cost, labels=labels, random_state=0)
+    np.testing.assert_allclose(s3, s1, atol=1e-8)
+
+
+def test_isolation_forest_detector_flags_a_held_out_cell_type():
+    # the paper's detector: one simulated cell type is held out of the reference and
+    # makes up a small part of the query (an outlier detector fitted on the query needs
+    # that); every cell of it is flagged and scores above 95% of the seen cells.  It also
+    # flags a share of seen cells (31% here: its robust z-scores are cut at a fixed 3.5
+    # while the MAD of its raw scores is small), which the distance detector does not.
+    d = make_multimodal(400, 200, random_state=0)
+    held_out = 2
+    keep = d.source_labels != held_out
+    seen = np.flatnonzero(d.target_labels != held_out)
+    unseen = np.flatnonzero(d.target_labels == held_out)[:12]
+    query = np.r_[seen, unseen]
+    is_new = np.r_[np.zeros(len(seen), bool), np.ones(len(unseen), bool)]
+    model = CMOT(outlier_method="isolation_forest", n_neighbors=10, random_state=0)
+    with pytest.warns(PoorlyMappedWarning):
+        model.fit(d.source_x[keep], d.source_y[keep]).predict(d.target_y[query])
+    assert model.outliers_[is_new].all()
+    assert model.outliers_[~is_new].mean() < 0.4
+    assert np.median(model.outlier_scores_[is_new]) > np.percentile(model.outlier_scores_[~is_new], 95)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PoorlyMappedWarning)
+        distance = CMOT(n_neighbors=10, random_state=0).fit(d.source_x[keep], d.source_y[keep])
+        distance.predict(d.target_y[query])
+    assert distance.outliers_[is_new].all() and distance.outliers_[~is_new].mean() < 0.02
+
+
+def test_detect_poorly_mapped_runs_the_named_detector():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(200, 6))
+    tgt = np.r_[rng.normal(size=(60, 6)), rng.normal(size=(15, 6)) + 6]
+    res = detect_poorly_mapped("distance", source=src, target=tgt, random_state=0)
+    assert res.flags[:60].sum() == 0 and res.flags[60:].all()
+    assert 2 <= res.n_components <= 6
+    with pytest.raises(ValueError, match="outlier_method: expected"):
+        detect_poorly_mapped("magic", source=src, target=tgt)
+
+
+def test_estimator_reports_the_detector_result(recwarn):
+    d = make_multimodal(200, 80, new_type_fraction=0.3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PoorlyMappedWarning)
+        model = CMOT(n_neighbors=10, random_state=0).fit(d.source_x, d.source_y)
+        model.predict(d.target_y)
+    rep = model.representation_
+    direct = detect_poorly_mapped("distance", source=rep.selected(d.source_y), target=rep.selected(d.target_y),
+                                  random_state=0)
+    np.testing.assert_array_equal(model.outliers_, direct.flags)
+    np.testing.assert_allclose(model.outlier_scores_, direct.scores)
+    assert model.outlier_n_components_ == direct.n_components

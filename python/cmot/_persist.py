@@ -27,10 +27,11 @@ in ``cmot`` or ``cmot.*`` modules and scikit-learn's ``PCA`` and
 ``TruncatedSVD``; a file naming any other class is refused and no module named
 by a file is imported otherwise.
 
-``sha256`` is the SHA-256 of the JSON document without its ``sha256`` entry
-(serialized with sorted keys and no spaces) followed by every array member's
-bytes in the order of ``arrays``: a truncated, corrupted or altered file is an
-error instead of a model with changed predictions.
+``sha256`` is the SHA-256 of every array member's bytes in the order of
+``arrays``, followed by the JSON document without its ``sha256`` entry
+(serialized with sorted keys and no spaces).  It is checked before anything
+is decoded: a truncated, corrupted or altered file is an error instead of a
+model with changed predictions.  Members are stored uncompressed.
 
 Files written by cmot 0.3 were pickles; they can run code when read, so
 ``load_model`` refuses them unless ``allow_pickle=True`` is given (only for
@@ -42,9 +43,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import io
 import json
 import os
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -62,6 +63,10 @@ _SKLEARN_CLASSES = {
     ("sklearn.decomposition._pca", "PCA"),
     ("sklearn.decomposition._truncated_svd", "TruncatedSVD"),
 }
+#: What zipfile, zlib, json and numpy raise for a damaged archive (NotImplementedError and
+#: RuntimeError: a flipped compression-method or encryption flag).
+_DAMAGED = (zipfile.BadZipFile, EOFError, OSError, KeyError, TypeError, ValueError, AttributeError, IndexError,
+            MemoryError, NotImplementedError, RuntimeError, OverflowError, struct.error, zlib.error)
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _SPARSE_PARTS = {
     "csr": ("data", "indices", "indptr"),
@@ -87,7 +92,7 @@ class _Encoder:
             a, tag = a.astype(str), {"object": True}
         if a.dtype.kind not in "biufcUSMm":
             raise TypeError(f"{where}: cannot store an array of dtype {a.dtype} in a model file")
-        self.arrays.append(a if a.flags.c_contiguous else a.copy(order="C"))  # ascontiguousarray makes 0-d 1-d
+        self.arrays.append(a)
         return len(self.arrays) - 1, tag
 
     def __call__(self, v, where):
@@ -247,19 +252,30 @@ def _decode_key(k):
 
 
 # ----------------------------------------------------------------------- files
-def _digest(meta: dict, members: list) -> str:
-    h = hashlib.sha256()
+def _json_body(meta: dict) -> bytes:
+    """The JSON document without its checksum, as it is hashed."""
     body = {k: v for k, v in meta.items() if k != "sha256"}
-    h.update(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True).encode("utf-8"))
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True).encode("utf-8")
+
+
+def _digest(meta: dict, members: list) -> str:
+    """The checksum of a file: SHA-256 of the array members' bytes, in order, then the JSON body."""
+    h = hashlib.sha256()
     for raw in members:
         h.update(raw)
+    h.update(_json_body(meta))
     return h.hexdigest()
 
 
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, a, allow_pickle=False)
-    return buf.getvalue()
+class _Hashing:
+    """A write-only stream that hashes what passes through it (arrays are never copied whole)."""
+
+    def __init__(self, dest, h):
+        self.dest, self.h = dest, h
+
+    def write(self, data):
+        self.h.update(data)
+        return self.dest.write(data)
 
 
 def save_model(model, path) -> None:
@@ -293,25 +309,30 @@ def save_model(model, path) -> None:
         "class": [cls.__module__, cls.__qualname__],
         "params": {k: enc(v, k) for k, v in params.items()},
         "attributes": {k: enc(v, k) for k, v in state.items()},
+        "arrays": [f"arrays/{i}.npy" for i in range(len(enc.arrays))],
     }
-    members = [_npy_bytes(a) for a in enc.arrays]
-    meta["arrays"] = [f"arrays/{i}.npy" for i in range(len(members))]
-    meta["sha256"] = _digest(meta, members)
-    _write_zip(os.fspath(path), meta, members)
+    _write_zip(os.fspath(path), meta, enc.arrays)
 
 
-def _write_zip(path: str, meta: dict, members: list) -> None:
-    """Write to a temporary file next to ``path``, then move it there (no half-written model)."""
+def _write_zip(path: str, meta: dict, arrays: list) -> None:
+    """Write to a temporary file next to ``path``, then move it there (no half-written model).
+
+    Members are stored uncompressed, as in NumPy's ``.npz``: deflating float data saves
+    little and costs seconds per 100 MB."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".cmot-model-", dir=folder)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, a in zip(meta["arrays"], arrays):
+                with zf.open(name, "w", force_zip64=a.nbytes > 2**31) as dest:
+                    np.lib.format.write_array(_Hashing(dest, h), a, allow_pickle=False)
+            h.update(_json_body(meta))
+            meta["sha256"] = h.hexdigest()
             zf.writestr(_META, json.dumps(meta, sort_keys=True, indent=1, allow_nan=True))
-            for name, raw in zip(meta["arrays"], members):
-                zf.writestr(name, raw)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -350,12 +371,11 @@ def load_model(path, *, allow_pickle: bool = False):
                          f"another kind of file (it starts with {head!r}): {p!r}.")
     try:
         with zipfile.ZipFile(p) as zf:
-            meta, members = _read_members(zf)
-        return _rebuild(meta, members)
+            meta, arrays = _read_members(zf)
+        return _rebuild(meta, arrays)
     except _Corrupt as exc:
         raise ValueError(f"path: expected a model file written by CMOT.save: {exc} in {p!r}.") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, TypeError, ValueError, AttributeError,
-            UnicodeDecodeError, IndexError, zlib.error) as exc:
+    except _DAMAGED as exc:
         raise ValueError(
             f"path: expected a complete model file written by CMOT.save, found a truncated or corrupted file "
             f"({type(exc).__name__}: {exc}): {p!r}."
@@ -377,14 +397,22 @@ def _read_members(zf: zipfile.ZipFile):
             f"format version {FORMAT_VERSION} or older, found {version!r} (written by cmot "
             f"{meta.get('cmot_version', '?')}; read it with that version or newer)"
         )
-    members = [zf.read(name) for name in meta["arrays"]]
-    if meta.get("sha256") != _digest(meta, members):
+    h = hashlib.sha256()
+    for name in meta["arrays"]:  # the checksum first, reading in chunks: nothing is decoded from a bad file
+        with zf.open(name) as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    h.update(_json_body(meta))
+    if meta.get("sha256") != h.hexdigest():
         raise _Corrupt(f"the checksum {str(meta.get('sha256'))[:16]}..., found other content (the file was altered)")
-    return meta, members
+    arrays = []
+    for name in meta["arrays"]:
+        with zf.open(name) as fh:
+            arrays.append(np.lib.format.read_array(fh, allow_pickle=False))
+    return meta, arrays
 
 
-def _rebuild(meta: dict, members: list):
-    arrays = [np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False) for raw in members]
+def _rebuild(meta: dict, arrays: list):
     cls = _find_class(*meta["class"])
     params = {k: _decode(v, arrays) for k, v in meta["params"].items()}
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}

@@ -121,6 +121,10 @@ def test_legacy_pickle_loads_with_the_opt_in(data, saved, tmp_path):
     with pytest.warns(UserWarning, match="cmot 0.3 pickle"):
         loaded = load_model(path, allow_pickle=True)
     np.testing.assert_array_equal(loaded.predict(data.target_y), model.predict(data.target_y))
+    with pytest.raises(ValueError, match="CMOT.load\\(path, allow_pickle=True\\)"):
+        CMOT.load(path)
+    with pytest.warns(UserWarning, match="cmot 0.3 pickle"):
+        assert isinstance(CMOT.load(path, allow_pickle=True), CMOT)  # the estimator forwards the opt-in
     other = tmp_path / "other.pkl"
     other.write_bytes(pickle.dumps({"a": 1}))
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="another pickle"):
@@ -249,3 +253,11 @@ def test_values_the_restructure_may_add_round_trip(tmp_path):
     assert list(got.grid_) == [5, 2.5, "k", True] and got.grid_[2.5] == (1, "x")
     assert type(got.grid_["k"][2]) is np.int32 and got.grid_[True].format == "coo"
     assert got.random_state.integers(1000) == np.random.default_rng(5).integers(1000)
+
+
+def test_expected_class(saved, tmp_path):
+    from cmot.datasets import PanCancer
+
+    assert isinstance(load_model(saved[1], expected=CMOT), CMOT)
+    with pytest.raises(ValueError, match=r"expected a PanCancer model file, found a cmot\..*CMOT in"):
+        load_model(saved[1], expected=PanCancer)

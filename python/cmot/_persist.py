@@ -340,7 +340,7 @@ def _write_zip(path: str, meta: dict, arrays: list) -> None:
         raise
 
 
-def load_model(path, *, allow_pickle: bool = False):
+def load_model(path, *, allow_pickle: bool = False, expected: type | None = None):
     """Read a model written by :func:`save_model`.
 
     Parameters
@@ -349,13 +349,16 @@ def load_model(path, *, allow_pickle: bool = False):
     allow_pickle : bool, default=False
         Also read a model file of cmot 0.3 (a pickle).  Reading a pickle can run
         any code the file names: pass True only for files from a trusted source.
+    expected : type, optional
+        The class the model must be (``CMOT.load`` passes ``CMOT``).
 
     Raises
     ------
     ValueError
         If ``path`` is not a cmot model file (a foreign, truncated or corrupted
-        file, a checksum that does not match, a newer format version), or is a
-        cmot 0.3 pickle and ``allow_pickle`` is False.
+        file, a checksum that does not match, a newer format version), holds
+        another class than ``expected``, or is a cmot 0.3 pickle and
+        ``allow_pickle`` is False.
     FileNotFoundError
         If nothing exists at ``path``.
     """
@@ -364,8 +367,15 @@ def load_model(path, *, allow_pickle: bool = False):
         raise FileNotFoundError(f"path: expected a model file written by CMOT.save, found nothing at {p!r}.")
     with open(p, "rb") as fh:
         head = fh.read(4)
-    if head[:1] == b"\x80":
-        return _load_pickle(p, allow_pickle)
+    model = _load_pickle(p, allow_pickle) if head[:1] == b"\x80" else _load_archive(p, head)
+    if expected is not None and not isinstance(model, expected):
+        found = type(model)
+        raise ValueError(f"path: expected a {expected.__qualname__} model file, found a {found.__module__}."
+                         f"{found.__qualname__} in {p!r}.")
+    return model
+
+
+def _load_archive(p: str, head: bytes):
     if head != b"PK\x03\x04":
         raise ValueError(f"path: expected a model file written by CMOT.save (a {FORMAT} ZIP archive), found "
                          f"another kind of file (it starts with {head!r}): {p!r}.")

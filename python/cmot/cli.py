@@ -1,6 +1,6 @@
 """The ``cmot`` command line: ``cmot run`` infers a modality from files, ``cmot demo``
-runs the whole method on the shared pan-cancer data (or synthetic data) and
-compares it with a naive kNN baseline.
+runs the whole method on the pan-cancer data (found under ``--data`` or
+``$CMOT_DATA``; else on synthetic data) and compares it with a naive kNN baseline.
 
 Examples (shell)::
 
@@ -11,7 +11,9 @@ Examples (shell)::
     cmot demo --out demo_results
 
 Progress (each step and its time) is logged to stderr; ``--quiet`` silences it.
-Scores are printed to stdout.
+Scores are printed to stdout.  Output paths are checked before any input is read;
+a bad input or output ends in one line ``cmot run: error: --ARG: ...`` and exit
+status 1.
 """
 
 from __future__ import annotations

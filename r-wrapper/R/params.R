@@ -44,7 +44,10 @@
   params <- stats::setNames(args, map[names(args)])
   params$verbose <- FALSE   # R prints its own messages; the core never logs
   res <- .py_try(reticulate::py_to_r(.bridge()$check_params(reticulate::r_to_py(params))), context = context)
-  if (!is.null(res$error)) .stop_param(res$error[[2]], shown)
+  if (!is.null(res$error)) {
+    if (!res$error[[1]] %in% c("ValueError", "TypeError")) .stop_python(paste0(res$error[[1]], ": ", res$error[[2]]), context)
+    .stop_param(res$error[[2]], shown)
+  }
   if (length(shown)) {   # not reached unless the core accepts an empty list
     a <- names(shown)[1]
     stop(a, ": expected one value, found ", shown[[a]], ".", call. = FALSE)

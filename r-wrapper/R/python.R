@@ -49,6 +49,11 @@
                 reason = sprintf("the cmot Python core in %s is version %s; this R package (%s) needs %s or later",
                                  python, core.version, utils::packageVersion("cmot"), .min_core_version())))
   }
+  if (!reticulate::py_has_attr(core, "check_params")) {   # cmot.check_params, which RunCMOT() calls
+    return(list(ok = FALSE, python = python,
+                reason = sprintf("the cmot Python core in %s (version %s) has no check_params(); this R package (%s) needs a newer core",
+                                 python, core.version, utils::packageVersion("cmot"))))
+  }
   np_version <- tryCatch(
     reticulate::py_to_r(reticulate::import("numpy", convert = FALSE)$`__version__`),
     error = function(e) NA_character_

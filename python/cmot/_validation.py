@@ -178,7 +178,7 @@ def as_matrix(obj, name: str, *, allow_sparse: bool = True, dtype=np.float64) ->
         n_nan = int(np.isnan(vals).sum())
         n_inf = int(np.isinf(vals).sum())
         raise ValueError(
-            f"{name}: expected finite values, found {n_nan} NaN and {n_inf} infinite entries. "
+            f"{name}: expected finite values, found {n_nan} NaN (or missing, NA) and {n_inf} infinite entries. "
             "Impute or remove them before calling cmot."
         )
     return Matrix(data=data, cell_names=cells, feature_names=features, kind=kind)

@@ -314,7 +314,6 @@ class CMOT(BaseEstimator):
 
     def set_params(self, **params):
         """Set parameters (scikit-learn convention); unknown names raise ``ValueError``."""
-        check_params({k: getattr(self, k, None) for k in params if k in self._parameter_constraints} or {})
         for key in params:
             if key not in self._parameter_constraints:
                 raise ValueError(

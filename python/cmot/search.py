@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
-import scipy.sparse as sp
 
+from ._utils import to_dense
 from ._validation import as_matrix, check_int, check_labels
-from .estimator import CMOT, resolve_reg_e
+from .estimator import CMOT
 from .metrics import _rowwise_pearson
-from .transport import OTConvergenceError, sqeuclidean_cost
+from .transport import OTConvergenceError, resolve_reg_e, sqeuclidean_cost
 
 logger = logging.getLogger("cmot")
 
@@ -124,7 +124,7 @@ def default_param_grid(source_y, n_train: int | None = None, *, random_state=Non
 def _check_grid(param_grid) -> dict:
     if not isinstance(param_grid, dict) or not param_grid:
         raise TypeError(f"param_grid: expected a non-empty dict of parameter -> list of values, found {param_grid!r}.")
-    valid = CMOT._get_param_names()
+    valid = list(CMOT._parameter_constraints)
     grid = {}
     for key, values in param_grid.items():
         if key not in valid:
@@ -222,8 +222,28 @@ def cross_validate(
     >>> list(res.results_.columns[:4])
     ['n_neighbors', 'n_features', 'mean_score', 'std_score']
     """
-    import pandas as pd
+    xm, ym, n_splits, lab, (score_fn, scoring_name), base = _check_cv_input(
+        source_x, source_y, n_splits, labels, scoring, base_params, random_state
+    )
+    folds = _folds(ym.shape[0], n_splits, lab, random_state)
+    if param_grid is None:
+        param_grid = default_param_grid(ym, min(len(tr) for tr, _ in folds), random_state=random_state)
+    grid = _check_grid(param_grid)
+    keys = list(grid)
+    combos = [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())]
+    for c in combos:
+        CMOT(**{**base, **c})._check_params()
+    auto_pcs = any(CMOT(**{**base, **c}).n_pcs == "auto" for c in combos)
+    ot_keys = [k for k in keys if auto_pcs or k not in _STEP_C]
+    groups: dict = {}
+    for i, c in enumerate(combos):
+        groups.setdefault(tuple(repr(c[k]) for k in ot_keys), []).append(i)
+    scores, times = _score_folds(xm.data, ym.data, lab, folds, combos, groups, ot_keys, base, score_fn,
+                                 scoring_name, verbose)
+    return _cv_result(scores, times, combos, keys, base, scoring_name, n_splits, verbose)
 
+
+def _check_cv_input(source_x, source_y, n_splits, labels, scoring, base_params, random_state):
     xm = as_matrix(source_x, "source_x")
     ym = as_matrix(source_y, "source_y")
     n = ym.shape[0]
@@ -237,50 +257,36 @@ def cross_validate(
     if isinstance(n_splits, bool) or not isinstance(n_splits, Integral):
         raise TypeError(f"n_splits: expected an integer, found {n_splits!r}.")
     n_splits = check_int(n_splits, "n_splits", low=2, high=n)
-    lab = None if labels is None else check_labels(labels, n)
+    lab = None if labels is None else check_labels(labels, n, cell_names=ym.cell_names)
     if callable(scoring):
-        score_fn, scoring_name = scoring, getattr(scoring, "__name__", "custom")
+        score = (scoring, getattr(scoring, "__name__", "custom"))
     elif scoring in SCORINGS:
-        score_fn, scoring_name = SCORINGS[scoring], scoring
+        score = (SCORINGS[scoring], scoring)
     else:
         raise ValueError(f"scoring: expected one of {', '.join(SCORINGS)} or a callable, found {scoring!r}.")
     base = dict(base_params or {})
     base.setdefault("random_state", random_state)
     base["verbose"] = False
     CMOT().set_params(**base)  # unknown names raise here
-    folds = _folds(n, n_splits, lab, random_state)
-    n_train_min = min(len(tr) for tr, _ in folds)
-    if param_grid is None:
-        param_grid = default_param_grid(ym, n_train_min, random_state=random_state)
-    grid = _check_grid(param_grid)
+    return xm, ym, n_splits, lab, score, base
 
-    keys = list(grid)
-    combos = [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())]
-    models = [CMOT(**{**base, **c}) for c in combos]
-    for m in models:
-        m._check_params()
-    auto_pcs = any(m.n_pcs == "auto" for m in models)
-    ot_keys = [k for k in keys if auto_pcs or k not in _STEP_C]
-    groups: dict = {}
-    for i, c in enumerate(combos):
-        groups.setdefault(tuple(repr(c[k]) for k in ot_keys), []).append(i)
 
-    scores = np.full((len(combos), n_splits), np.nan)
+def _score_folds(xdata, ydata, lab, folds, combos, groups, ot_keys, base, score_fn, scoring_name, verbose):
+    """Score of every combination on every fold (NaN where the transport failed) and its time."""
+    keys = list(combos[0])
+    scores = np.full((len(combos), len(folds)), np.nan)
     times = np.zeros(len(combos))
-    xdata, ydata = xm.data, ym.data
     for f, (train, test) in enumerate(folds):
-        x_test = xdata[test]
-        x_test = x_test.toarray() if sp.issparse(x_test) else np.asarray(x_test)
+        x_test = to_dense(xdata[test])
         y_test = ydata[test]
         if verbose:
             logger.info(
-                "cross-validation fold %d/%d: %d training, %d held-out cells", f + 1, n_splits, len(train), len(test)
+                "cross-validation fold %d/%d: %d training, %d held-out cells", f + 1, len(folds), len(train), len(test)
             )
         for members in groups.values():
             first = combos[members[0]]
-            params = {**base, **{k: first[k] for k in ot_keys}}
             t0 = time.perf_counter()
-            model = CMOT(**params)
+            model = CMOT(**{**base, **{k: first[k] for k in ot_keys}})
             try:
                 with warnings.catch_warnings():  # a fit of the chosen parameters says it once, not every fold
                     warnings.filterwarnings("ignore", message="shrinkage: ", category=UserWarning)
@@ -298,6 +304,11 @@ def cross_validate(
                 times[i] += t_ot + time.perf_counter() - t1
                 if verbose:
                     logger.info("  fold %d %s: %s = %.4f", f + 1, _fmt(combos[i], keys), scoring_name, scores[i, f])
+    return scores, times
+
+
+def _cv_result(scores, times, combos, keys, base, scoring_name, n_splits, verbose) -> CVResult:
+    import pandas as pd
 
     with np.errstate(all="ignore"):
         with warnings.catch_warnings():

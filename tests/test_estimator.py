@@ -255,6 +255,23 @@ def test_models_saved_before_shrinkage_still_predict(data, tmp_path):
     np.testing.assert_allclose(model.predict(data.target_y), x_hat)
 
 
+def test_models_pickled_by_cmot_0_3_still_predict(data):
+    # cmot 0.3 kept the representation's attributes on the estimator itself; such a
+    # pickle is upgraded on loading (CMOT.load reads it with allow_pickle=True)
+    model, x_hat = _fit_predict(data)
+    state = dict(vars(model))
+    rep = state.pop("representation_")
+    state.update(features_=rep.features_, scale_mean_=rep.scale_mean_, scale_sd_=rep.scale_sd_, pca_=rep.pca_)
+    old = object.__new__(CMOT)
+    old.__dict__.update(state)
+    restored = pickle.loads(pickle.dumps(old))
+    assert "features_" not in vars(restored) and restored.representation_.n_pcs_ == model.n_pcs_
+    np.testing.assert_array_equal(restored.features_, model.features_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PoorlyMappedWarning)
+        np.testing.assert_allclose(restored.predict(data.target_y), x_hat, atol=1e-12)
+
+
 def test_coupling_marginals(data):
     # the paper's balanced OT keeps both marginals
     model, _ = _fit_predict(data, reg_m=None)

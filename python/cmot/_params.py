@@ -12,11 +12,11 @@ A constraint is :class:`Int`, :class:`Real`, :class:`Bool` or :class:`Const`
 
 from __future__ import annotations
 
-from numbers import Integral, Real as _RealNumber
+from numbers import Real as _RealNumber
 
 import numpy as np
 
-__all__ = ["Int", "Real", "Bool", "Const", "PARAMETER_CONSTRAINTS", "check_params", "check_param"]
+__all__ = ["Int", "Real", "Bool", "Const", "PARAMETER_CONSTRAINTS", "check_params", "check_param", "check_value"]
 
 
 class _Mismatch(Exception):
@@ -242,7 +242,15 @@ def check_param(name: str, value):
         raise ValueError(
             f"{name}: unknown parameter; valid parameters are {', '.join(PARAMETER_CONSTRAINTS)}."
         )
-    constraint = PARAMETER_CONSTRAINTS[name]
+    return check_value(name, value, PARAMETER_CONSTRAINTS[name])
+
+
+def check_value(name: str, value, constraint):
+    """``value`` checked against ``constraint`` and normalized; errors start with ``name:``.
+
+    >>> check_value("n_splits", 5.0, Int(2))
+    5
+    """
     try:
         return constraint.convert(value)
     except _Mismatch as m:

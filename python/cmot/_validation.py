@@ -10,14 +10,13 @@ object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._utils import duplicated
 
-__all__ = ["Matrix", "as_matrix", "check_labels", "check_int", "check_float", "check_unique_features"]
+__all__ = ["Matrix", "as_matrix", "check_labels", "check_int", "check_unique_features"]
 
 
 @dataclass
@@ -268,25 +267,19 @@ def check_labels(labels, n: int, name: str = "labels", *, cell_names=None) -> np
 
 
 def check_int(value, name: str, *, low: int = 1, high: int | None = None, allow_none: bool = False):
-    """Check an integer parameter within ``[low, high]``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, Real) and not isinstance(value, (bool, Integral)) and float(value).is_integer():
-        value = int(value)  # whole-valued floats, as R passes numbers
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name}: expected an integer, found {value!r} ({type(value).__name__}).")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name}: expected an integer {bound}, found {value}.")
-    return int(value)
+    """Check an integer argument within ``[low, high]`` (whole floats accepted, as R passes
+    numbers), with the messages of :mod:`cmot._params`.
 
+    Examples
+    --------
+    >>> check_int(3.0, "n_splits", low=2)
+    3
+    >>> check_int(1, "n_splits", low=2, high=10)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_splits: expected an integer between 2 and 10, found 1.
+    """
+    from ._params import Const, Int, check_value
 
-def check_float(value, name: str, *, low: float = 0.0, strict: bool = True, allow_none: bool = False):
-    """Check a real parameter ``> low`` (or ``>= low`` when not strict)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name}: expected a number, found {value!r} ({type(value).__name__}).")
-    if not np.isfinite(value) or (value <= low if strict else value < low):
-        raise ValueError(f"{name}: expected a finite number {'>' if strict else '>='} {low}, found {value}.")
-    return float(value)
+    constraint = Int(low, high) | Const(None) if allow_none else Int(low, high)
+    return check_value(name, value, constraint)

@@ -21,6 +21,8 @@ from scipy.sparse.linalg import eigsh
 from sklearn.decomposition import TruncatedSVD
 from sklearn.neighbors import NearestNeighbors
 
+from ._utils import to_dense
+
 __all__ = ["knn_graph", "correspondence_matrix", "manifold_align", "match_aligned", "match_matrix", "Alignment",
            "align_source"]
 
@@ -29,7 +31,7 @@ def _reduce(data, n_dims, random_state):
     """Reduce to at most ``n_dims`` SVD components for neighbour search."""
     n, p = data.shape
     if p <= n_dims:
-        return data.toarray() if sp.issparse(data) else np.asarray(data)
+        return to_dense(data)
     svd = TruncatedSVD(n_components=min(n_dims, n - 1, p - 1), random_state=random_state)
     return svd.fit_transform(data)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._utils import timed_step
+from ._utils import timed_step, to_dense
 from ._validation import check_labels
 from .infer import nearest_neighbors
 
@@ -42,7 +42,7 @@ def ward_labels(y, n_clusters: int, *, n_dims: int = 30, max_cells: int = 5000, 
             u, s, _ = np.linalg.svd(centered, full_matrices=False)
             emb = u[:, :n_dims] * s[:n_dims]
     else:
-        emb = y.toarray() if sp.issparse(y) else np.asarray(y)
+        emb = to_dense(y)
     if n > max_cells:
         # Ward is quadratic in cells: cluster a random subset, then give every cell
         # the label of the nearest cluster centroid.

@@ -17,7 +17,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
 
@@ -254,8 +253,6 @@ def _check_cv_input(source_x, source_y, n_splits, labels, scoring, base_params, 
         )
     if xm.cell_names is not None and ym.cell_names is not None and not np.array_equal(xm.cell_names, ym.cell_names):
         raise ValueError("source_x and source_y: expected the same cell names in the same order, found different ones.")
-    if isinstance(n_splits, bool) or not isinstance(n_splits, Integral):
-        raise TypeError(f"n_splits: expected an integer, found {n_splits!r}.")
     n_splits = check_int(n_splits, "n_splits", low=2, high=n)
     lab = None if labels is None else check_labels(labels, n, cell_names=ym.cell_names)
     if callable(scoring):

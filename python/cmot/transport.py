@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ._utils import timed_step, to_dense
+
 logger = logging.getLogger("cmot")
 
 __all__ = [
@@ -75,9 +77,7 @@ def sqeuclidean_cost(a, b, *, dtype=np.float64) -> np.ndarray:
 
     na, nb = sq_norms(a), sq_norms(b)
     if sp.issparse(a) or sp.issparse(b):
-        cross = a @ b.T
-        cross = cross.toarray() if sp.issparse(cross) else np.asarray(cross)
-        cost = np.asarray(cross, dtype=dtype)
+        cost = to_dense(a @ b.T, dtype)
     else:  # multiply in the output precision: no float64 temporary for float32 output
         cost = np.asarray(a, dtype=dtype) @ np.asarray(b, dtype=dtype).T
     cost *= -2.0
@@ -578,8 +578,6 @@ def solve_transport(source, target, labels, *, reg_e=None, reg_cl=1.0, reg_m="au
     >>> np.round(res.coupling * 3, 2).tolist(), np.round(res.shift, 2).tolist()
     ([[0.0, 0.5, 0.5], [0.99, 0.0, 0.0], [0.0, 0.5, 0.5]], [0.3])
     """
-    from ._utils import timed_step
-
     labels = np.asarray(labels)
     order = np.argsort(np.unique(labels, return_inverse=True)[1], kind="stable")
     ns, nt = len(order), target.shape[0]

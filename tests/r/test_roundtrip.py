@@ -31,7 +31,6 @@ pbmc_protein_from_rna          pbmc10k, 14 CLR proteins from 4,000 log-normalize
 
 from __future__ import annotations
 
-import gzip
 import sys
 import tempfile
 import warnings
@@ -41,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.io
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -55,15 +53,38 @@ SEED = 0
 RTOL = 1e-9
 ATOL = 1e-10
 
-# R/Python parameter names; every scenario passes all of these explicitly to both sides (the R
-# package's defaults, which need not equal the core's), so the comparison does not depend on defaults
-R2PY = {"n.components": "n_components", "align.neighbors": "align_neighbors", "mu": "mu", "reg.e": "reg_e",
-        "reg.cl": "reg_cl", "n.clusters": "n_clusters", "k": "n_neighbors", "n.features": "n_features",
-        "max.iter": "max_iter", "max.inner.iter": "max_inner_iter", "tol": "tol",
-        "outlier.threshold": "outlier_threshold", "seed": "random_state"}
-DEFAULTS = {"n.components": 10, "align.neighbors": 5, "mu": 0.5, "reg.e": None, "reg.cl": 1.0, "n.clusters": 2,
+# Settings of these tests (R names), on top of the R package's defaults.  Every scenario passes
+# every CMOT parameter explicitly to both sides (r_params: the R package's own name map and
+# defaults, read from the one place it declares them), so that no parameter is left to the
+# defaults of either side.
+SETTINGS = {"n.components": 10, "align.neighbors": 5, "mu": 0.5, "reg.e": None, "reg.cl": 1.0, "n.clusters": 2,
             "k": 30, "n.features": 150, "max.iter": 10, "max.inner.iter": 200, "tol": 1e-9,
             "outlier.threshold": 3.5, "seed": SEED}
+
+
+@dataclass
+class RParams:
+    r2py: dict  # R name -> Python name
+    defaults: dict  # R name -> default of RunCMOT.default, as a Python value
+
+
+def _parse_r_value(type_: str, text: str):
+    return {"NULL": lambda t: None, "character": str, "logical": lambda t: t == "TRUE", "integer": int,
+            "double": float}[type_](text)
+
+
+@pytest.fixture(scope="session")
+def r_params(r_stack, run_rscript) -> RParams:
+    """The CMOT parameters as the R package declares them (tests/r/cmot_params.R, a child Rscript)."""
+    proc = run_rscript(HERE / "cmot_params.R", timeout=120)
+    if proc.returncode != 0:
+        pytest.fail(f"Rscript cmot_params.R failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    r2py, defaults = {}, {}
+    for line in proc.stdout.splitlines():
+        r, py, type_, text = line.split("\t")
+        r2py[r] = py
+        defaults[r] = _parse_r_value(type_, text)
+    return RParams(r2py, defaults)
 
 
 def seurat_name(name: str) -> str:
@@ -72,13 +93,10 @@ def seurat_name(name: str) -> str:
 
 # ----------------------------------------------------------------- data (read in Python)
 def _read(data: Path, dataset: str, modality: str):
-    with gzip.open(data / dataset / f"{modality}.mtx.gz", "rb") as fh:
-        m = scipy.io.mmread(fh)
-    m = sp.csr_matrix(m.T, dtype=np.float64)  # cells x features
-    feats = [ln for ln in (data / dataset / f"{modality}_features.txt").read_text().split("\n") if ln]
-    cells = pd.read_csv(data / dataset / "cells.tsv", sep="\t", dtype=str).set_index("cell")
-    assert m.shape == (len(cells), len(feats))
-    return m, cells, feats
+    from cmot.datasets import read_mtx_dir
+
+    m, cells, feats = read_mtx_dir(str(data / dataset), modality)
+    return sp.csr_matrix(m, dtype=np.float64), cells, feats  # cells x features
 
 
 def _split(labels, test_frac=0.2, seed=SEED):
@@ -97,7 +115,7 @@ def _split(labels, test_frac=0.2, seed=SEED):
 @dataclass
 class Pancancer:
     rna: np.ndarray  # cells x genes, dense
-    atac: sp.csr_matrix  # cells x peaks, binary
+    atac: sp.csr_matrix  # cells x peaks, binarized
     genes: list
     peaks: list
     cells: np.ndarray
@@ -106,18 +124,15 @@ class Pancancer:
     test: np.ndarray
 
 
-def load_pancancer(data: Path, n_genes=2000, n_peaks=2000) -> Pancancer:
-    rna, cells, genes = _read(data, "pancancer", "rna")
-    atac, cells2, peaks = _read(data, "pancancer", "atac")
-    assert list(cells.index) == list(cells2.index)
-    gi, pi = _data.top_variable(rna, n_genes), _data.top_variable(atac, n_peaks)
-    atac = sp.csr_matrix(atac[:, pi])
-    atac.data[:] = 1.0
-    atac.eliminate_zeros()
-    lab = cells["cell_line"].to_numpy()
+def load_pancancer(data: Path, n_features=2000) -> Pancancer:
+    """The pan-cancer cells as cmot.datasets preprocesses them (the paper's protocol), ATAC sparse."""
+    from cmot.datasets import load_pancancer as load
+
+    pc = load(str(data / "pancancer"), n_features=n_features)
+    lab = pc.cells["cell_line"].to_numpy()
     tr, te = _split(lab)
-    return Pancancer(rna=rna[:, gi].toarray(), atac=atac, genes=[genes[i] for i in gi], peaks=[peaks[i] for i in pi],
-                     cells=cells.index.to_numpy(), cell_line=lab, train=tr, test=te)
+    return Pancancer(rna=pc.rna, atac=sp.csr_matrix(pc.atac), genes=pc.genes, peaks=pc.peaks,
+                     cells=pc.cells.index.to_numpy(), cell_line=lab, train=tr, test=te)
 
 
 @dataclass
@@ -163,9 +178,12 @@ class Scenario:
     query_cells: list = field(default_factory=list)
     new_assay: str = "CMOT"
 
-    def python_params(self):
-        p = dict(DEFAULTS, **self.params)
-        return {R2PY[k]: v for k, v in p.items()}
+    def r_params(self, rp: RParams) -> dict:
+        """Every CMOT parameter (R names): the R package's defaults, these tests' settings, the scenario's."""
+        return {**rp.defaults, **SETTINGS, **self.params}
+
+    def python_params(self, rp: RParams) -> dict:
+        return {rp.r2py[k]: v for k, v in self.r_params(rp).items()}
 
 
 def _assay(matrix, cells, features, kind):
@@ -356,7 +374,7 @@ class Outcome:
 
 
 @pytest.fixture(scope="session")
-def roundtrip(r_stack, shared_data, run_rscript):
+def roundtrip(r_stack, shared_data, run_rscript, r_params):
     ro = r_stack
     helpers = ro.r(R_HELPERS)()
     pc = load_pancancer(shared_data)
@@ -364,7 +382,7 @@ def roundtrip(r_stack, shared_data, run_rscript):
     scenarios = make_scenarios(pc, pb)
     inputs = {}
     for s in scenarios:
-        args = {k: _r_value(ro, v) for k, v in {**DEFAULTS, **s.params, **s.r_args}.items()}
+        args = {k: _r_value(ro, v) for k, v in {**s.r_params(r_params), **s.r_args}.items()}
         args["verbose"] = ro.BoolVector([False])
         item = {"query": _seurat(ro, helpers, s.query), "reference": _seurat(ro, helpers, s.reference),
                 "args": ro.ListVector(args)}
@@ -423,10 +441,10 @@ function(before, after, new.assay, meta.added) {
 """
 
 
-def python_core(s: Scenario):
+def python_core(s: Scenario, rp: RParams):
     from cmot import CMOT
 
-    model = CMOT(**s.python_params())
+    model = CMOT(**s.python_params(rp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(s.source_x, s.source_y, correspondence=s.correspondence, labels=s.labels)
@@ -444,8 +462,21 @@ def back_to_python(ro, obj, assay):
 
 
 @pytest.fixture(scope="session")
-def python_results(roundtrip):
-    return {name: python_core(o.scenario) for name, o in roundtrip.items()}
+def python_results(roundtrip, r_params):
+    return {name: python_core(o.scenario, r_params) for name, o in roundtrip.items()}
+
+
+def test_every_core_parameter_is_passed(r_params, roundtrip):
+    """The R package's map covers every parameter of the Python core, so each scenario passes all of them."""
+    import inspect
+
+    from cmot import CMOT
+
+    core = set(inspect.signature(CMOT).parameters) - {"verbose"}  # verbose: the R package never logs
+    assert sorted(r_params.r2py.values()) == sorted(core)
+    assert r_params.r2py["k"] == "n_neighbors" and r_params.r2py["seed"] == "random_state"
+    for o in roundtrip.values():
+        assert set(o.scenario.python_params(r_params)) == core, o.scenario.name
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

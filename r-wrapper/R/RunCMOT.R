@@ -242,6 +242,8 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
                             max.iter = 10, max.inner.iter = 1000,
                             tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
                             verbose = TRUE, ...) {
+  # The formals n.components to seed are the one declaration of the CMOT parameters in R:
+  # .cmot_arg_map() reads their names, the object methods pass them on through `...`.
   .check_dots(...)
   if (missing(reference)) stop("reference: the reference in the shared modality is missing.", call. = FALSE)
   if (missing(refdata)) stop("refdata: the reference in the modality to infer is missing.", call. = FALSE)

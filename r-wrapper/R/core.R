@@ -233,7 +233,7 @@
   x.hat <- t(res$x_hat)
   dimnames(x.hat) <- list(rownames(ref.x), colnames(query.y))
   for (w in res$warnings) {
-    if (!identical(w[[1]], "PoorlyMappedWarning")) warning("cmot (Python ", w[[1]], "): ", w[[2]], call. = FALSE)
+    if (!identical(w[[1]], "PoorlyMappedWarning")) warning("cmot (Python ", w[[1]], "): ", .r_names(w[[2]]), call. = FALSE)
   }
   outliers <- as.logical(res$outliers)
   scores <- as.numeric(res$outlier_scores)

@@ -55,14 +55,20 @@
   res$params
 }
 
-# Python -> R wording of a message from the core about its parameters:
-# parameter names, None/True/False/np.inf, whole numbers and quoted strings as R
-# writes them.
-.r_wording <- function(msg) {
+# The core's parameter names in a message (error or warning) as R names.
+.r_names <- function(msg) {
   map <- .cmot_arg_map()
   for (py in map[order(-nchar(map))]) {
     msg <- gsub(paste0("(?<![A-Za-z0-9_.])", py, "(?![A-Za-z0-9_])"), names(map)[map == py], msg, perl = TRUE)
   }
+  msg
+}
+
+# Python -> R wording of a message from the core about its parameters:
+# parameter names, None/True/False/np.inf, whole numbers and quoted strings as R
+# writes them.
+.r_wording <- function(msg) {
+  msg <- .r_names(msg)
   msg <- gsub("\\bNone\\b", "NULL", msg, perl = TRUE)
   msg <- gsub("\\bTrue\\b", "TRUE", msg, perl = TRUE)
   msg <- gsub("\\bFalse\\b", "FALSE", msg, perl = TRUE)

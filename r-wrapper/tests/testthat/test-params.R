@@ -142,3 +142,23 @@ test_that("shrinkage: a given weight and the one chosen by the core are used and
   )
   expect_gte(attr(x, "cmot")$shrinkage, 0.5)
 })
+
+test_that("a k above the number of reference cells: the k the core used is recorded, with its warning", {
+  skip_if_no_cmot()
+  sim <- sim_data()   # 90 reference cells
+  expect_warning(
+    x <- cmot::RunCMOT(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x, k = 1000,
+                       n.features = 20, seed = 0, verbose = FALSE, outlier.threshold = Inf),
+    "cmot \\(Python UserWarning\\): .*\\bk\\b.*90"
+  )
+  expect_identical(attr(x, "cmot")$k, 90L)
+  expect_identical(attr(x, "cmot")$args$k, 1000)          # as given
+  expect_equal(plain(x), plain(python_direct(sim$reference.x, sim$reference.y, sim$query.y, k = 90L)),
+               tolerance = 1e-10)
+  so <- seurat_pair(sim)
+  q <- suppressWarnings(cmot::RunCMOT(so$query, reference = so$reference, refdata.assay = "RNA", k = 1000,
+                                      n.features = 20, seed = 0, verbose = FALSE))
+  expect_identical(q@commands$RunCMOT$k, 1000)
+  expect_identical(q@commands$RunCMOT$k.used, 90L)
+  expect_identical(SeuratObject::Tool(q, "RunCMOT")$k.used, 90L)
+})

@@ -13,22 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _data  # noqa: E402
 
 from cmot import CMOT  # noqa: E402
+from cmot._utils import to_dense  # noqa: E402
 from cmot.metrics import cellwise_pearson, featurewise_auroc, featurewise_pearson  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not _data.available(), reason=f"shared data folder {_data.data_dir()} absent (set CMOT_DATA)"),
 ]
-
-
-def _dense(m):
-    return m.toarray() if sp.issparse(m) else np.asarray(m)
 
 
 def _scores(truth, pred):
@@ -43,7 +39,7 @@ def _run(name, seed=0):
         model = CMOT(random_state=seed).fit(task.train_x, task.train_y, labels=task.labels_for_ot)
         pred = np.asarray(model.predict(task.test_y))
     naive = _data.naive_knn(task.train_x, task.train_y, task.test_y)
-    truth = _dense(task.test_x)
+    truth = to_dense(task.test_x)
     return task, model, pred, naive, truth
 
 

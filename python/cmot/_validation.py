@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from ._utils import duplicated
 
-__all__ = ["Matrix", "as_matrix", "check_labels", "check_int", "check_unique_features"]
+__all__ = ["Matrix", "as_matrix", "check_labels", "check_int", "check_unique_features", "check_source"]
 
 
 @dataclass
@@ -283,3 +283,39 @@ def check_int(value, name: str, *, low: int = 1, high: int | None = None, allow_
 
     constraint = Int(low, high) | Const(None) if allow_none else Int(low, high)
     return check_value(name, value, constraint)
+
+
+def check_source(source_x, source_y, *, fully_paired: bool = True):
+    """``source_x`` and ``source_y`` as :class:`Matrix`, with unique feature names, at least
+    two Y cells and, when ``fully_paired``, the same cells (count and names) in the same order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_source(np.ones((3, 2)), np.ones((4, 2)))
+    Traceback (most recent call last):
+    ...
+    ValueError: source_x and source_y: expected the same number of cells when fully paired \
+(correspondence=None), found 3 X cells and 4 Y cells. Pass correspondence= to align partly paired modalities.
+    """
+    xm = as_matrix(source_x, "source_x")
+    ym = as_matrix(source_y, "source_y")
+    check_unique_features(xm, "source_x")
+    check_unique_features(ym, "source_y")
+    n_x, n_y = xm.shape[0], ym.shape[0]
+    if fully_paired and n_x != n_y:
+        raise ValueError(
+            f"source_x and source_y: expected the same number of cells when fully paired "
+            f"(correspondence=None), found {n_x} X cells and {n_y} Y cells. Pass correspondence= "
+            "to align partly paired modalities."
+        )
+    if fully_paired and xm.cell_names is not None and ym.cell_names is not None:
+        differ = xm.cell_names != ym.cell_names
+        if np.any(differ):
+            raise ValueError(
+                f"source_x and source_y: expected the same cells in the same order when fully paired, "
+                f"found {int(np.sum(differ))} cell names that differ (first: {xm.cell_names[differ][0]!r})."
+            )
+    if n_y < 2:
+        raise ValueError(f"source_y: expected at least 2 source cells, found {n_y}.")
+    return xm, ym

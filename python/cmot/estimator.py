@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from . import __version__
 from ._params import PARAMETER_CONSTRAINTS, check_params
 from ._utils import match_names, timed_step
-from ._validation import Matrix, as_matrix, check_unique_features
+from ._validation import Matrix, as_matrix, check_source
 from .align import align_source
 from .choices import (  # noqa: F401  (re-exported: the automatic choices' public names)
     AUTO_K_GRID,
@@ -351,7 +351,11 @@ class CMOT(BaseEstimator):
         self : CMOT
         """
         p = self.params_ = self._check_params()
-        xm, ym = self._check_source(source_x, source_y, correspondence, labels, p)
+        xm, ym = check_source(source_x, source_y, fully_paired=correspondence is None)
+        if p["n_clusters"] > ym.shape[0] and labels is None:
+            raise ValueError(
+                f"n_clusters: expected at most the number of source cells ({ym.shape[0]}), found {p['n_clusters']}."
+            )
         source_x_rows = self._align(xm, ym, correspondence, p)
         n_components = None if p["n_pcs"] is None else (max(AUTO_PCS_GRID) if p["n_pcs"] == "auto" else p["n_pcs"])
         rep = Representation(n_features=p["n_features"], scale=p["scale"], n_components=n_components,
@@ -373,34 +377,6 @@ class CMOT(BaseEstimator):
         self.n_features_in_, self.n_features_out_ = ym.shape[1], xm.shape[1]
         self.version_ = __version__
         return self
-
-    @staticmethod
-    def _check_source(source_x, source_y, correspondence, labels, p):
-        xm = as_matrix(source_x, "source_x")
-        ym = as_matrix(source_y, "source_y")
-        check_unique_features(xm, "source_x")
-        check_unique_features(ym, "source_y")
-        n_x, n_y = xm.shape[0], ym.shape[0]
-        if correspondence is None and n_x != n_y:
-            raise ValueError(
-                f"source_x and source_y: expected the same number of cells when fully paired "
-                f"(correspondence=None), found {n_x} X cells and {n_y} Y cells. Pass correspondence= "
-                "to align partly paired modalities."
-            )
-        if correspondence is None and xm.cell_names is not None and ym.cell_names is not None:
-            differ = xm.cell_names != ym.cell_names
-            if np.any(differ):
-                raise ValueError(
-                    f"source_x and source_y: expected the same cells in the same order when fully paired, "
-                    f"found {int(np.sum(differ))} cell names that differ (first: {xm.cell_names[differ][0]!r})."
-                )
-        if n_y < 2:
-            raise ValueError(f"source_y: expected at least 2 source cells, found {n_y}.")
-        if p["n_clusters"] > n_y and labels is None:
-            raise ValueError(
-                f"n_clusters: expected at most the number of source cells ({n_y}), found {p['n_clusters']}."
-            )
-        return xm, ym
 
     def _align(self, xm, ym, correspondence, p):
         """Step A when the source is partly paired: the X profile of each source Y cell."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._utils import to_dense
-from ._validation import as_matrix, check_int, check_labels
+from ._validation import as_matrix, check_int, check_labels, check_source
 from .estimator import CMOT
 from .metrics import _rowwise_pearson
 from .transport import OTConvergenceError, resolve_reg_e, sqeuclidean_cost
@@ -243,16 +243,8 @@ def cross_validate(
 
 
 def _check_cv_input(source_x, source_y, n_splits, labels, scoring, base_params, random_state):
-    xm = as_matrix(source_x, "source_x")
-    ym = as_matrix(source_y, "source_y")
+    xm, ym = check_source(source_x, source_y)
     n = ym.shape[0]
-    if xm.shape[0] != n:
-        raise ValueError(
-            f"source_x and source_y: expected the same cells (fully paired), found {xm.shape[0]} X cells "
-            f"and {n} Y cells."
-        )
-    if xm.cell_names is not None and ym.cell_names is not None and not np.array_equal(xm.cell_names, ym.cell_names):
-        raise ValueError("source_x and source_y: expected the same cell names in the same order, found different ones.")
     n_splits = check_int(n_splits, "n_splits", low=2, high=n)
     lab = None if labels is None else check_labels(labels, n, cell_names=ym.cell_names)
     if callable(scoring):

@@ -28,7 +28,7 @@ def _pyplot():
 
 
 def _axes(ax):
-    return _pyplot().subplots()[1] if ax is None else ax
+    return _pyplot().subplots(layout="constrained")[1] if ax is None else ax
 
 
 def _feature_scores(obj, key_added) -> pd.Series:
@@ -260,7 +260,7 @@ def plot_predicted_vs_measured(pred, measured, features, *, axes=None, ncols=4, 
     if axes is None:
         nrows = -(-len(features) // ncols)
         fig, axes = _pyplot().subplots(nrows, min(ncols, len(features)), squeeze=False,
-                                       figsize=(3 * min(ncols, len(features)), 3 * nrows))
+                                       figsize=(3 * min(ncols, len(features)), 3 * nrows), layout="constrained")
     axes = np.asarray(axes).ravel()
     if axes.size < len(features):
         raise ValueError(f"axes: expected at least {len(features)} axes (one per feature), found {axes.size}.")

@@ -67,7 +67,8 @@ def test_feature_scores_from_a_model_and_from_a_transferred_anndata():
             plot_feature_scores(model)
         model.feature_scores_ = np.linspace(1.0, -0.2, d.source_x.shape[1])  # what a later estimator computes
     ax = plot_feature_scores(model)
-    scores = pd.Series(np.asarray(model.feature_scores_, dtype=float), index=model.feature_names_x_)
+    names = [f"p{j}" for j in range(d.source_x.shape[1])]  # the columns given to fit
+    scores = pd.Series(np.asarray(model.feature_scores_, dtype=float), index=names)
     expected = scores.sort_values(ascending=False, kind="stable")
     assert [y for _, y in _dots(ax)] == pytest.approx(list(expected.to_numpy()))
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(n) for n in expected.index]

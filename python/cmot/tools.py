@@ -110,6 +110,8 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
     >>> query.obs["cmot_poorly_mapped"].dtype, query.uns["cmot"]["fitted"]["n_neighbors"]
     (dtype('bool'), 10)
     """
+    if shared is not None and not (_is_mudata(query) or _is_mudata(reference)):
+        raise ValueError(f"shared: expected None when neither query nor reference is a MuData, found {shared!r}.")
     q_ad, r_ad = _unpack(query, "query", shared), _unpack(reference, "reference", shared)
     _check_str(key_added, "key_added")
     target_keys = _planned_keys(key_added, labels_key)
@@ -329,6 +331,9 @@ def _labels(r_ad, labels_key):
     if labels_key is None:
         return None
     _check_str(labels_key, "labels_key")
+    if labels_key in ("poorly_mapped", "mapping_score", "outlier_score"):
+        raise ValueError(f"labels_key: {labels_key!r} would collide with the obs column that transfer writes "
+                         "under the same name; rename the reference's column.")
     if labels_key not in r_ad.obs.columns:
         raise ValueError(f"labels_key: expected a column of reference.obs, found {labels_key!r}; columns: "
                          f"{', '.join(map(str, r_ad.obs.columns)) or 'none'}.")

@@ -568,7 +568,7 @@ def solve_transport(source, target, labels, *, reg_e=None, reg_cl=1.0, reg_m="au
     source order.  ``reg_e=None`` is :func:`resolve_reg_e`; a given ``reg_e`` far from
     it warns.  ``reg_m="auto"`` uses the entropic weight.  The shift
     (:func:`transport_shift`) is measured between ``source_rep`` and ``target_rep``
-    (default: ``source`` and ``target``).
+    (default: ``source`` and ``target``, which must then be dense).
 
     Examples
     --------
@@ -593,13 +593,13 @@ def solve_transport(source, target, labels, *, reg_e=None, reg_cl=1.0, reg_m="au
             max_iter=max_iter, max_inner_iter=max_inner_iter, tol=tol, return_log=True, dtype=dtype,
             overwrite_cost=not keep_cost and dtype == np.float32,
         )
+    src = source if source_rep is None else source_rep
+    # measured before the rows go back to source order: float32 sums depend on the order
+    shift = transport_shift(coupling, src[order], target if target_rep is None else target_rep)
     kept = _unsort_rows(cost, order) if keep_cost else None
     del cost
-    coupling = _unsort_rows(coupling, order)
-    src = source if source_rep is None else source_rep
-    tgt = target if target_rep is None else target_rep
-    return TransportResult(coupling=coupling, reg_e=reg, shift=transport_shift(coupling, src, tgt),
-                           n_iter=log["n_iter"], marginal_error=log["err"], cost=kept)
+    return TransportResult(coupling=_unsort_rows(coupling, order), reg_e=reg, shift=shift, n_iter=log["n_iter"],
+                           marginal_error=log["err"], cost=kept)
 
 
 def _warn_far_reg_e(reg, auto, hint):

@@ -162,3 +162,31 @@ def test_barycentric_map_is_row_normalized_average():
     pi = np.array([[0.1, 0.3], [0.2, 0.0]])
     tgt = np.array([[1.0, 0.0], [5.0, 2.0]])
     np.testing.assert_allclose(barycentric_map(pi, tgt), [[4.0, 1.5], [1.0, 0.0]])
+
+
+def test_solve_transport_returns_the_coupling_in_source_order():
+    # the solver sorts source cells by label internally; what comes back is in the order
+    # given, the same coupling as solving on the unsorted problem directly
+    from cmot.transport import solve_transport, transport_shift
+
+    xs, xt, labels = _problem(ns=50, nt=30, n_labels=4, seed=5)
+    assert not np.all(np.diff(labels) >= 0)  # labels not sorted
+    res = solve_transport(xs, xt, labels, reg_e=1.0, reg_cl=0.5, reg_m=None, keep_cost=True)
+    direct = sinkhorn_lpl1(sqeuclidean_cost(xs, xt), labels, reg_e=1.0, reg_cl=0.5, max_iter=10, max_inner_iter=1000)
+    np.testing.assert_allclose(res.coupling, direct, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(res.cost, ((xs[:, None] - xt[None]) ** 2).sum(-1), atol=1e-10)
+    np.testing.assert_allclose(res.shift, transport_shift(direct, xs, xt), atol=1e-12)
+    assert res.reg_e == 1.0 and res.n_iter > 0 and res.marginal_error < 1e-6
+
+
+def test_unsort_rows_moves_rows_in_place():
+    from cmot.transport import _unsort_rows
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 3))
+    order = rng.permutation(200)
+    expected = np.empty_like(a)
+    expected[order] = a
+    out = _unsort_rows(a, order)
+    assert out is a
+    np.testing.assert_array_equal(out, expected)

@@ -407,3 +407,16 @@ def test_sparse_matrices_give_the_direct_result(d):
         expected = CMOT(**{**P, "n_features": int(mask.sum())}).fit(
             d.source_x, sp.csr_matrix(y_src[:, mask])).predict(sp.csr_matrix(y_tgt[:, mask]))
     np.testing.assert_allclose(q.obsm["cmot"].to_numpy(), expected, atol=1e-10)
+
+
+def test_feature_scores_in_the_forms_a_model_may_give():
+    names = ["a", "b", "c"]
+    want = {"a": 0.1, "b": 0.9, "c": -0.2}
+    forms = [np.array([0.1, 0.9, -0.2]), pd.Series(want), pd.DataFrame({"r": [0.1, 0.9, -0.2], "n": 1}, index=names),
+             pd.DataFrame({"score": [0.1, 0.9, -0.2]}, index=names)]
+    for form in forms:
+        assert tools.feature_score_series(form, names).to_dict() == want
+    with pytest.raises(ValueError, match=r"feature_scores_: expected one score per feature \(3\), found shape \(2,\)"):
+        tools.feature_score_series([0.1, 0.2], names)
+    with pytest.raises(ValueError, match=r"found columns x, y"):
+        tools.feature_score_series(pd.DataFrame({"x": [1.0], "y": [2.0]}), names)

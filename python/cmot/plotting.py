@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import _is_anndata, _is_dataframe
+from .tools import feature_score_series
 
 __all__ = ["plot_feature_scores", "plot_mapping_score", "plot_predicted_vs_measured"]
 
@@ -54,11 +55,7 @@ def _feature_scores(obj, key_added) -> pd.Series:
                         f"found {type(obj).__module__}.{type(obj).__name__}.")
     if isinstance(scores, Mapping):
         scores = pd.Series(scores, dtype=float)
-    if not isinstance(scores, pd.Series):
-        arr = np.asarray(scores, dtype=float).ravel()
-        index = [str(n) for n in names] if names is not None and len(names) == arr.size else range(arr.size)
-        scores = pd.Series(arr, index=index)
-    return scores.astype(float)
+    return feature_score_series(scores, names)
 
 
 def plot_feature_scores(model_or_scores, ax=None, threshold=0.3, *, key_added="cmot", max_labels=60):

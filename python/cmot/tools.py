@@ -419,6 +419,30 @@ def _write_labels(adata, model, target_y, key, labels_key) -> bool:
     return True
 
 
+def feature_score_series(scores, names=None) -> pd.Series:
+    """Per-feature scores (``feature_scores_``) as a float Series indexed by feature name:
+    a Series, a DataFrame with one column or a column ``"r"``, or a 1-D array in the
+    order of ``names``.
+
+    Examples
+    --------
+    >>> feature_score_series([0.5, 0.1], ["CD3", "CD8"]).to_dict()
+    {'CD3': 0.5, 'CD8': 0.1}
+    """
+    if _is_dataframe(scores):
+        if scores.shape[1] != 1 and "r" not in scores.columns:
+            raise ValueError(f"feature_scores_: expected one score per feature (a Series, or a DataFrame with one "
+                             f"column or a column 'r'), found columns {_shown(scores.columns)}.")
+        scores = scores["r"] if "r" in scores.columns else scores.iloc[:, 0]
+    if isinstance(scores, pd.Series):
+        return scores.set_axis(pd.Index([str(k) for k in scores.index])).astype(float)
+    arr = np.asarray(scores, dtype=float)
+    if arr.ndim != 1 or (names is not None and len(names) != arr.size):
+        raise ValueError(f"feature_scores_: expected one score per feature ({'?' if names is None else len(names)}), "
+                         f"found shape {arr.shape}.")
+    return pd.Series(arr, index=[str(n) for n in names] if names is not None else range(arr.size))
+
+
 def _json_safe(value):
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -454,6 +478,6 @@ def _record(model, info, features):
     fitted["n_poorly_mapped"] = int(np.sum(model.outliers_))
     scores = getattr(model, "feature_scores_", None)
     if scores is not None:
-        series = scores if isinstance(scores, pd.Series) else pd.Series(np.asarray(scores).ravel(), index=features)
+        series = feature_score_series(scores, features)
         info["feature_scores"] = {str(k): float(v) for k, v in series.items()}
     return _json_safe({"params": model.get_params(), "fitted": fitted, "inputs": info, "versions": _versions()})

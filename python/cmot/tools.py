@@ -267,7 +267,7 @@ def _cell_positions(names, ref_cells, arg):
     if names.size > ref_cells.size:
         extra = names.difference(ref_cells, sort=False)
         warnings.warn(f"{arg}: {extra.size} cells are not reference cells and are not used: {_shown(extra)}.",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=5)
     return pos
 
 

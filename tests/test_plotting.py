@@ -74,7 +74,7 @@ def test_feature_scores_from_a_model_and_from_a_transferred_anndata():
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(n) for n in expected.index]
     ad = pytest.importorskip("anndata")
     q = ad.AnnData(np.zeros((2, 1)))
-    q.uns["cmot"] = {"inputs": {"feature_scores": {"x": 0.1, "y": 0.7}}}
+    q.uns["cmot"] = {"feature_scores": {"x": 0.1, "y": 0.7}}
     assert [y for _, y in _dots(plot_feature_scores(q))] == [0.7, 0.1]
     with pytest.raises(ValueError, match=r"expected an AnnData with uns\['other'\]"):
         plot_feature_scores(q, key_added="other")

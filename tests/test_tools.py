@@ -343,7 +343,7 @@ def test_uns_record_is_json_safe_and_survives_h5ad(d, tmp_path):
     json.dumps(rec)
     assert rec["fitted"] == {"n_neighbors": model.n_neighbors_, "n_pcs": model.n_pcs_,
                              "shrinkage": model.shrinkage_, "reg_e": pytest.approx(model.reg_e_),
-                             "n_poorly_mapped": int(model.outliers_.sum())}
+                             "n_poorly_mapped": int(model.outliers_.sum()), "labels_transferred": False}
     assert rec["params"]["n_neighbors"] == 10 and rec["params"]["random_state"] == 0
     assert rec["inputs"]["modality"] == {"source": "obsm", "key": "protein"}
     assert rec["versions"]["cmot"] == __import__("cmot").__version__
@@ -383,10 +383,10 @@ def test_optional_model_attributes_are_written_when_present(d, monkeypatch):
     np.testing.assert_allclose(q.obs["cmot_cell_type_score"].to_numpy()[:2], [0.7, 0.5])
     assert list(q.obsm["cmot_cell_type_scores"].columns) == ["t0", "t1", "t2"]
     assert list(q.obsm["cmot_cell_type_scores"].index) == list(q.obs_names)
-    scores = q.uns["cmot"]["inputs"]["feature_scores"]
+    scores = q.uns["cmot"]["feature_scores"]
     assert list(scores) == list(q.obsm["cmot"].columns)
     np.testing.assert_allclose(list(scores.values()), model.feature_scores_)
-    assert q.uns["cmot"]["inputs"]["labels_transferred"] is True
+    assert q.uns["cmot"]["fitted"]["labels_transferred"] is True
 
 
 def test_sparse_matrices_give_the_direct_result(d):
@@ -420,3 +420,18 @@ def test_feature_scores_in_the_forms_a_model_may_give():
         tools.feature_score_series([0.1, 0.2], names)
     with pytest.raises(ValueError, match=r"found columns x, y"):
         tools.feature_score_series(pd.DataFrame({"x": [1.0], "y": [2.0]}), names)
+
+
+class _BadLabels(CMOT):
+    def predict(self, target_y):
+        out = super().predict(target_y)
+        self.predicted_labels_ = np.array(["t0"])  # one label, not one per query cell
+        return out
+
+
+def test_a_failure_while_writing_leaves_the_query_unchanged(d, monkeypatch):
+    monkeypatch.setattr(tools, "CMOT", _BadLabels)
+    q = _query(d)
+    with pytest.raises(RuntimeError, match=r"predicted labels has 1 values, expected one per query cell \(50\)"):
+        _run(q, _reference(d), modality="protein", labels_key="cell_type")
+    assert len(q.obsm) == 0 and list(q.obs.columns) == [] and len(q.uns) == 0

@@ -42,10 +42,10 @@ def _feature_scores(obj, key_added) -> pd.Series:
                              "version or this model does not compute them); pass a dict or Series of scores.")
         names = getattr(obj, "feature_names_x_", None)
     elif _is_anndata(obj):
-        scores = obj.uns.get(key_added, {}).get("inputs", {}).get("feature_scores")
+        scores = obj.uns.get(key_added, {}).get("feature_scores")
         if scores is None:
-            raise ValueError(f"model_or_scores: expected an AnnData with uns[{key_added!r}]['inputs']"
-                             "['feature_scores'] (written by cmot.tools.transfer when the model has "
+            raise ValueError(f"model_or_scores: expected an AnnData with uns[{key_added!r}]['feature_scores'] "
+                             "(written by cmot.tools.transfer when the model has "
                              "feature_scores_), found none.")
         names = None
     elif isinstance(obj, (Mapping, pd.Series)):

@@ -87,9 +87,11 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
     - with ``labels_key``, when the model transfers labels: ``obs[f"{key}_{labels_key}"]``,
       ``obs[f"{key}_{labels_key}_score"]`` and, with per-class scores,
       ``obsm[f"{key}_{labels_key}_scores"]``;
-    - ``uns[key]``: the parameters, what ``fit`` chose (``n_neighbors``, ``n_pcs``,
-      ``shrinkage``, ``reg_e``), the inputs used, per-feature scores when the model has
-      ``feature_scores_``, and package versions (JSON-safe).
+    - ``uns[key]`` (JSON-safe): ``"params"`` (of the CMOT), ``"fitted"`` (what ``fit``
+      and ``predict`` chose: ``n_neighbors``, ``n_pcs``, ``shrinkage``, ``reg_e``, the
+      number of poorly mapped cells, whether labels were transferred), ``"inputs"``
+      (where each modality was read, the number of shared genes), ``"versions"``, and
+      ``"feature_scores"`` (by feature) when the model has ``feature_scores_``.
 
     Examples
     --------
@@ -374,18 +376,28 @@ def _per_cell(values, n, name):
 
 
 def _write(adata, model, pred, target_y, key, labels_key, info):
-    """Everything :func:`transfer` writes into the query's AnnData."""
+    """Everything :func:`transfer` writes into the query's AnnData, all computed and
+    checked before the first write."""
     n = adata.n_obs
-    adata.obsm[key] = pred
-    adata.obs[f"{key}_poorly_mapped"] = _per_cell(model.outliers_, n, "outliers_").astype(bool)
+    obs = {f"{key}_poorly_mapped": _per_cell(model.outliers_, n, "outliers_").astype(bool)}
     mapping = getattr(model, "mapping_score_", None)
     if mapping is not None:
-        adata.obs[f"{key}_mapping_score"] = _per_cell(mapping, n, "mapping_score_").astype(float)
+        obs[f"{key}_mapping_score"] = _per_cell(mapping, n, "mapping_score_").astype(float)
     else:
-        adata.obs[f"{key}_outlier_score"] = _per_cell(model.outlier_scores_, n, "outlier_scores_").astype(float)
+        obs[f"{key}_outlier_score"] = _per_cell(model.outlier_scores_, n, "outlier_scores_").astype(float)
+    obsm = {key: pred}
+    transferred = None
     if labels_key is not None:
-        info["labels_transferred"] = _write_labels(adata, model, target_y, key, labels_key)
-    adata.uns[key] = _record(model, info, pred.columns)
+        label_obs, label_obsm = _label_columns(model, target_y, adata.obs_names, key, labels_key)
+        obs.update(label_obs)
+        obsm.update(label_obsm)
+        transferred = bool(label_obs)
+    record = _record(model, info, pred.columns, transferred)
+    for name, values in obsm.items():
+        adata.obsm[name] = values
+    for name, values in obs.items():
+        adata.obs[name] = values
+    adata.uns[key] = record
 
 
 def _label_predictions(model, target_y):
@@ -404,19 +416,21 @@ def _label_predictions(model, target_y):
     return labels, scores
 
 
-def _write_labels(adata, model, target_y, key, labels_key) -> bool:
+def _label_columns(model, target_y, obs_names, key, labels_key):
+    """obs and obsm entries of the transferred labels (empty when the model has none)."""
     labels, scores = _label_predictions(model, target_y)
     if labels is None:
-        return False
-    n = adata.n_obs
-    adata.obs[f"{key}_{labels_key}"] = pd.Categorical(_per_cell(labels, n, "predicted labels"))
+        return {}, {}
+    n = len(obs_names)
+    obs = {f"{key}_{labels_key}": pd.Categorical(_per_cell(labels, n, "predicted labels"))}
+    obsm = {}
     if scores is not None:
         table = scores if _is_dataframe(scores) else None
         best = table.to_numpy().max(axis=1) if table is not None else _per_cell(scores, n, "label scores")
-        adata.obs[f"{key}_{labels_key}_score"] = np.asarray(best, dtype=float)
+        obs[f"{key}_{labels_key}_score"] = np.asarray(best, dtype=float)
         if table is not None:
-            adata.obsm[f"{key}_{labels_key}_scores"] = table.set_axis(adata.obs_names, axis=0)
-    return True
+            obsm[f"{key}_{labels_key}_scores"] = table.set_axis(obs_names, axis=0)
+    return obs, obsm
 
 
 def feature_score_series(scores, names=None) -> pd.Series:
@@ -471,13 +485,14 @@ def _versions():
     return out
 
 
-def _record(model, info, features):
+def _record(model, info, features, labels_transferred):
     """``uns[key_added]``: parameters, fitted choices, inputs, feature scores, versions."""
     fitted = {name[:-1]: getattr(model, name, None)
               for name in ("n_neighbors_", "n_pcs_", "shrinkage_", "reg_e_")}
     fitted["n_poorly_mapped"] = int(np.sum(model.outliers_))
+    fitted["labels_transferred"] = labels_transferred
+    record = {"params": model.get_params(), "fitted": fitted, "inputs": info, "versions": _versions()}
     scores = getattr(model, "feature_scores_", None)
     if scores is not None:
-        series = feature_score_series(scores, features)
-        info["feature_scores"] = {str(k): float(v) for k, v in series.items()}
-    return _json_safe({"params": model.get_params(), "fitted": fitted, "inputs": info, "versions": _versions()})
+        record["feature_scores"] = {str(k): float(v) for k, v in feature_score_series(scores, features).items()}
+    return _json_safe(record)

@@ -432,6 +432,6 @@ class _BadLabels(CMOT):
 def test_a_failure_while_writing_leaves_the_query_unchanged(d, monkeypatch):
     monkeypatch.setattr(tools, "CMOT", _BadLabels)
     q = _query(d)
-    with pytest.raises(RuntimeError, match=r"predicted labels has 1 values, expected one per query cell \(50\)"):
+    with pytest.raises(RuntimeError, match=r"CMOT.predicted_labels_ has 1 values, expected one per query cell \(50\)"):
         _run(q, _reference(d), modality="protein", labels_key="cell_type")
     assert len(q.obsm) == 0 and list(q.obs.columns) == [] and len(q.uns) == 0

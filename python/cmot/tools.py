@@ -422,11 +422,11 @@ def _label_columns(model, target_y, obs_names, key, labels_key):
     if labels is None:
         return {}, {}
     n = len(obs_names)
-    obs = {f"{key}_{labels_key}": pd.Categorical(_per_cell(labels, n, "predicted labels"))}
+    obs = {f"{key}_{labels_key}": pd.Categorical(_per_cell(labels, n, "predicted_labels_"))}
     obsm = {}
     if scores is not None:
         table = scores if _is_dataframe(scores) else None
-        best = table.to_numpy().max(axis=1) if table is not None else _per_cell(scores, n, "label scores")
+        best = table.to_numpy().max(axis=1) if table is not None else _per_cell(scores, n, "predicted_label_scores_")
         obs[f"{key}_{labels_key}_score"] = np.asarray(best, dtype=float)
         if table is not None:
             obsm[f"{key}_{labels_key}_scores"] = table.set_axis(obs_names, axis=0)

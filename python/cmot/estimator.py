@@ -436,7 +436,7 @@ class CMOT(BaseEstimator):
         import scipy.sparse as sp
 
         check_transport_memory(
-            self.source_y_.shape[0], n_target, keep_cost=self.outlier_method == "isolation_forest",
+            self.source_y_.shape[0], n_target, keep_cost=self.params_["outlier_method"] == "isolation_forest",
             barycentric=self.params_["barycentric_weight"] > 0,
             sparse_cost=self.representation_.pca_ is None and sp.issparse(self.source_y_),
         )
@@ -452,7 +452,7 @@ class CMOT(BaseEstimator):
             src, tgt = self.source_y_, target
         hint = " (the paper's values are for n_pcs=None, reg_m=None)" if rep.pca_ is not None else ""
         result = solve_transport(
-            src, tgt, self.labels_, reg_e=self.reg_e, reg_cl=p["reg_cl"], reg_m=p["reg_m"],
+            src, tgt, self.labels_, reg_e=p["reg_e"], reg_cl=p["reg_cl"], reg_m=p["reg_m"],
             max_iter=p["max_iter"], max_inner_iter=p["max_inner_iter"], tol=p["tol"], keep_cost=keep_cost,
             source_rep=self.source_rep_, target_rep=tgt_rep, random_state=p["random_state"],
             verbose=p["verbose"], reg_e_hint=hint,
@@ -505,7 +505,7 @@ class CMOT(BaseEstimator):
         self._check_fitted()
         tm = self._target(target_y)
         self._check_memory(tm.shape[0])
-        iforest = self.outlier_method == "isolation_forest"
+        iforest = self.params_["outlier_method"] == "isolation_forest"
         result, tgt_rep = self._transport(tm.data, keep_cost=iforest)
         self.reg_e_, self.shift_ = result.reg_e, result.shift
         self.n_iter_, self.marginal_error_ = result.n_iter, result.marginal_error

@@ -566,3 +566,16 @@ def test_reg_e_far_from_the_data_scale_warns(data):
         CMOT(reg_e=None, n_neighbors=10, random_state=0, outlier_threshold=np.inf).fit(
             data.source_x, data.source_y
         ).predict(data.target_y)
+
+
+def test_infer_from_coupling_reproduces_predict_from_the_public_coupling(data):
+    # transport() returns the coupling with source cells in their own order; Step C on it
+    # gives predict's answer (no row order to pass around)
+    labels = np.arange(240) % 3  # interleaved: the solver reorders the source cells
+    model = CMOT(n_neighbors=15, random_state=0, outlier_threshold=np.inf).fit(data.source_x, data.source_y,
+                                                                                labels=labels)
+    x_hat = model.predict(data.target_y)
+    coupling, _ = model.transport(data.target_y)
+    np.testing.assert_allclose(model.infer_from_coupling(coupling, data.target_y), x_hat, atol=1e-10)
+    with pytest.raises(TypeError):
+        model.infer_from_coupling(coupling, data.target_y, order=np.arange(240))

@@ -291,15 +291,23 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #'   \code{refdata.assay}, for references whose two modalities were measured in
 #'   different (partly overlapping) cells; see Details and \code{pairs}.
 #' @param new.assay.name Name of the assay to store the inferred modality in.
-#' @param slot Slot of the assays to read (\code{"data"}, \code{"counts"} or
-#'   \code{"scale.data"}), for all three assays.
+#' @param layer Layer of the assays to read (\code{"data"}, \code{"counts"} or
+#'   \code{"scale.data"}), for all three assays.  In a Seurat 5 assay
+#'   (\code{Assay5}) split into layers per sample (\code{split(object[["RNA"]],
+#'   f = object$batch)}), the layers \code{"<layer>.<sample>"} are read and
+#'   combined in the object's cell order; no \code{JoinLayers()} is needed.  A
+#'   missing layer is an error: Seurat 5 objects made from counts have no
+#'   \code{"data"} layer until \code{NormalizeData()} (or set it with
+#'   \code{LayerData<-}), and \code{layer = "counts"} reads the raw counts.
+#' @param slot Deprecated: the name of \code{layer} before SeuratObject 5.
+#'   Still accepted, with a warning; use \code{layer}.
 #' @param overwrite If \code{new.assay.name} (or one of the meta.data columns
 #'   below) already exists in the query: \code{FALSE} (default) stops with an
 #'   error and changes nothing, \code{TRUE} replaces it.
 #'
 #' @section Seurat method:
 #' Returns \code{object} with a new assay \code{new.assay.name} whose
-#' \code{data} slot holds the inferred values of every feature of
+#' \code{data} layer holds the inferred values of every feature of
 #' \code{refdata.assay} for every query cell, in the query's cell order.  Seurat
 #' does not allow \code{_} or \code{|} in feature names; such names are
 #' rewritten to \code{-} (as Seurat does), made unique with a warning if that
@@ -343,12 +351,13 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' }
 RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.assay = NULL,
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
-                           new.assay.name = "CMOT", slot = "data", overwrite = FALSE, verbose = TRUE, ...) {
+                           new.assay.name = "CMOT", layer = "data", overwrite = FALSE, verbose = TRUE,
+                           slot = NULL, ...) {
   .check_dots(..., allowed = names(.cmot_arg_map()))
   ref.x.obj <- .check_seurat_reference(reference, reference.x)
   x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
   .check_string(new.assay.name, "new.assay.name")
-  slot <- match.arg(slot, c("data", "counts", "scale.data"))
+  layer <- .seurat_layer(layer, slot, missing(layer))
   .check_flag(overwrite, "overwrite")
   query.assay <- query.assay %||% SeuratObject::DefaultAssay(object)
   reference.assay <- reference.assay %||% SeuratObject::DefaultAssay(reference)
@@ -357,20 +366,21 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   meta.cols <- .check_new_columns(colnames(object[[]]), new.assay.name, overwrite, "meta.data", "new.assay.name")
   label.values <- .seurat_labels(reference, labels)
   x.hat <- RunCMOT.default(
-    .named(.get_data(object, query.assay, slot, "the query"), paste0("query (assay '", query.assay, "')"),
+    .named(.get_data(object, query.assay, layer, "the query"), paste0("query (assay '", query.assay, "')"),
            paste0("meta.data column '", meta.cols[1], "'")),
-    reference = .named(.get_data(reference, reference.assay, slot, "reference"),
+    reference = .named(.get_data(reference, reference.assay, layer, "reference"),
                        paste0("reference (assay '", reference.assay, "')")),
-    refdata = .named(.get_data(ref.x.obj, refdata.assay, slot, x.obj.name),
+    refdata = .named(.get_data(ref.x.obj, refdata.assay, layer, x.obj.name),
                      paste0(x.obj.name, " (assay '", refdata.assay, "')")),
     pairs = pairs, labels = label.values, verbose = verbose, ...)
   info <- attr(x.hat, "cmot")
   run <- c(.run_record(info), list(reference.assay = reference.assay, refdata.assay = refdata.assay,
-                                   query.assay = query.assay, slot = slot, new.assay.name = new.assay.name,
+                                   query.assay = query.assay, layer = layer, new.assay.name = new.assay.name,
                                    labels = labels, n.shared.features = info$n.shared.features,
                                    n.pairs = info$n.pairs, meta.data = meta.cols,
                                    version = as.character(utils::packageVersion("cmot"))))
-  object <- .seurat_store(object, x.hat, new.assay.name, meta.cols, run, verbose)
+  object <- .seurat_store(object, x.hat, new.assay.name, meta.cols, run, verbose,
+                          v5 = inherits(object[[query.assay]], "StdAssay"))
   # command log (named "RunCMOT"): this method's arguments, the CMOT ones and what the core chose
   cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
   object[["RunCMOT"]] <- .seurat_command(cmd, query.assay, info)
@@ -378,6 +388,26 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
 }
 
 # What the object methods record of a run: the parameters passed to the core and what it chose.
+# The layer to read: `layer`, or the deprecated `slot` (with a warning).
+.seurat_layer <- function(layer, slot, layer.missing) {
+  if (!is.null(slot)) {
+    if (!layer.missing && !identical(layer, slot)) {
+      stop("slot: deprecated name of layer, given together with layer and differing (slot = '", slot,
+           "', layer = '", layer, "'); give layer only.", call. = FALSE)
+    }
+    warning(structure(class = c("deprecatedWarning", "warning", "condition"), list(
+      message = "RunCMOT(): the argument 'slot' is deprecated; use 'layer' (SeuratObject 5 names), e.g. layer = \"data\".",
+      call = NULL)))
+    layer <- slot
+  }
+  if (!is.character(layer) || length(layer) != 1L || is.na(layer) ||
+      !layer %in% c("data", "counts", "scale.data")) {
+    stop("layer: expected one of \"data\", \"counts\", \"scale.data\", found ", deparse(layer, nlines = 1L), ".",
+         call. = FALSE)
+  }
+  layer
+}
+
 .run_record <- function(info) {
   list(params = info$params, reg.e.used = info$reg.e, k.used = info$k, k.scores = info$k.scores,
        n.pcs.used = info$n.pcs, shrinkage.used = info$shrinkage)
@@ -440,22 +470,28 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
 
 # The new assay (feature names Seurat accepts, with a map back to the
 # originals), the meta.data columns and the run records.
-.seurat_store <- function(object, x.hat, new.assay.name, meta.cols, run, verbose) {
+.seurat_store <- function(object, x.hat, new.assay.name, meta.cols, run, verbose, v5 = FALSE) {
   info <- attr(x.hat, "cmot")
   fmap <- .seurat_feature_names(rownames(x.hat))
   attr(x.hat, "cmot") <- NULL
   dimnames(x.hat) <- list(fmap$feature, SeuratObject::Cells(object))
-  assay <- suppressWarnings(SeuratObject::CreateAssayObject(data = x.hat))
+  # the query assay's version: Assay5 for a Seurat 5 assay, else a v3 Assay
+  assay <- if (v5) {
+    SeuratObject::CreateAssay5Object(data = SeuratObject::as.sparse(x.hat))
+  } else {
+    suppressWarnings(SeuratObject::CreateAssayObject(data = x.hat))
+  }
   if (!identical(rownames(assay), fmap$feature)) {
     stop("internal error: Seurat changed feature names unexpectedly.", call. = FALSE)
   }
-  assay[["cmot.original.name"]] <- fmap$original
+  # named by feature: an Assay5 matches an unnamed vector by its values
+  assay[["cmot.original.name"]] <- stats::setNames(fmap$original, fmap$feature)
   SeuratObject::Misc(assay, slot = "cmot.feature.map") <- fmap
   SeuratObject::Key(assay) <- .assay_key(new.assay.name, object)
   # each inferred assay keeps the record of the run that made it; Tool() holds the last run
   SeuratObject::Misc(assay, slot = "cmot.run") <- run
   if (verbose) message("Storing ", nrow(x.hat), " inferred features in assay '", new.assay.name, "'")
-  object[[new.assay.name]] <- assay
+  object <- .add_assay(object, new.assay.name, assay)
   object[[meta.cols[1]]] <- unname(info$poorly.mapped)
   object[[meta.cols[2]]] <- unname(info$score)
   methods::slot(object, "tools")[["RunCMOT"]] <- c(run, list(feature.map = fmap))
@@ -472,6 +508,20 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   used <- list(k.used = info$k, reg.e.used = info$reg.e, shrinkage.used = info$shrinkage, n.pcs.used = info$n.pcs)
   methods::slot(cmd, "params") <- c(methods::slot(cmd, "params"), args, used[!vapply(used, is.null, NA)])
   cmd
+}
+
+# object[[name]] <- assay, without the warning SeuratObject 5 gives while it
+# looks for a counts layer (to compute nCount/nFeature) that an assay of
+# inferred values has not; other warnings pass.
+.add_assay <- function(object, name, assay) {
+  withCallingHandlers(object[[name]] <- assay, warning = function(w) {
+    msg <- conditionMessage(w)
+    if (grepl("Layer counts isn't present", msg, fixed = TRUE) ||
+        grepl("No layers found matching search pattern", msg, fixed = TRUE)) {
+      invokeRestart("muffleWarning")
+    }
+  })
+  object
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a
@@ -510,17 +560,69 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   name
 }
 
-.get_data <- function(obj, assay, slot, what) {
-  m <- if (utils::packageVersion("SeuratObject") >= "5.0.0") {
-    # SeuratObject 5 names slots "layers" (untested here: this machine has SeuratObject 4)
-    SeuratObject::GetAssayData(obj, assay = assay, layer = slot)
+# Is SeuratObject 5 (layers, Assay5) installed?
+.seurat_v5 <- function() utils::packageVersion("SeuratObject") >= "5.0.0"
+
+# The layer (slot) `layer` of assay `assay` of `obj`, features x cells, with the
+# columns in the order of Cells(obj).  An Assay5 split into layers per sample
+# ("data.b1", "data.b2", ...) is read layer by layer and combined in cell order
+# (features missing from a layer are zero there, as JoinLayers() makes them).
+.get_data <- function(obj, assay, layer, what) {
+  a <- obj[[assay]]
+  where <- paste0("assay '", assay, "' in ", what)
+  if (inherits(a, "StdAssay")) {
+    m <- .get_layers(a, layer, where)
+  } else if (.seurat_v5()) {
+    m <- SeuratObject::LayerData(a, layer = layer)
   } else {
-    SeuratObject::GetAssayData(obj, slot = slot, assay = assay)
+    m <- SeuratObject::GetAssayData(a, slot = layer)
   }
   if (nrow(m) == 0L || ncol(m) == 0L) {
-    stop("The '", slot, "' slot of assay '", assay, "' in ", what, " is empty; choose another slot.", call. = FALSE)
+    stop("The '", layer, "' layer of ", where, " is empty; choose another layer (argument layer).", call. = FALSE)
   }
-  .check_matrix(m, paste0(what, " assay '", assay, "' (", slot, ")"))
+  cells <- SeuratObject::Cells(obj)
+  if (!identical(colnames(m), cells)) {
+    missing.cells <- setdiff(cells, colnames(m))
+    if (length(missing.cells)) {
+      stop("The '", layer, "' layer of ", where, " holds ", ncol(m), " of the ", length(cells), " cells of the ",
+           "object (missing e.g. '", missing.cells[1], "'); every cell needs a value.", call. = FALSE)
+    }
+    m <- m[, cells, drop = FALSE]
+  }
+  .check_matrix(m, paste0(what, " assay '", assay, "' (", layer, ")"))
+}
+
+# The layers of an Assay5 that hold `layer`: the layer itself, or its split
+# parts "<layer>.<sample>" (as split() names them), combined by cell.
+.get_layers <- function(a, layer, where) {
+  all.layers <- SeuratObject::Layers(a)
+  found <- if (layer %in% all.layers) layer else all.layers[startsWith(all.layers, paste0(layer, "."))]
+  if (!length(found)) {
+    hint <- if (identical(layer, "data") && any(startsWith(all.layers, "counts"))) {
+      " Seurat 5 objects made from counts have no 'data' layer until normalized: run NormalizeData() (or set it with LayerData(object, assay, layer = \"data\") <- ...), or pass layer = \"counts\" to use the raw counts for every assay."
+    } else ""
+    stop("The '", layer, "' layer of ", where, " is missing (layers: ", paste(all.layers, collapse = ", "), ").",
+         hint, call. = FALSE)
+  }
+  parts <- lapply(found, function(l) SeuratObject::LayerData(a, layer = l))
+  if (length(parts) == 1L) return(parts[[1]])
+  features <- unique(unlist(lapply(parts, rownames)))
+  parts <- lapply(parts, function(p) {
+    if (identical(rownames(p), features)) return(p)
+    p <- methods::as(p, "CsparseMatrix")
+    full <- Matrix::sparseMatrix(i = integer(), j = integer(), x = numeric(), dims = c(length(features), ncol(p)),
+                                 dimnames = list(features, colnames(p)))
+    full[rownames(p), ] <- p
+    full
+  })
+  cols <- unlist(lapply(parts, colnames))
+  if (anyDuplicated(cols)) {
+    stop("The layers ", paste(found, collapse = ", "), " of ", where, " share cells (e.g. '",
+         cols[anyDuplicated(cols)], "'); expected each cell in one layer.", call. = FALSE)
+  }
+  sparse <- vapply(parts, methods::is, NA, "sparseMatrix")
+  if (any(sparse) && !all(sparse)) parts <- lapply(parts, function(p) methods::as(p, "CsparseMatrix"))
+  do.call(cbind, parts)
 }
 
 .assay_key <- function(name, object) {

@@ -21,13 +21,46 @@ fast <- list(k = 8, n.features = 20, seed = 0, verbose = FALSE)
 
 run_quiet <- function(...) suppressWarnings(cmot::RunCMOT(...))
 
+# SeuratObject 5 (Assay5 objects, layers)?
+seurat_v5 <- function() utils::packageVersion("SeuratObject") >= "5.0.0"
+
+# A Seurat object of one assay made from `m` (features x cells) as counts, with
+# its "data" equal to the counts: what CreateSeuratObject() makes on
+# SeuratObject 4; on SeuratObject 5 (an Assay5, no "data" layer until
+# normalized) the data layer is set explicitly.
+seurat_obj <- function(m, assay) {
+  obj <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(m), assay = assay)
+  if (seurat_v5()) SeuratObject::LayerData(obj, assay = assay, layer = "data") <- SeuratObject::as.sparse(m)
+  obj
+}
+
+# obj[[name]] gets an assay of data only (no counts), of the version
+# CreateSeuratObject() makes (Assay5 on SeuratObject 5), added as RunCMOT() adds
+# its own (SeuratObject 5 warns that such an assay has no counts layer).
+data_assay <- function(obj, name, m) {
+  a <- if (seurat_v5()) SeuratObject::CreateAssay5Object(data = SeuratObject::as.sparse(m))
+       else SeuratObject::CreateAssayObject(data = m)
+  cmot:::.add_assay(obj, name, a)
+}
+
+# A layer (slot) of an assay, on either SeuratObject version.
+layer_data <- function(obj, assay, layer = "data") {
+  if (seurat_v5()) SeuratObject::LayerData(obj, assay = assay, layer = layer)
+  else SeuratObject::GetAssayData(obj, slot = layer, assay = assay)
+}
+
 seurat_pair <- function(sim) {
-  reference <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$reference.y), assay = "ATAC")
-  reference[["RNA"]] <- SeuratObject::CreateAssayObject(data = sim$reference.x)
+  reference <- seurat_obj(sim$reference.y, "ATAC")
+  reference <- data_assay(reference, "RNA", sim$reference.x)
   reference$celltype <- unname(sim$reference.labels)
-  query <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$query.y), assay = "ATAC")
+  query <- seurat_obj(sim$query.y, "ATAC")
   query$batch <- "b1"
   list(reference = reference, query = query)
+}
+
+# RunCMOT() arguments of the Seurat tests: the assays of seurat_pair() and `fast`.
+seurat_args <- function(...) {
+  c(list(reference.assay = "ATAC", refdata.assay = "RNA", query.assay = "ATAC"), modifyList(fast, list(...)))
 }
 
 # The Python core called directly on the same arrays (cells as rows), with the

@@ -143,14 +143,16 @@ test_that("bad Seurat inputs give clear R errors (checked in R, before Python)",
                "labels: column 'cluster' not found in the reference's meta.data")
   expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", labels = c("a", "b")),
                "labels: expected the name of one column")
-  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", slot = "scale.data"),
-               "'scale.data' slot of assay 'ATAC' in the query is empty")
-  other <- SeuratObject::CreateSeuratObject(
-    counts = SeuratObject::as.sparse(`rownames<-`(sim$query.y, paste0("chr1-", seq_len(nrow(sim$query.y))))),
-    assay = "ATAC")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", layer = "scale.data"),
+               "The 'scale.data' layer of assay 'ATAC' in the query is (empty|missing)")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", layer = "raw"),
+               "layer: expected one of \"data\", \"counts\", \"scale.data\", found \"raw\"")
+  expect_error(run(so$query, reference = so$reference, refdata.assay = "RNA", layer = "data", slot = "counts"),
+               "slot: deprecated name of layer, given together with layer and differing")
+  other <- seurat_obj(`rownames<-`(sim$query.y, paste0("chr1-", seq_len(nrow(sim$query.y)))), "ATAC")
   expect_error(run(other, reference = so$reference, refdata.assay = "RNA"), "No shared features")
   # mismatched cells between the two reference objects
-  ref.x <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$reference.x[, 1:50]), assay = "RNA")
+  ref.x <- seurat_obj(sim$reference.x[, 1:50], "RNA")
   expect_error(run(so$query, reference = so$reference, reference.x = ref.x, refdata.assay = "RNA"),
                "Mismatched cells: reference.x \\(assay 'RNA'\\) has 50 cells and reference \\(assay 'ATAC'\\) has 90")
   so$reference$with.na <- c(NA, rep("a", 89))

@@ -1,7 +1,3 @@
-seurat_args <- function(...) {
-  c(list(reference.assay = "ATAC", refdata.assay = "RNA", query.assay = "ATAC"), modifyList(fast, list(...)))
-}
-
 test_that("Seurat: new assay with every refdata feature for every query cell, query otherwise unchanged", {
   skip_if_no_cmot()
   sim <- sim_data()
@@ -15,7 +11,7 @@ test_that("Seurat: new assay with every refdata feature for every query cell, qu
   expect_identical(rownames(a), rownames(so$reference[["RNA"]]))
   expect_identical(colnames(a), colnames(query0))
   # untouched: the ATAC assay and the existing meta.data
-  expect_identical(SeuratObject::GetAssayData(q, "counts", "ATAC"), SeuratObject::GetAssayData(query0, "counts", "ATAC"))
+  expect_identical(layer_data(q, "ATAC", "counts"), layer_data(query0, "ATAC", "counts"))
   expect_identical(q[[]][, colnames(query0[[]])], query0[[]])
   expect_setequal(colnames(q[[]]), c(colnames(query0[[]]), "cmot.poorly.mapped", "cmot.mapping.score"))
   expect_type(q$cmot.poorly.mapped, "logical")
@@ -23,9 +19,9 @@ test_that("Seurat: new assay with every refdata feature for every query cell, qu
   # same values as the matrix method and as the core itself
   x <- do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
                                  labels = unname(sim$reference.labels)), fast))
-  expect_equal(plain(SeuratObject::GetAssayData(q, "data", "CMOT")), plain(x), tolerance = 1e-10)
+  expect_equal(plain(layer_data(q, "CMOT", "data")), plain(x), tolerance = 1e-10)
   direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = unname(sim$reference.labels))
-  expect_equal(plain(SeuratObject::GetAssayData(q, "data", "CMOT")), plain(direct), tolerance = 1e-10)
+  expect_equal(plain(layer_data(q, "CMOT", "data")), plain(direct), tolerance = 1e-10)
   # logs: command log and Tool
   expect_true("RunCMOT" %in% names(q@commands))
   cmd <- q@commands[["RunCMOT"]]
@@ -56,12 +52,12 @@ test_that("Seurat: query cell order is kept and the reference's order does not m
   so <- seurat_pair(sim)
   q1 <- do.call(run_quiet, c(list(so$query, reference = so$reference), seurat_args()))
   perm <- rev(colnames(so$query))
-  query.p <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$query.y[, perm]), assay = "ATAC")
+  query.p <- seurat_obj(sim$query.y[, perm], "ATAC")
   expect_identical(colnames(query.p), perm)
   qp <- do.call(run_quiet, c(list(query.p, reference = so$reference), seurat_args()))
   expect_identical(colnames(qp[["CMOT"]]), perm)
-  expect_equal(plain(SeuratObject::GetAssayData(qp, "data", "CMOT")),
-               plain(SeuratObject::GetAssayData(q1, "data", "CMOT")[, perm]), tolerance = 1e-8)
+  expect_equal(plain(layer_data(qp, "CMOT", "data")),
+               plain(layer_data(q1, "CMOT", "data")[, perm]), tolerance = 1e-8)
   expect_identical(unname(qp$cmot.poorly.mapped), unname(q1$cmot.poorly.mapped[perm]))
 })
 
@@ -79,7 +75,8 @@ test_that("Seurat: '_' and '|' in feature names are rewritten with a map, collis
   a <- suppressWarnings(SeuratObject::CreateAssayObject(data = x))
   methods::slot(a, "data") <- x
   rownames(methods::slot(a, "meta.features")) <- orig
-  ref[["RNA"]] <- a
+  ref[["RNA"]] <- NULL   # replace the Assay5 (SeuratObject 5) by this v3 Assay
+  ref <- cmot:::.add_assay(ref, "RNA", a)
   expect_identical(rownames(ref[["RNA"]]), orig)
   msgs <- capture_messages(q <- suppressWarnings(do.call(cmot::RunCMOT, c(list(so$query, reference = ref), seurat_args()))))
   expect_match(msgs, "3 feature names had '_' or '|'", fixed = TRUE, all = FALSE)
@@ -130,10 +127,10 @@ test_that("Seurat: existing assay not overwritten unless overwrite = TRUE", {
 test_that("Seurat: partly paired reference as two objects, with pairs or by names", {
   skip_if_no_cmot()
   sim <- sim_data()
-  ref.y <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$reference.y[, 31:90]), assay = "ATAC")
+  ref.y <- seurat_obj(sim$reference.y[, 31:90], "ATAC")
   ref.y$celltype <- unname(sim$reference.labels[31:90])
-  ref.x <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$reference.x[, 1:60]), assay = "RNA")
-  query <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(sim$query.y), assay = "ATAC")
+  ref.x <- seurat_obj(sim$reference.x[, 1:60], "RNA")
+  query <- seurat_obj(sim$query.y, "ATAC")
   expect_error(do.call(cmot::RunCMOT, c(list(query, reference = ref.y, reference.x = ref.x), seurat_args())),
                "Mismatched cells")
   msgs <- capture_messages(
@@ -147,11 +144,11 @@ test_that("Seurat: partly paired reference as two objects, with pairs or by name
   pairs <- data.frame(rna = colnames(ref.x)[31:60], atac = colnames(ref.y)[1:30])
   q2 <- do.call(run_quiet, c(list(query, reference = ref.y, reference.x = ref.x, pairs = pairs),
                              seurat_args(labels = "celltype")))
-  expect_equal(plain(SeuratObject::GetAssayData(q2, "data", "CMOT")),
-               plain(SeuratObject::GetAssayData(q, "data", "CMOT")), tolerance = 1e-10)
+  expect_equal(plain(layer_data(q2, "CMOT", "data")),
+               plain(layer_data(q, "CMOT", "data")), tolerance = 1e-10)
   direct <- python_direct(sim$reference.x[, 1:60], sim$reference.y[, 31:90], sim$query.y,
                           correspondence = cbind(30:59, 0:29), labels = unname(sim$reference.labels[31:90]))
-  expect_equal(plain(SeuratObject::GetAssayData(q, "data", "CMOT")), plain(direct), tolerance = 1e-10)
+  expect_equal(plain(layer_data(q, "CMOT", "data")), plain(direct), tolerance = 1e-10)
 })
 
 test_that("Seurat: shared features are the intersection of reference and query assays", {
@@ -159,7 +156,7 @@ test_that("Seurat: shared features are the intersection of reference and query a
   sim <- sim_data()
   so <- seurat_pair(sim)
   qy <- sim$query.y[c(5:25), ]
-  query <- SeuratObject::CreateSeuratObject(counts = SeuratObject::as.sparse(qy), assay = "ATAC")
+  query <- seurat_obj(qy, "ATAC")
   msgs <- capture_messages(
     q <- do.call(run_quiet, c(list(query, reference = so$reference), seurat_args(verbose = TRUE)))
   )
@@ -167,5 +164,5 @@ test_that("Seurat: shared features are the intersection of reference and query a
   expect_match(msgs, "Storing 12 inferred features in assay 'CMOT'", all = FALSE)
   expect_identical(SeuratObject::Tool(q, "RunCMOT")$n.shared.features, 21L)
   x <- do.call(run_quiet, c(list(qy, reference = sim$reference.y[5:25, ], refdata = sim$reference.x), fast))
-  expect_equal(plain(SeuratObject::GetAssayData(q, "data", "CMOT")), plain(x), tolerance = 1e-10)
+  expect_equal(plain(layer_data(q, "CMOT", "data")), plain(x), tolerance = 1e-10)
 })

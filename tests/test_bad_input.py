@@ -185,7 +185,8 @@ def test_a_transport_that_cannot_fit_in_memory_is_refused_at_once(data, monkeypa
     with pytest.raises(MemoryError) as info:
         model.predict(data.target_y)
     msg = str(info.value)
-    assert msg.startswith("target_y: the transport between 150 source cells and 40 target cells needs about ")
+    assert msg.startswith("target_y: the transport between 150 source cells and 40 target cells, with its dense "
+                          "150 x 40 arrays, needs about ")
     assert "GiB" in msg and "available" in msg and "Subsample the reference" in msg and "in chunks" in msg
     assert calls == []  # refused before any n_source x n_target work
     with pytest.raises(MemoryError):
@@ -197,10 +198,23 @@ def test_a_transport_that_cannot_fit_in_memory_is_refused_at_once(data, monkeypa
         assert model.predict(data.target_y).shape == (40, 30)
 
 
+def test_a_fit_that_cannot_fit_in_memory_is_refused_at_once(data, monkeypatch):
+    from cmot.choices import fit_bytes
+
+    need = fit_bytes(150, 60)
+    assert need == 32 * 150 * 150  # the leave-one-out search: four float64 blocks of 150 x 150
+    monkeypatch.setattr(cmot.transport, "available_memory", lambda: need - 1)
+    with pytest.raises(MemoryError, match=r"^source_y: fitting 150 source cells needs about 0\.0 GiB, found 0\.0 GiB "
+                                          r"of memory available\. Subsample the reference \(source\) cells\.$"):
+        CMOT(random_state=0).fit(data.source_x, data.source_y)
+    monkeypatch.setattr(cmot.transport, "available_memory", lambda: need)
+    assert CMOT(n_neighbors=10, random_state=0).fit(data.source_x, data.source_y).n_neighbors_ == 10
+
+
 def test_the_memory_message_names_sizes_in_gib(monkeypatch):
     monkeypatch.setattr(cmot.transport, "available_memory", lambda: 8 * 1024**3)
-    with pytest.raises(MemoryError, match=r"100000 source cells and 20000 target cells needs about 2\d\.\d GiB for its "
-                                          r"dense 100000 x 20000 arrays, found 8\.0 GiB of memory available"):
+    with pytest.raises(MemoryError, match=r"100000 source cells and 20000 target cells, with its dense 100000 x 20000 "
+                                          r"arrays, needs about 22\.4 GiB, found 8\.0 GiB of memory available"):
         cmot.transport.check_transport_memory(100_000, 20_000)
     cmot.transport.check_transport_memory(1000, 1000)  # 24 MB fits in 8 GiB
 

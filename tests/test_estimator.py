@@ -167,7 +167,7 @@ def test_n_pcs_auto_is_the_best_leave_one_out_candidate(data):
     assert fixed_k.n_pcs_scores_[10] == pytest.approx(_loo_score_by_hand(full[:, :10], data.source_x, 7), abs=1e-10)
     fixed = CMOT(n_pcs=12, random_state=0).fit(data.source_x, data.source_y)
     assert fixed.n_pcs_ == 12 and fixed.n_pcs_scores_ is None and fixed.source_rep_.shape[1] == 12
-    with pytest.raises(ValueError, match="n_pcs: expected \"auto\", None \\(paper mode\\) or an integer >= 1, found 'best'"):
+    with pytest.raises(ValueError, match=r"n_pcs: expected \"auto\", None \(paper mode\) or an integer >= 1, found 'best'"):
         CMOT(n_pcs="best").fit(data.source_x, data.source_y)
 
 

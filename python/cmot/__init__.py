@@ -17,5 +17,6 @@ from ._params import check_params  # noqa: E402
 from .estimator import CMOT, PAPER_MODE, PoorlyMappedWarning  # noqa: E402
 from .transport import OTConvergenceError, OTConvergenceWarning  # noqa: E402
 
-__all__ = ["CMOT", "PAPER_MODE", "check_params", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning", "__version__"]
+__all__ = ["CMOT", "PAPER_MODE", "check_params", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning",
+           "__version__"]
 from .tools import transfer; __all__ += ["transfer"]  # noqa: E402,E702  scanpy-style API (plots: cmot.plotting)

@@ -110,7 +110,8 @@ class Real(_Constraint):
                 return f"a number in [{lo}, {hi}]"
             if self.closed == "neither":
                 return f"a number strictly between {lo} and {hi}"
-            return f"a number in {'[' if self.closed == 'left' else '('}{lo}, {hi}{']' if self.closed == 'right' else ')'}"
+            left, right = ("[" if self.closed == "left" else "("), ("]" if self.closed == "right" else ")")
+            return f"a number in {left}{lo}, {hi}{right}"
         finite = "a number" if self.allow_inf else "a finite number"
         if lo is not None:
             return f"{finite} {'>=' if self.closed in ('both', 'left') else '>'} {lo}"

@@ -16,8 +16,8 @@ import numpy as np
 from ._utils import timed_step, to_dense
 from .infer import exp_weights, nearest_neighbors, weighted_average
 
-__all__ = ["Choices", "choose", "select_n_neighbors", "select_shrinkage", "select_n_pcs", "AUTO_K_GRID",
-           "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN"]
+__all__ = ["Choices", "choose", "fit_bytes", "LOO_MAX_CELLS", "select_n_neighbors", "select_shrinkage", "select_n_pcs",
+           "AUTO_K_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN"]
 
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
@@ -29,9 +29,27 @@ AUTO_PCS_PROBE_K = 30
 AUTO_SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: ``shrinkage="auto"`` at or above this warns that Y predicts X little better than the mean.
 SHRINKAGE_WARN = 0.5
+#: Source cells predicted by leave-one-out (a random subset above this).
+LOO_MAX_CELLS = 2000
 
 
-def _loo_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None):
+def fit_bytes(n_source: int, n_features: int) -> int:
+    """Estimated peak bytes of the dense arrays of a fit: the leave-one-out neighbour
+    search (four float64 blocks of ``min(n_source, LOO_MAX_CELLS) x n_source``) or the
+    standardized variable features with the PCA's copies (three float64
+    ``n_source x n_features`` arrays).
+
+    Examples
+    --------
+    >>> round(fit_bytes(100_000, 4000) / 1024**3, 1)  # GiB, the 4000 dense features dominate
+    8.9
+    >>> round(fit_bytes(1_000_000, 200) / 1024**3, 1)  # the leave-one-out search dominates
+    59.6
+    """
+    return int(max(32 * min(n_source, LOO_MAX_CELLS) * n_source, 24 * n_source * n_features))
+
+
+def _loo_neighbors(rep, k_max: int, *, max_cells: int = LOO_MAX_CELLS, random_state=None):
     """Leave-one-out neighbours on the source: at most ``max_cells`` random source cells
     (``query``, sorted) and their ``k_max`` nearest *other* source cells (indices, distances)."""
     n = rep.shape[0]
@@ -45,8 +63,8 @@ def _loo_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None)
     return query, idx[keep].reshape(len(query), -1), dist[keep].reshape(len(query), -1)
 
 
-def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = 2000, random_state=None,
-                       return_loo: bool = False):
+def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = LOO_MAX_CELLS,
+                       random_state=None, return_loo: bool = False):
     """Choose ``k`` for Step C by leave-one-out prediction on the source.
 
     Each of at most ``max_cells`` source cells has its X predicted from its
@@ -93,8 +111,8 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cel
     return best, scores
 
 
-def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="auto", max_cells: int = 2000,
-                     random_state=None, loo=None):
+def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="auto",
+                     max_cells: int = LOO_MAX_CELLS, random_state=None, loo=None):
     """Choose how far Step C's predictions are pulled toward the source mean of X.
 
     The prediction becomes ``(1 - s) * knn + s * mean``.  Each candidate ``s`` is

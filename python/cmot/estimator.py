@@ -28,6 +28,7 @@ from .choices import (  # noqa: F401  (re-exported: the automatic choices' publi
     AUTO_SHRINKAGE_GRID,
     SHRINKAGE_WARN,
     choose,
+    fit_bytes,
     select_n_neighbors,
     select_shrinkage,
 )
@@ -40,6 +41,7 @@ from .transport import (  # noqa: F401  (re-exported)
     AUTO_REG_NEIGHBOR,
     LARGE_PROBLEM,
     REG_E_WARN_RATIO,
+    check_memory,
     check_transport_memory,
     resolve_reg_e,
     solve_transport,
@@ -352,6 +354,9 @@ class CMOT(BaseEstimator):
         """
         p = self.params_ = self._check_params()
         xm, ym = check_source(source_x, source_y, fully_paired=correspondence is None)
+        n_y = ym.shape[0]
+        check_memory(fit_bytes(n_y, min(p["n_features"], ym.shape[1])), f"source_y: fitting {n_y} source cells",
+                     "Subsample the reference (source) cells.")
         if p["n_clusters"] > ym.shape[0] and labels is None:
             raise ValueError(
                 f"n_clusters: expected at most the number of source cells ({ym.shape[0]}), found {p['n_clusters']}."

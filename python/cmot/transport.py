@@ -41,6 +41,7 @@ __all__ = [
     "solve_transport",
     "transport_bytes",
     "check_transport_memory",
+    "check_memory",
     "available_memory",
 ]
 
@@ -507,6 +508,22 @@ def available_memory() -> int | None:
         return None
 
 
+def check_memory(need: int, what: str, advice: str) -> None:
+    """Raise ``MemoryError`` when ``need`` bytes exceed :func:`available_memory` (no check
+    where the system does not say); the message names ``what`` needs them and ``advice``.
+
+    Examples
+    --------
+    >>> check_memory(1000, "nothing", "")  # a kilobyte: fits
+    """
+    avail = available_memory()
+    if avail is None or need <= avail:
+        return
+    gib = 1024**3
+    raise MemoryError(f"{what} needs about {need / gib:.1f} GiB, found {avail / gib:.1f} GiB of memory available. "
+                      + advice)
+
+
 def check_transport_memory(n_source: int, n_target: int, **kwargs) -> None:
     """Raise ``MemoryError`` at once when the transport's dense arrays
     (:func:`transport_bytes`) need more than the available memory (:func:`available_memory`).
@@ -515,16 +532,11 @@ def check_transport_memory(n_source: int, n_target: int, **kwargs) -> None:
     --------
     >>> check_transport_memory(100, 50)  # about 1.7 MB: fits
     """
-    need = transport_bytes(n_source, n_target, **kwargs)
-    avail = available_memory()
-    if avail is None or need <= avail:
-        return
-    gib = 1024**3
-    raise MemoryError(
-        f"target_y: the transport between {n_source} source cells and {n_target} target cells needs about "
-        f"{need / gib:.1f} GiB for its dense {n_source} x {n_target} arrays, found {avail / gib:.1f} GiB "
-        "of memory available. Subsample the reference (source) cells, or predict the query (target) cells "
-        "in chunks of fewer cells."
+    check_memory(
+        transport_bytes(n_source, n_target, **kwargs),
+        f"target_y: the transport between {n_source} source cells and {n_target} target cells, with its dense "
+        f"{n_source} x {n_target} arrays,",
+        "Subsample the reference (source) cells, or predict the query (target) cells in chunks of fewer cells.",
     )
 
 

@@ -3,8 +3,10 @@
 #
 #   vignettes/render.sh [OUTPUT_DIR] [VIGNETTE.Rmd ...]
 #
-# OUTPUT_DIR defaults to vignettes/_output (git-ignored).  Without vignette
-# names, every vignettes/*.Rmd is rendered, each in its own R process.  Exits
+# The vignettes live in the R package, r-wrapper/vignettes/ (installed with it:
+# vignette(package = "cmot")).  OUTPUT_DIR defaults to vignettes/_output.
+# Without vignette names, every r-wrapper/vignettes/*.Rmd is rendered, each in
+# its own R process.  Exits
 # with status 1 if any render fails (after trying all of them).
 #
 # Needs: R with rmarkdown, knitr, Seurat, ggplot2, patchwork and the cmot R
@@ -17,6 +19,7 @@
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
+vigdir="$repo/r-wrapper/vignettes"
 out="${1:-$here/_output}"
 shift || true
 mkdir -p "$out"
@@ -33,10 +36,10 @@ if ! command -v pandoc >/dev/null 2>&1; then
   exit 1
 fi
 
-if [ "$#" -gt 0 ]; then files=("$@"); else files=("$here"/*.Rmd); fi
+if [ "$#" -gt 0 ]; then files=("$@"); else files=("$vigdir"/*.Rmd); fi
 status=0
 for f in "${files[@]}"; do
-  [ -f "$f" ] || f="$here/$f"
+  [ -f "$f" ] || f="$vigdir/$f"
   name="$(basename "$f" .Rmd)"
   tmp="$(mktemp -d)"
   start=$(date +%s)

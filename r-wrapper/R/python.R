@@ -8,10 +8,9 @@
   # (RETICULATE_PYTHON, or reticulate already initialized).  required = FALSE
   # only records a preference; nothing starts here.
   if (!nzchar(Sys.getenv("RETICULATE_PYTHON")) && !reticulate::py_available(initialize = FALSE)) {
-    envname <- getOption("cmot.envname", "r-cmot")
-    exists <- tryCatch(reticulate::virtualenv_exists(envname), error = function(e) FALSE)
-    if (isTRUE(exists)) {
-      try(reticulate::use_virtualenv(envname, required = FALSE), silent = TRUE)
+    env <- tryCatch(.env_path(getOption("cmot.envname", "r-cmot")), error = function(e) NA_character_)
+    if (!is.na(env) && isTRUE(tryCatch(reticulate::virtualenv_exists(env), error = function(e) FALSE))) {
+      try(reticulate::use_virtualenv(env, required = FALSE), silent = TRUE)
     }
   }
   .cmot_env$cmot <- reticulate::import("cmot", delay_load = TRUE, convert = FALSE)
@@ -59,10 +58,10 @@
     error = function(e) NA_character_
   )
   if (!is.na(np_version) && utils::compareVersion(np_version, "2.0") >= 0 &&
-      utils::packageVersion("reticulate") < "1.36") {
+      !is.null(.numpy_pin(utils::packageVersion("reticulate")))) {
     return(list(ok = FALSE, python = python,
-                reason = sprintf("%s has NumPy %s, which reticulate %s cannot convert; install 'numpy<2'",
-                                 python, np_version, utils::packageVersion("reticulate"))))
+                reason = sprintf("%s has NumPy %s, which reticulate %s cannot convert (reticulate >= %s can); install 'numpy<2' there or update reticulate",
+                                 python, np_version, utils::packageVersion("reticulate"), .reticulate_numpy2)))
   }
   list(ok = TRUE, python = python, reason = NULL)
 }
@@ -70,8 +69,8 @@
 #' Is the cmot Python core available?
 #'
 #' Checks, without raising an error, that reticulate finds a Python interpreter
-#' in which the \code{cmot} Python package (and NumPy < 2, which reticulate
-#' 1.28 needs) can be imported.  Use it to guard code that needs Python, as the
+#' in which the \code{cmot} Python package can be imported (and, with
+#' reticulate < 1.38, which cannot convert NumPy 2 arrays, NumPy < 2).  Use it to guard code that needs Python, as the
 #' examples of this package do.  Note that the check starts Python through
 #' reticulate, which then fixes the interpreter for the rest of the R session.
 #'
@@ -152,19 +151,30 @@ cmot_available <- function(verbose = FALSE) {
 #' Install the cmot Python core into a virtual environment
 #'
 #' Creates (or reuses) a Python virtual environment through
-#' \code{reticulate::virtualenv_create()} and installs NumPy < 2 (needed by
-#' reticulate < 1.36) and the \code{cmot} Python package into it.  When the
-#' environment is named \code{"r-cmot"} (the default) and \code{RETICULATE_PYTHON}
-#' is not set, the R package uses it automatically when it is loaded; otherwise
-#' call \code{reticulate::use_virtualenv(envname)} before using cmot, or set
-#' \code{RETICULATE_PYTHON} to its Python.
+#' \code{reticulate::virtualenv_create()} and installs the cmot Python core
+#' (the Python distribution \code{cmot-ot}, imported as \code{cmot}) into it
+#' from a local copy of the project: its folder, a wheel or sdist built from
+#' it, or a \code{git+} URL.  Never from the package index by name: on PyPI
+#' the name \code{cmot} belongs to an unrelated package.  NumPy < 2 is pinned
+#' only where the installed reticulate cannot convert NumPy 2 arrays (before
+#' reticulate 1.38.0).
+#'
+#' A bare \code{envname} (no path) is created in reticulate's virtualenv root:
+#' \code{RETICULATE_VIRTUALENV_ROOT} when set, else \code{WORKON_HOME}, else
+#' \code{~/.virtualenvs} (\code{reticulate::virtualenv_root()}); a path is
+#' used as it is, so users without a writable home can give one.  When the
+#' environment is named \code{"r-cmot"} (the default) and
+#' \code{RETICULATE_PYTHON} is not set, the R package uses it automatically
+#' when it is loaded; otherwise call \code{reticulate::use_virtualenv()} with
+#' the returned path's environment before using cmot, or set
+#' \code{RETICULATE_PYTHON} to the returned Python.
 #'
 #' @param envname Name of (or path to) the virtual environment.
-#' @param python.path Path to the cmot Python project: the folder holding its
-#'   \code{pyproject.toml}, or the Python package folder inside that project
-#'   (then the nearest parent holding \code{pyproject.toml} or \code{setup.py} is used).
-#'   Can also be a pip requirement (for example a wheel file).  Defaults to the
-#'   environment variable \code{CMOT_PYTHON_PATH}.
+#' @param python.path The cmot Python project to install: the folder holding
+#'   its \code{pyproject.toml} (or a folder inside it: the nearest parent
+#'   holding \code{pyproject.toml} or \code{setup.py} is used), a wheel or sdist
+#'   file, or a \code{git+https://...} URL.  Defaults to the environment
+#'   variable \code{CMOT_PYTHON_PATH}.
 #' @param python Python interpreter to create the environment with
 #'   (passed to \code{reticulate::virtualenv_create()}; \code{NULL} lets reticulate choose).
 #' @param editable Install the core in editable (development) mode (\code{pip install -e}).
@@ -176,53 +186,94 @@ cmot_available <- function(verbose = FALSE) {
 #' @export
 #' @examples
 #' \dontrun{
-#' # needs network access to PyPI (for numpy, scipy, POT, scikit-learn, pandas)
-#' install_cmot(envname = "r-cmot", python.path = "~/src/cmot")
+#' # the core's dependencies (numpy, scipy, POT, scikit-learn, pandas) come from PyPI
+#' install_cmot(python.path = "~/src/cmot")            # a clone of the cmot repository
+#' # no writable home: put the environment elsewhere
+#' Sys.setenv(RETICULATE_VIRTUALENV_ROOT = "/scratch/me/venvs")
+#' install_cmot(python.path = "~/src/cmot")
 #' }
 install_cmot <- function(envname = "r-cmot", python.path = Sys.getenv("CMOT_PYTHON_PATH"),
                          python = NULL, editable = FALSE, restart.message = TRUE, ...) {
-  if (!is.character(envname) || length(envname) != 1L || !nzchar(envname)) {
+  if (!is.character(envname) || length(envname) != 1L || is.na(envname) || !nzchar(envname)) {
     stop("envname: expected one non-empty string, found ", deparse(envname), ".", call. = FALSE)
   }
-  if (is.null(python.path) || !is.character(python.path) || length(python.path) != 1L ||
-      !nzchar(python.path)) {
-    stop("python.path: expected the path to the cmot Python project (the folder with its pyproject.toml); ",
-         "set it or the environment variable CMOT_PYTHON_PATH.", call. = FALSE)
+  target <- .install_target(python.path)
+  env <- .env_path(envname)
+  pin <- .numpy_pin(utils::packageVersion("reticulate"))
+  if (!reticulate::virtualenv_exists(env)) {
+    reticulate::virtualenv_create(env, python = python, packages = pin)
   }
-  target <- python.path
-  if (dir.exists(python.path)) {
-    target <- .find_python_project(python.path)
-  } else if (!file.exists(python.path) && grepl("[/\\\\]", python.path)) {
-    stop("python.path: no such file or folder: ", python.path, call. = FALSE)
-  }
-  if (!reticulate::virtualenv_exists(envname)) {
-    reticulate::virtualenv_create(envname, python = python, packages = "numpy<2")
-  }
-  # one pip call, so that the resolver keeps numpy < 2 while installing the
+  # one pip call, so that the resolver keeps the numpy pin while installing the
   # core's dependencies (a separate call would upgrade numpy again)
-  pkgs <- if (editable) c("numpy<2", "-e", target) else c("numpy<2", target)
-  reticulate::virtualenv_install(envname, packages = pkgs, ...)
-  py <- reticulate::virtualenv_python(envname)
-  check <- tryCatch(
-    system2(py, c("-c", shQuote("import numpy, cmot; print(numpy.__version__)")), stdout = TRUE, stderr = TRUE),
-    error = function(e) conditionMessage(e), warning = function(w) conditionMessage(w)
-  )
-  np.version <- utils::tail(check, 1L)
-  if (!grepl("^[0-9]+\\.", np.version)) {
-    stop("install_cmot: the core was installed but cannot be imported from ", py, ":\n",
-         paste(check, collapse = "\n"), call. = FALSE)
-  }
-  if (utils::compareVersion(np.version, "2.0") >= 0) {
-    warning("install_cmot: ", py, " has NumPy ", np.version, "; reticulate ", utils::packageVersion("reticulate"),
-            " needs NumPy < 2.", call. = FALSE)
-  }
+  pkgs <- c(pin, if (editable) "-e", target)
+  reticulate::virtualenv_install(env, packages = pkgs, ...)
+  py <- reticulate::virtualenv_python(env)
+  .check_installed(py, pin)
   if (restart.message) {
-    message("Installed the cmot Python core into '", envname, "' (", py, ").\n",
+    message("Installed the cmot Python core (cmot-ot) into ", env, " (", py, ").\n",
             "Restart R; cmot then uses this environment", if (envname != "r-cmot")
-              paste0(" after reticulate::use_virtualenv(\"", envname, "\")") else "",
+              paste0(" after reticulate::use_virtualenv(\"", env, "\")") else "",
             " unless RETICULATE_PYTHON points elsewhere.")
   }
   invisible(py)
+}
+
+# The first reticulate that converts NumPy 2 arrays (NEWS of 1.38.0: "Internal
+# updates for NumPy 2.0", rstudio/reticulate#1621); 1.28 cannot, 1.41 can.
+.reticulate_numpy2 <- "1.38.0"
+
+# The NumPy requirement to install with reticulate `version`: "numpy<2" where
+# it cannot convert NumPy 2 arrays, else NULL (no pin).
+.numpy_pin <- function(version) {
+  if (package_version(as.character(version)) < .reticulate_numpy2) "numpy<2" else NULL
+}
+
+# Where the environment `envname` lives: a path as given, a bare name in
+# reticulate's virtualenv root (RETICULATE_VIRTUALENV_ROOT, honoured here also
+# with reticulate versions that predate it, else WORKON_HOME, else ~/.virtualenvs).
+.env_path <- function(envname) {
+  if (grepl("[/\\\\]", envname) || startsWith(envname, "~") || startsWith(envname, ".")) {
+    return(path.expand(envname))
+  }
+  root <- Sys.getenv("RETICULATE_VIRTUALENV_ROOT", "")
+  if (!nzchar(root)) root <- reticulate::virtualenv_root()
+  file.path(path.expand(root), envname)
+}
+
+# What pip installs: the local project folder, a wheel/sdist file or a VCS URL;
+# never a bare name (pip would fetch PyPI's unrelated 'cmot').
+.install_target <- function(python.path) {
+  if (is.null(python.path) || !is.character(python.path) || length(python.path) != 1L ||
+      is.na(python.path) || !nzchar(python.path)) {
+    stop("python.path: expected the path to the cmot Python project (the folder with its pyproject.toml); ",
+         "set it or the environment variable CMOT_PYTHON_PATH.", call. = FALSE)
+  }
+  if (dir.exists(python.path)) return(.find_python_project(python.path))
+  if (file.exists(python.path)) return(normalizePath(python.path))
+  if (grepl("^(git|hg|svn|bzr)\\+", python.path)) return(python.path)
+  if (grepl("[/\\\\]", python.path)) stop("python.path: no such file or folder: ", python.path, call. = FALSE)
+  stop("python.path: expected the cmot Python project's folder, a wheel or sdist file, or a git+ URL; found '",
+       python.path, "', which pip would look up by name on PyPI (where 'cmot' is an unrelated package; ",
+       "the core's distribution is 'cmot-ot', installed from its source).", call. = FALSE)
+}
+
+# Stop unless the core (distribution cmot-ot) imports in `py` and NumPy keeps
+# to `pin`.
+.check_installed <- function(py, pin) {
+  code <- paste0("import importlib.metadata as m, numpy, cmot; m.distribution('cmot-ot'); ",
+                 "print(numpy.__version__)")
+  check <- tryCatch(system2(py, c("-c", shQuote(code)), stdout = TRUE, stderr = TRUE),
+                    error = function(e) conditionMessage(e), warning = function(w) conditionMessage(w))
+  np.version <- utils::tail(check, 1L)
+  if (!length(np.version) || !grepl("^[0-9]+\\.", np.version)) {
+    stop("install_cmot: the core (cmot-ot) was installed but cannot be imported from ", py, ":\n",
+         paste(check, collapse = "\n"), call. = FALSE)
+  }
+  if (!is.null(pin) && utils::compareVersion(np.version, "2.0") >= 0) {
+    warning("install_cmot: ", py, " has NumPy ", np.version, "; reticulate ", utils::packageVersion("reticulate"),
+            " needs NumPy < 2 (reticulate >= ", .reticulate_numpy2, " does not).", call. = FALSE)
+  }
+  invisible(np.version)
 }
 
 .find_python_project <- function(path) {

@@ -336,18 +336,31 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' @rdname RunCMOT
 #' @examples
 #' if (cmot_available()) {
-#'   # Seurat objects
+#'   # Seurat objects (on Seurat 5: Assay5 objects; the simulated values are
+#'   # used as they are, as counts: layer = "counts")
 #'   reference <- SeuratObject::CreateSeuratObject(
 #'     counts = SeuratObject::as.sparse(sim$reference.y), assay = "ATAC")
-#'   reference[["RNA"]] <- SeuratObject::CreateAssayObject(data = sim$reference.x)
+#'   reference[["RNA"]] <- SeuratObject::CreateAssayObject(counts = SeuratObject::as.sparse(sim$reference.x))
 #'   reference$celltype <- sim$reference.labels
 #'   query <- SeuratObject::CreateSeuratObject(
 #'     counts = SeuratObject::as.sparse(sim$query.y), assay = "ATAC")
 #'   query <- RunCMOT(query, reference = reference, reference.assay = "ATAC",
 #'                    refdata.assay = "RNA", query.assay = "ATAC", new.assay.name = "CMOT",
-#'                    labels = "celltype", k = 10, n.features = 20, seed = 1)
+#'                    layer = "counts", labels = "celltype", k = 10, n.features = 20, seed = 1)
 #'   query[["CMOT"]]
 #'   head(query$cmot.poorly.mapped)
+#'   if (utils::packageVersion("SeuratObject") >= "5.0.0") {
+#'     # Seurat 5: read layers with LayerData(); an assay split per sample works as it is
+#'     x.hat <- SeuratObject::LayerData(query, assay = "CMOT", layer = "data")
+#'     query$batch <- rep(c("b1", "b2"), length.out = ncol(query))
+#'     query[["ATAC"]] <- split(query[["ATAC"]], f = query$batch)
+#'     query <- RunCMOT(query, reference = reference, reference.assay = "ATAC",
+#'                      refdata.assay = "RNA", layer = "counts", labels = "celltype",
+#'                      k = 10, n.features = 20, seed = 1, overwrite = TRUE)
+#'     all.equal(SeuratObject::LayerData(query, assay = "CMOT", layer = "data"), x.hat)
+#'   } else {
+#'     x.hat <- SeuratObject::GetAssayData(query, assay = "CMOT", slot = "data")
+#'   }
 #' }
 RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.assay = NULL,
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,

@@ -18,13 +18,23 @@
 #' }
 #'
 #' @section Python:
-#' The package needs a Python (>= 3.9) in which the \code{cmot} Python package
-#' and NumPy < 2 are installed.  reticulate chooses the interpreter: the one
+#' The package needs a Python (>= 3.11) in which the cmot Python core is
+#' installed (distribution \code{cmot-ot}, imported as \code{cmot}; see
+#' \code{\link{install_cmot}}), with NumPy < 2 when reticulate is older than
+#' 1.38.0 (which cannot convert NumPy 2 arrays).  reticulate chooses the interpreter: the one
 #' in \code{RETICULATE_PYTHON} when set, else the virtual environment
 #' \code{"r-cmot"} made by \code{\link{install_cmot}} when it exists, else
 #' reticulate's usual search.  Python is started on first use.  Errors raised
 #' by the core arrive as R errors of class \code{cmot_python_error} carrying
 #' the Python message.
+#'
+#' @section Seurat 5:
+#' \code{RunCMOT()} reads \code{Assay5} objects and assays split into layers
+#' per sample (\code{split()}) with \code{layer = "data"} (the default), and
+#' adds an \code{Assay5} to such a query; read it with
+#' \code{LayerData(object, assay = "CMOT", layer = "data")}.  Seurat 4 objects
+#' (\code{Assay}, slots) work as before.  See
+#' \code{vignette("cmot_quickstart", package = "cmot")}.
 #'
 #' @section Options:
 #' \describe{

@@ -306,12 +306,17 @@ function() {
   }
   e$dense <- function(x, nr, nc, rn, cn) matrix(x, nrow = nr, ncol = nc, dimnames = list(rn, cn))
   e$seurat <- function(assays, default, meta, idents = NULL, reduction = FALSE) {
+    # SeuratObject 5: Assay5 objects, with the values as data (and as counts when sparse),
+    # as SeuratObject 4's CreateAssayObject() makes them
+    v5 <- utils::packageVersion("SeuratObject") >= "5.0.0"
     mk <- function(m) {
-      if (inherits(m, "dgCMatrix")) SeuratObject::CreateAssayObject(counts = m)
+      if (v5 && inherits(m, "dgCMatrix")) SeuratObject::CreateAssay5Object(counts = m, data = m)
+      else if (v5) SeuratObject::CreateAssay5Object(data = SeuratObject::as.sparse(m))
+      else if (inherits(m, "dgCMatrix")) SeuratObject::CreateAssayObject(counts = m)
       else SeuratObject::CreateAssayObject(data = m)
     }
     obj <- suppressWarnings(SeuratObject::CreateSeuratObject(mk(assays[[default]]), assay = default))
-    for (a in setdiff(names(assays), default)) obj[[a]] <- suppressWarnings(mk(assays[[a]]))
+    for (a in setdiff(names(assays), default)) obj <- suppressWarnings(cmot:::.add_assay(obj, a, mk(assays[[a]])))
     SeuratObject::DefaultAssay(obj) <- default
     for (col in names(meta)) obj[[col]] <- meta[[col]]
     if (!is.null(idents)) SeuratObject::Idents(obj) <- idents
@@ -410,7 +415,11 @@ SCENARIOS = ["pc_rna_from_atac_sparse", "pc_rna_from_atac_dense", "pc_atac_from_
 # ----------------------------------------------------------------- R -> Python
 R_TO_SCE = r"""
 function(obj, assay) {
-  m <- SeuratObject::GetAssayData(obj, slot = "data", assay = assay)
+  m <- if (utils::packageVersion("SeuratObject") >= "5.0.0") {
+    SeuratObject::LayerData(obj, assay = assay, layer = "data")
+  } else {
+    SeuratObject::GetAssayData(obj, slot = "data", assay = assay)
+  }
   rd <- S4Vectors::DataFrame(obj[[assay]][[]], check.names = FALSE)
   SingleCellExperiment::SingleCellExperiment(
     assays = list(logcounts = as.matrix(m)),

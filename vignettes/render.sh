@@ -6,7 +6,8 @@
 # The vignettes live in the R package, r-wrapper/vignettes/ (installed with it:
 # vignette(package = "cmot")).  OUTPUT_DIR defaults to vignettes/_output.
 # Without vignette names, every r-wrapper/vignettes/*.Rmd is rendered, each in
-# its own R process.  Exits
+# its own R process; then vignettes/check_build.sh checks that the package built
+# with R CMD build lists them (vignette(package = "cmot")).  Exits
 # with status 1 if any render fails (after trying all of them).
 #
 # Needs: R with rmarkdown, knitr, Seurat, ggplot2, patchwork and the cmot R
@@ -36,7 +37,8 @@ if ! command -v pandoc >/dev/null 2>&1; then
   exit 1
 fi
 
-if [ "$#" -gt 0 ]; then files=("$@"); else files=("$vigdir"/*.Rmd); fi
+all=0
+if [ "$#" -gt 0 ]; then files=("$@"); else files=("$vigdir"/*.Rmd); all=1; fi
 status=0
 for f in "${files[@]}"; do
   [ -f "$f" ] || f="$vigdir/$f"
@@ -59,4 +61,9 @@ for f in "${files[@]}"; do
   fi
   rm -rf "$tmp"
 done
+# all of them: also check that the built package ships them (vignette(package = "cmot"))
+if [ "$all" = 1 ]; then
+  echo "== building the R package and listing its vignettes"
+  bash "$here/check_build.sh" || { echo "== the built package does not list its vignettes" >&2; status=1; }
+fi
 exit $status

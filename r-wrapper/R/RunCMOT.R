@@ -295,7 +295,8 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #'   \code{"scale.data"}), for all three assays.  In a Seurat 5 assay
 #'   (\code{Assay5}) split into layers per sample (\code{split(object[["RNA"]],
 #'   f = object$batch)}), the layers \code{"<layer>.<sample>"} are read and
-#'   combined in the object's cell order; no \code{JoinLayers()} is needed.  A
+#'   combined in the object's cell order (a feature absent from a layer is 0
+#'   there, as \code{JoinLayers()} makes it); no \code{JoinLayers()} is needed.  A
 #'   missing layer is an error: Seurat 5 objects made from counts have no
 #'   \code{"data"} layer until \code{NormalizeData()} (or set it with
 #'   \code{LayerData<-}), and \code{layer = "counts"} reads the raw counts.

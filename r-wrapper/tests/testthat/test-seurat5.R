@@ -131,3 +131,18 @@ test_that("Seurat: slot = is deprecated but still works, with a warning naming l
   expect_equal(plain(layer_data(old, "CMOT", "data")), plain(layer_data(base, "CMOT", "data")), tolerance = 1e-12)
   expect_identical(SeuratObject::Tool(old, "RunCMOT")$layer, "data")
 })
+
+test_that("Seurat 5: layers holding different features are combined as JoinLayers() combines them (absent = 0)", {
+  skip_if(!seurat_v5(), "Assay5 objects need SeuratObject >= 5")
+  m1 <- SeuratObject::as.sparse(matrix(1:6 + 0.5, 3, 2, dimnames = list(c("g1", "g2", "g3"), c("c1", "c2"))))
+  m2 <- SeuratObject::as.sparse(matrix(1:6 + 0.25, 2, 3, dimnames = list(c("g3", "g4"), c("c3", "c4", "c5"))))
+  a <- SeuratObject::CreateAssay5Object(counts = list(s1 = m1, s2 = m2))
+  expect_identical(SeuratObject::Layers(a), c("counts.s1", "counts.s2"))
+  got <- cmot:::.get_layers(a, "counts", "assay 'X'")
+  joined <- SeuratObject::LayerData(SeuratObject::JoinLayers(a), layer = "counts")
+  expect_identical(dim(got), c(4L, 5L))
+  expect_equal(as.matrix(got)[rownames(joined), colnames(joined)], as.matrix(joined))
+  expect_identical(unname(as.matrix(got)["g1", c("c3", "c4", "c5")]), c(0, 0, 0))
+  expect_identical(unname(as.matrix(got)["g3", ]), c(3.5, 6.5, 1.25, 3.25, 5.25))
+  expect_error(cmot:::.get_layers(a, "data", "assay 'X'"), "The 'data' layer of assay 'X' is missing \\(layers: counts.s1, counts.s2\\)")
+})

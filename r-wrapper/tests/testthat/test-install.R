@@ -18,7 +18,9 @@ test_that("the NumPy decision holds for the reticulate and NumPy in use: NumPy 2
     m <- matrix(c(1.5, 2, 3, 4, 5, 6.25), 2)
     back <- reticulate::py_to_r(reticulate::r_to_py(m))
     expect_identical(back, m)
-    expect_identical(reticulate::py_to_r(np$arange(3L)), array(c(0L, 1L, 2L)))
+    made.in.python <- reticulate::py_to_r(np$linspace(0, 1, 3L))
+    expect_false(inherits(made.in.python, "python.builtin.object"))   # converted, not left as a Python object
+    expect_identical(as.vector(made.in.python), c(0, 0.5, 1))
   } else {
     expect_true(is.null(pin) || identical(pin, "numpy<2"))
   }

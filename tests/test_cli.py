@@ -72,6 +72,7 @@ def test_run_progress_scores_outliers_and_mtx_out(files, tmp_path, capsys):
     assert m.shape == (30, 30) and cells.tolist() == files["t_cells"]
     outl = pd.read_csv(tmp_path / "out.csv", index_col=0)
     assert outl.index.tolist() == files["t_cells"] and outl["poorly_mapped"].dtype == bool
+    assert outl["mapping_score"].between(0, 1).all()
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["mean_cellwise_pearson"] > 0.8 and scores["n_cells"] == 30
     assert CMOT.load(tmp_path / "m.cmot").n_neighbors == 10

@@ -22,11 +22,12 @@ def data():
 def _knn_by_hand(query, reference, values, k, scale=None):
     """Independent Step C: for each query row, its k nearest reference rows by Euclidean
     distance and exp(-(d - d_min) / scale) weights normalized to one (scale=None: 1, the
-    paper; "auto": the median over query rows of the distance to the k-th neighbour)."""
+    paper; "auto": the median over query rows of the distance to the k-th neighbour; a
+    number: that unit)."""
     dist = np.sqrt(((query[:, None, :] - reference[None, :, :]) ** 2).sum(-1))
     nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
     d = np.take_along_axis(dist, nearest, axis=1)
-    unit = 1.0 if scale is None else np.median(d[:, -1])
+    unit = 1.0 if scale is None else (np.median(d[:, -1]) if isinstance(scale, str) else float(scale))
     out = np.zeros((query.shape[0], values.shape[1]))
     weights = np.zeros(d.shape)
     for j in range(query.shape[0]):
@@ -121,11 +122,12 @@ def test_step_c_is_weighted_average_of_transported_neighbours(data):
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.25, 0.6])
-def test_default_step_c_moves_source_by_shift_and_barycentric_map(data, weight):
-    # the default: standardized features, PCA, every source cell moved by the
-    # coupling's mean displacement and, with weight w, towards its barycentric
-    # image; then the weighted kNN of target cells
-    model, x_hat = _fit_predict(data, barycentric_weight=weight)
+def test_transport_step_c_moves_source_by_shift_and_barycentric_map(data, weight):
+    # correction="transport" (cmot 0.3): standardized features, PCA, every source cell
+    # moved by the coupling's mean displacement and, with weight w, towards its
+    # barycentric image; then the weighted kNN of target cells, distances in the unit
+    # fixed by the source (weight_scale_)
+    model, x_hat = _fit_predict(data, barycentric_weight=weight, correction="transport")
     coupling, _ = model.transport(data.target_y)
     feats = model.features_
     src, tgt = data.source_y[:, feats], data.target_y[:, feats]
@@ -138,8 +140,20 @@ def test_default_step_c_moves_source_by_shift_and_barycentric_map(data, weight):
     np.testing.assert_allclose(model.shift_, shift, atol=1e-10)
     bary = (coupling / coupling.sum(1, keepdims=True)) @ b
     expected, _ = _knn_by_hand(b, (1 - weight) * (a + shift) + weight * bary, data.source_x, model.n_neighbors_,
-                               scale="auto")
+                               scale=model.weight_scale_)
     np.testing.assert_allclose(x_hat, expected, atol=1e-10)
+
+
+def test_weight_scale_is_fixed_by_the_reference(data):
+    # "auto": the median distance of source cells to their k-th nearest other source cell,
+    # the same whatever target follows
+    model, _ = _fit_predict(data)
+    a = model.source_rep_
+    dist = np.sqrt(((a[:, None, :] - a[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    kth = np.sort(dist, axis=1)[:, model.n_neighbors_ - 1]
+    assert model.weight_scale_ == pytest.approx(np.median(kth), rel=1e-10)
+    assert _fit_predict(data, weight_scale=0.7)[0].weight_scale_ == 0.7
 
 
 def test_n_pcs_auto_is_the_best_leave_one_out_candidate(data):
@@ -182,7 +196,7 @@ def test_transport_shift_recovers_a_batch_offset_despite_composition():
     tgt = np.r_[centres[0] + rng.normal(size=(40, 3)), centres[1] + rng.normal(size=(120, 3))] + offset
     x = np.r_[np.zeros((150, 2)), np.ones((50, 2))]
     model = CMOT(scale=False, n_pcs=None, n_features=3, n_neighbors=10, barycentric_weight=0,
-                 random_state=0, outlier_threshold=np.inf).fit(x, src)
+                 correction="transport", random_state=0, outlier_threshold=np.inf).fit(x, src)
     x_hat = model.predict(tgt)
     naive_error = np.linalg.norm(tgt.mean(0) - src.mean(0) - offset)
     error = np.linalg.norm(model.shift_ - offset)
@@ -274,13 +288,13 @@ def test_models_pickled_by_cmot_0_3_still_predict(data):
 
 def test_coupling_marginals(data):
     # the paper's balanced OT keeps both marginals
-    model, _ = _fit_predict(data, reg_m=None)
+    model, _ = _fit_predict(data, reg_m=None, correction="transport")
     coupling, cost = model.transport(data.target_y)
     np.testing.assert_allclose(coupling.sum(axis=1), 1 / 240, rtol=1e-4)
     np.testing.assert_allclose(coupling.sum(axis=0), 1 / 80, rtol=1e-4)
     assert cost.shape == coupling.shape
-    # the default semi-relaxed OT keeps the target marginal only
-    model, _ = _fit_predict(data)
+    # the semi-relaxed OT keeps the target marginal only
+    model, _ = _fit_predict(data, correction="transport")
     coupling, _ = model.transport(data.target_y)
     np.testing.assert_allclose(coupling.sum(axis=0), 1 / 80, rtol=1e-4)
     assert not np.allclose(coupling.sum(axis=1), 1 / 240, rtol=1e-3)

@@ -74,8 +74,9 @@ def test_values_equal_direct_estimator_call(d, direct):
     np.testing.assert_allclose(out.to_numpy(), x0, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(query.obs["cmot_poorly_mapped"].to_numpy(), model0.outliers_)
     assert query.obs["cmot_poorly_mapped"].dtype == bool
-    np.testing.assert_allclose(query.obs["cmot_outlier_score"].to_numpy(), model0.outlier_scores_, atol=1e-10)
-    assert "cmot_mapping_score" not in query.obs  # the model has no mapping_score_ (yet)
+    # the model computes mapping_score_ (in [0, 1], higher = better): transfer writes it, not the z-scores
+    np.testing.assert_allclose(query.obs["cmot_mapping_score"].to_numpy(), model0.mapping_score_, atol=1e-10)
+    assert "cmot_outlier_score" not in query.obs
 
 
 def test_query_cell_and_gene_order_subset_and_extra_genes_kept(d):

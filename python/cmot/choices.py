@@ -17,6 +17,7 @@ from ._utils import timed_step, to_dense
 from .infer import exp_weights, nearest_neighbors, weighted_average
 
 __all__ = ["Choices", "choose", "fit_bytes", "LOO_MAX_CELLS", "select_n_neighbors", "select_shrinkage", "select_n_pcs",
+           "reference_weight_scale",
            "AUTO_K_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN"]
 
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
@@ -198,6 +199,26 @@ def select_n_pcs(rep, x, k=None, *, grid=AUTO_PCS_GRID, weight_scale="auto", ran
         if best_d is None or scores[d] > scores[best_d]:  # keep the best candidate's prediction only
             best_d, loo = d, this
     return best_d, {int(d): float(s) for d, s in scores.items()}, loo
+
+
+def reference_weight_scale(rep, k: int, weight_scale="auto", *, random_state=None) -> float:
+    """Step C's distance unit (``weight_scale_``): a given ``weight_scale``, or with "auto"
+    the median distance of (at most ``LOO_MAX_CELLS`` random) source cells to their
+    ``k``-th nearest other source cell, fixed by the reference so that a target cell's
+    weights do not depend on the other target cells.
+
+    Examples
+    --------
+    >>> reference_weight_scale(np.arange(5.0)[:, None], 2)  # 2nd nearest other cell: 2, 1, 1, 1, 2
+    1.0
+    >>> reference_weight_scale(np.arange(5.0)[:, None], 2, 0.5)
+    0.5
+    """
+    if weight_scale != "auto":
+        return float(weight_scale)
+    _, _, dist = _loo_neighbors(rep, k, random_state=random_state)
+    scale = float(np.median(dist[:, -1]))
+    return scale if scale > 0 else 1.0
 
 
 @dataclass

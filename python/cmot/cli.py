@@ -371,8 +371,8 @@ def _write_outputs(args, out_fmt, model, x_hat, t_cells, x_feats):
         import pandas as pd
         from .io import matrix_format
 
-        table = pd.DataFrame({"poorly_mapped": model.outliers_, "score": model.outlier_scores_},
-                             index=pd.Index(t_cells, name="cell"))
+        table = pd.DataFrame({"poorly_mapped": model.outliers_, "score": model.outlier_scores_,
+                              "mapping_score": model.mapping_score_}, index=pd.Index(t_cells, name="cell"))
         table.to_csv(args.outliers, sep="," if matrix_format(args.outliers) == "csv" else "\t")
         logger.info("wrote poorly mapped cells to %s", args.outliers)
     if args.model:
@@ -533,7 +533,9 @@ def _run_io_arguments(io_g) -> None:
     io_g.add_argument("--labels-file", metavar="PATH", help="CSV/TSV with cell names in the first column")
     io_g.add_argument("--split", type=float, metavar="FRAC", help="hold out this fraction of the source cells "
                       "(stratified by --labels-column) as the target and print scores against their measured X")
-    io_g.add_argument("--outliers", metavar="PATH", help="write poorly mapped target cells (CSV)")
+    io_g.add_argument("--outliers", metavar="PATH",
+                      help="write poorly mapped target cells (CSV: poorly_mapped, score = robust z, "
+                           "mapping_score in [0, 1], higher = better mapped)")
     io_g.add_argument("--scores", metavar="PATH", help="write the scores (JSON) when measured target X is known")
     io_g.add_argument("--model", metavar="PATH", help="save the fitted model (a cmot model file, read with "
                       "cmot.CMOT.load; it holds no code)")
@@ -556,7 +558,8 @@ def _run_model_arguments(p_g) -> None:
                      "the source; 0 unless Y predicts X little better than the mean)")
     p_g.add_argument("--paper", action="store_true",
                      help="follow the paper exactly: raw features (--n-pcs none, no scaling), balanced OT, "
-                     "barycentric map, exp(-distance) weights, nearest aligned cell, no shrinkage")
+                     "barycentric map, exp(-distance) weights, nearest aligned cell, no shrinkage, every source cell "
+                     "transported (composition-sensitive)")
     p_g.add_argument("--n-clusters", type=int, default=2, metavar="N",
                      help="Ward clusters used as labels without --labels-column (default 2)")
 

@@ -4,8 +4,9 @@ inference) in order and keeps their results as fitted attributes.
 
 Each step lives in its own module: :mod:`cmot.align` (Step A),
 :mod:`cmot.representation`, :mod:`cmot.choices`, :mod:`cmot.labels`,
-:mod:`cmot.transport` (Step B), :mod:`cmot.poorly_mapped` and :mod:`cmot.infer`
-(Step C); the parameters are declared in :mod:`cmot._params`.
+:mod:`cmot.transport` (Step B), :mod:`cmot.composition` (the composition-robust
+Step B and source move), :mod:`cmot.poorly_mapped` and :mod:`cmot.infer` (Step C);
+the parameters are declared in :mod:`cmot._params`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from .choices import (  # noqa: F401  (re-exported: the automatic choices' publi
     SHRINKAGE_WARN,
     choose,
     fit_bytes,
+    reference_weight_scale,
     select_n_neighbors,
     select_shrinkage,
 )
+from .composition import COMPOSITION_NEIGHBORS, robust_move, robust_transport
 from .infer import infer_x, move_source
 from .labels import source_labels, ward_labels
-from .poorly_mapped import detect_poorly_mapped
+from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped
 from .representation import SCALE_CLIP, Representation  # noqa: F401
 from .transport import (  # noqa: F401  (re-exported)
     AUTO_REG_FRACTION,
@@ -55,9 +58,10 @@ __all__ = ["CMOT", "PAPER_MODE", "PoorlyMappedWarning", "ward_labels", "resolve_
 
 #: The parameters that make CMOT follow the paper exactly (``CMOT(**PAPER_MODE)``): the OT
 #: cost on every shared feature, neighbours on the raw variable features, balanced OT,
-#: the barycentric map, ``exp(-distance)`` weights, the nearest aligned cell, no shrinkage.
+#: the barycentric map, ``exp(-distance)`` weights, the nearest aligned cell, no shrinkage,
+#: every source cell transported (``correction="transport"``: composition-sensitive).
 PAPER_MODE = dict(match_neighbors=1, scale=False, n_pcs=None, barycentric_weight=1.0, shrinkage=0.0, reg_m=None,
-                  weight_scale=1.0)
+                  weight_scale=1.0, correction="transport")
 
 
 class PoorlyMappedWarning(UserWarning):
@@ -142,7 +146,22 @@ class CMOT(BaseEstimator):
         spread each cell over many targets, so the barycentric map pulls the
         source cells of a cluster towards its centre: that smooths noise when
         reference and query come from one sample, but across samples it loses
-        the differences within clusters that the shift keeps.
+        the differences within clusters that the shift keeps.  With
+        ``correction="robust"`` ``w`` is multiplied by the share of the source
+        the target covers (``coverage_``): about 1 for a target mixed like the
+        source, the type's share for a one-type target, about 0 for one cell.
+    correction : {"robust", "transport"}, default="robust"
+        How the source is moved onto the target.  "robust"
+        (:mod:`cmot.composition`): the transport's source marginal is the
+        target's composition (each target cell's weight shared by its 30
+        nearest source cells, taken twice), so source types absent from the
+        target take no part, and ``shift_`` is shrunk by a positive-part
+        James-Stein factor (``shift_factor_``): none for a single target cell,
+        in full for an offset a whole target from another sample shares.  A
+        target cell's prediction then barely depends on the other target cells.
+        "transport" is cmot 0.3 (and the paper, with ``barycentric_weight=1``):
+        every source cell sends its mass, the raw mean displacement; a target
+        of one cell type, or a single cell, then pulls every source cell onto it.
     shrinkage : float in [0, 1] or "auto", default="auto"
         Weight ``s`` of the source mean of X in each prediction:
         ``(1 - s) * knn + s * mean``.  When the shared modality says little about
@@ -156,7 +175,9 @@ class CMOT(BaseEstimator):
         Step C weights are ``exp(-distance / weight_scale)``, normalized to sum to
         one.  1.0 is the paper's ``exp(-distance)``, which depends on the units of
         the data (large distances put all the weight on the nearest cell);
-        "auto" uses the median distance of target cells to their k-th neighbour.
+        "auto" uses the median distance of source cells to their k-th nearest
+        other source cell (``weight_scale_``, fixed at fit so that a target
+        cell's weights do not depend on the other target cells).
     max_iter : int, default=10
         Majorization steps of the label-regularized OT.
     max_inner_iter : int, default=1000
@@ -173,11 +194,16 @@ class CMOT(BaseEstimator):
         coupling x cost, here with a robust z-score cut instead of a fixed
         contamination.  It only sees the target, so it misses a new cell type
         that makes up a large share of it, and it flags cells of known types.
-        "distance" (default) scores each target cell by its distance to its 10th
-        nearest source cell, in a PCA of the (standardized) variable features
-        fitted on source and target together, against the same distance among
-        source cells: calibrated on the source, it can flag a whole unseen
-        population and rarely flags cells of known types.  Only the components
+        "distance" (default, :func:`cmot.poorly_mapped.map_quality`) scores each
+        target cell by its distance to its 10th nearest source cell, in a PCA
+        of the (standardized) variable features fitted on source and target
+        together, after removing the offset that the target cells matching the
+        source share, against the same distance among source cells:
+        calibrated on the source, it can flag a whole unseen population and
+        rarely flags cells of known types.  A target whose shared offset
+        exceeds the threshold, or half of whose cells are flagged, is unlike
+        the source as a whole (``query_unlike_``): every cell is flagged and a
+        ``PoorlyMappedWarning`` says so.  Only the components
         above the noise count (Marchenko-Pastur edge, fitted attribute
         ``outlier_n_components_``); the others would drown the differences.
     random_state : int or None, default=None
@@ -235,8 +261,24 @@ class CMOT(BaseEstimator):
         Set by ``predict``: poorly mapped target cells.
     outlier_scores_ : ndarray of shape (n_target,)
         Set by ``predict``: robust z-scores of poor mapping (higher is worse).
+    mapping_score_ : ndarray of shape (n_target,)
+        Set by ``predict``: in [0, 1], higher is better mapped: ``min(1, 2 p)``,
+        ``p`` the share of source cells at least as far from their own 10th
+        nearest source cell as the target cell is from its (after the shared
+        offset is removed; see :mod:`cmot.poorly_mapped`).
+    query_unlike_ : bool
+        Set by ``predict``: the target as a whole is unlike the source.
+    weight_scale_ : float
+        Distance unit of Step C's weights: ``weight_scale``, or with "auto" the
+        median distance of source cells to their k-th nearest other source cell.
+    shift_factor_ : float
+        Set by ``predict``: the James-Stein factor applied to ``shift_``
+        (1 with ``correction="transport"``).
+    coverage_ : float
+        Set by ``predict``: share of the source the target covers (1 with
+        ``correction="transport"``).
     outlier_n_components_ : int
-        Set by ``predict`` (``outlier_method="distance"``): principal components
+        Set by ``predict``: principal components
         of the joint PCA used by the poorly-mapped test.
     params_ : dict
         The validated parameters ``fit`` used.
@@ -244,7 +286,7 @@ class CMOT(BaseEstimator):
         Set by ``predict``: the entropic weight used.
     shift_ : ndarray of shape (n_components_space,)
         Set by ``predict``: the transport's mean displacement of the source
-        cells in the Step B/C space.
+        cells in the Step B/C space (shrunk with ``correction="robust"``).
     n_iter_ : int
         Set by ``predict``: Sinkhorn iterations run.
     marginal_error_ : float
@@ -278,6 +320,7 @@ class CMOT(BaseEstimator):
         scale: bool = True,
         n_pcs: int | str | None = "auto",
         barycentric_weight: float = 0.25,
+        correction: str = "robust",
         shrinkage: float | str = "auto",
         weight_scale: float | str = "auto",
         max_iter: int = 10,
@@ -301,6 +344,7 @@ class CMOT(BaseEstimator):
         self.scale = scale
         self.n_pcs = n_pcs
         self.barycentric_weight = barycentric_weight
+        self.correction = correction
         self.shrinkage = shrinkage
         self.weight_scale = weight_scale
         self.max_iter = max_iter
@@ -376,6 +420,8 @@ class CMOT(BaseEstimator):
                                      n_clusters=p["n_clusters"], cell_names=ym.cell_names,
                                      random_state=p["random_state"], verbose=p["verbose"])
         self._set_choices(chosen)
+        self.weight_scale_ = reference_weight_scale(self.source_rep_, chosen.n_neighbors, p["weight_scale"],
+                                                    random_state=p["random_state"])
         self.x_mean_ = np.asarray(source_x_rows.mean(axis=0), dtype=np.float64).ravel()
         self.source_x_, self.source_y_ = source_x_rows, ym.data
         self.feature_names_y_, self.feature_names_x_ = ym.feature_names, xm.feature_names
@@ -456,6 +502,13 @@ class CMOT(BaseEstimator):
         else:  # the paper: squared Euclidean cost on every shared feature
             src, tgt = self.source_y_, target
         hint = " (the paper's values are for n_pcs=None, reg_m=None)" if rep.pca_ is not None else ""
+        if p.get("correction", "transport") == "robust":  # models of cmot < 0.4 have no correction
+            result = robust_transport(
+                self.source_rep_, tgt_rep, self.labels_, reg_e=p["reg_e"], reg_cl=p["reg_cl"], reg_m=p["reg_m"],
+                n_neighbors=COMPOSITION_NEIGHBORS, max_inner_iter=p["max_inner_iter"], keep_cost=keep_cost,
+                random_state=p["random_state"], verbose=p["verbose"], reg_e_hint=hint,
+            )
+            return result, tgt_rep
         result = solve_transport(
             src, tgt, self.labels_, reg_e=p["reg_e"], reg_cl=p["reg_cl"], reg_m=p["reg_m"],
             max_iter=p["max_iter"], max_inner_iter=p["max_inner_iter"], tol=p["tol"], keep_cost=keep_cost,
@@ -471,9 +524,12 @@ class CMOT(BaseEstimator):
         -------
         coupling : ndarray of shape (n_source, n_target)
             Columns sum to ``1 / n_target``; rows to ``1 / n_source`` with
-            balanced OT (``reg_m=None``).
+            balanced OT (``reg_m=None``, ``correction="transport"``).  With
+            ``correction="robust"`` source cells that take no part (types absent
+            from the target) have zero rows.
         cost : ndarray of shape (n_source, n_target)
-            Squared Euclidean cost in the Step B space.
+            Squared Euclidean cost in the Step B space (the Step B/C
+            components with ``correction="robust"``).
         """
         self._check_fitted()
         tm = self._target(target_y)
@@ -505,14 +561,16 @@ class CMOT(BaseEstimator):
         Warns
         -----
         PoorlyMappedWarning
-            With the percentage of poorly mapped target cells, when any.
+            With the percentage of poorly mapped target cells, when any; or
+            saying that the query as a whole is unlike the reference
+            (``query_unlike_``).
         """
         self._check_fitted()
         tm = self._target(target_y)
         self._check_memory(tm.shape[0])
         iforest = self.params_["outlier_method"] == "isolation_forest"
         result, tgt_rep = self._transport(tm.data, keep_cost=iforest)
-        self.reg_e_, self.shift_ = result.reg_e, result.shift
+        self.reg_e_ = result.reg_e
         self.n_iter_, self.marginal_error_ = result.n_iter, result.marginal_error
         self._poorly_mapped(tm.data, result)
         result.cost = None
@@ -523,19 +581,24 @@ class CMOT(BaseEstimator):
         p = self.params_
         rep = self.representation_
         with timed_step("poorly mapped cells", p["verbose"]):
-            if p["outlier_method"] == "isolation_forest":
-                found = detect_poorly_mapped("isolation_forest", coupling=result.coupling, cost=result.cost,
-                                             labels=self.labels_, threshold=p["outlier_threshold"],
-                                             random_state=p["random_state"])
-            else:
-                found = detect_poorly_mapped(
-                    "distance", source=rep.selected(self.source_y_), target=rep.selected(target),
-                    threshold=p["outlier_threshold"], random_state=p["random_state"],
-                    max_components=p["n_pcs"] if isinstance(p["n_pcs"], int) else 30,
-                )
-                self.outlier_n_components_ = found.n_components
+            found = detect_poorly_mapped(
+                p["outlier_method"], source=rep.selected(self.source_y_), target=rep.selected(target),
+                coupling=result.coupling, cost=result.cost, labels=self.labels_, threshold=p["outlier_threshold"],
+                random_state=p["random_state"], max_components=p["n_pcs"] if isinstance(p["n_pcs"], int) else 30,
+            )
+        self.outlier_n_components_ = found.n_components
         self.outliers_, self.outlier_scores_ = found.flags, found.scores
-        if found.flags.any():
+        self.mapping_score_, self.query_unlike_ = found.mapping_score, found.query_unlike
+        if found.query_unlike:
+            warnings.warn(
+                f"{QUERY_UNLIKE_MESSAGE}. Its cells lie farther from the source cells than source cells "
+                "lie from each other, even after removing the offset they share; all "
+                f"{found.flags.size} are reported poorly mapped and their inferred values are unreliable. "
+                "See outliers_ and mapping_score_.",
+                PoorlyMappedWarning,
+                stacklevel=3,
+            )
+        elif found.flags.any():
             warnings.warn(
                 f"{found.flags.sum()} of {found.flags.size} target cells ({100 * found.flags.mean():.1f}%) are "
                 "poorly mapped (unlike every source cell); their inferred values are less reliable. "
@@ -546,15 +609,29 @@ class CMOT(BaseEstimator):
 
     def _infer(self, coupling, tgt_rep, shift, k):
         with timed_step(f"kNN inference (k={k})", self.params_["verbose"]):
-            mapped = move_source(coupling, self.source_rep_, tgt_rep,
-                                 barycentric_weight=self.params_["barycentric_weight"], shift=shift)
-            return infer_x(tgt_rep, mapped, self.source_x_, k, weight_scale=self.params_["weight_scale"],
+            mapped = self._move(coupling, tgt_rep, shift)
+            # models saved by cmot < 0.4 have no weight_scale_
+            scale = getattr(self, "weight_scale_", self.params_["weight_scale"])
+            return infer_x(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
                            shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
                            x_mean=getattr(self, "x_mean_", None))
 
+    def _move(self, coupling, tgt_rep, shift):
+        """The source cells moved into target space; sets ``shift_``, ``shift_factor_``, ``coverage_``."""
+        p = self.params_
+        if p.get("correction", "transport") == "robust":
+            mapped, shift, factor, coverage = robust_move(coupling, self.source_rep_, tgt_rep,
+                                                          barycentric_weight=p["barycentric_weight"])
+        else:
+            mapped = move_source(coupling, self.source_rep_, tgt_rep, barycentric_weight=p["barycentric_weight"],
+                                 shift=shift)
+            factor, coverage = 1.0, 1.0
+        self.shift_, self.shift_factor_, self.coverage_ = shift, factor, coverage
+        return mapped
+
     def infer_from_coupling(self, coupling, target, *, n_neighbors=None):
-        """Step C on a given coupling: barycentric map, weighted kNN, then ``shrinkage_``
-        toward the source mean of X.
+        """Step C on a given coupling: the source moved as ``correction`` says (shift and
+        barycentric map), weighted kNN, then ``shrinkage_`` toward the source mean of X.
 
         Parameters
         ----------

@@ -1,15 +1,37 @@
 """Poorly mapped target cells: cells unlike every source cell, whose inferred X is
-less reliable (the fitted ``outliers_`` and ``outlier_scores_`` of :class:`cmot.CMOT`).
+less reliable (the fitted ``outliers_``, ``outlier_scores_``, ``mapping_score_`` and
+``query_unlike_`` of :class:`cmot.CMOT`).
 
 Two detectors, chosen by ``outlier_method``:
 
-* ``"distance"`` (default, :func:`poorly_mapped_by_distance`): each target cell's
-  distance to its 10th nearest source cell in a PCA fitted on source and target
-  together, as a robust z-score against the same distance among source cells;
+* ``"distance"`` (default, :func:`map_quality`), judged against the reference:
+  each target cell's distance to its 10th nearest source cell, in a PCA fitted
+  on source and target together (:func:`joint_signal_embedding`), is compared
+  with the same distance among reference cells, each left out of its own
+  neighbours (:func:`reference_null`): the reference, not the query, says what
+  "far" is.  A batch offset that the whole query shares (another donor, another
+  run) is first removed (:func:`local_offsets`), estimated with the
+  composition-robust shift of :func:`cmot.composition.robust_shift` only from
+  query cells that match the reference (trimmed and re-estimated), so that
+  neither the offset nor a large population of an unseen cell type biases it.
+  When that shared offset is itself larger than the distance at which a cell
+  is flagged, or half the query is flagged, the query as a whole is unlike the
+  reference (wrong features, other normalization): every cell is flagged.
 * ``"isolation_forest"`` (the paper, :func:`poorly_mapped_by_isolation_forest`):
   an IsolationForest on the PCA of coupling x cost.
 
+The **mapping score** of a cell (:func:`distance_scores`), in [0, 1] and higher
+for better mapped cells (as Seurat's ``MappingScore`` reads), is ``min(1, 2 p)``
+where ``p`` is the share of reference cells that lie at least as far from their
+own 10th nearest reference cell as this cell lies from its: 1 for a cell at
+least as close to the reference as the median reference cell, 0.1 for one as
+isolated as the 5% most isolated reference cells, 0 for a cell farther than any.
+It is computed with either detector.
+
 :func:`detect_poorly_mapped` runs the chosen one and returns a :class:`PoorlyMapped`.
+cmot 0.3's distance test, which counted scores from the query's own 25th
+percentile (:func:`poorly_mapped_by_distance`, :func:`neighbor_distance_scale`), is
+kept for comparison; it cannot flag a query unlike the reference as a whole.
 """
 
 from __future__ import annotations
@@ -18,11 +40,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .composition import robust_shift
 from .infer import nearest_neighbors
 from .representation import make_pca
 
-__all__ = ["PoorlyMapped", "detect_poorly_mapped", "poorly_mapped_by_distance", "poorly_mapped_by_isolation_forest",
-           "neighbor_distance_scale", "signal_components", "joint_signal_embedding"]
+__all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
+           "distance_scores", "local_offsets", "QUERY_UNLIKE_MESSAGE", "poorly_mapped_by_distance",
+           "poorly_mapped_by_isolation_forest", "neighbor_distance_scale", "signal_components",
+           "joint_signal_embedding"]
+
+#: The query-level warning.
+QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its features and normalization"
+#: Share of flagged cells from which the query as a whole is reported unlike the reference.
+QUERY_UNLIKE_SHARE = 0.5
 
 
 def signal_components(explained_variance, n_samples: int, n_features: int, mean_variance: float) -> int:
@@ -181,6 +211,191 @@ def poorly_mapped_by_distance(
     return scores > threshold, scores
 
 
+def reference_null(source, *, n_neighbors: int = 10, max_cells: int = 2000, random_state=None) -> np.ndarray:
+    """Log distance of (at most ``max_cells`` random) reference cells to their
+    ``n_neighbors``-th nearest *other* reference cell, sorted: the null against which
+    query cells are judged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> reference_null(np.array([[0.0], [1.0], [3.0]]), n_neighbors=1).round(3).tolist()
+    [0.0, 0.0, 0.693]
+    """
+    source = np.asarray(source, dtype=np.float64)
+    n = source.shape[0]
+    if n < 2:
+        raise ValueError(f"source: expected at least 2 reference cells, found {n}.")
+    k = min(int(n_neighbors), n - 1)
+    rng = np.random.default_rng(random_state)
+    rows = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+    idx, dist = nearest_neighbors(source[rows], source, k + 1)
+    # drop each cell itself (or one exact duplicate standing for it)
+    self_pos = np.argmax(idx == rows[:, None], axis=1)
+    keep = np.ones(idx.shape, dtype=bool)
+    keep[np.arange(len(rows)), self_pos] = False
+    d = dist[keep].reshape(len(rows), -1)[:, k - 1]
+    return np.sort(np.log(np.maximum(d, np.finfo(float).tiny)))
+
+
+def distance_scores(target, source, null, *, n_neighbors: int = 10):
+    """Robust z-score (higher: farther) and mapping score (in [0, 1], higher: better)
+    of each target cell's log distance to its ``n_neighbors``-th nearest source cell,
+    against ``null`` (:func:`reference_null`).
+
+    Returns
+    -------
+    z : ndarray of shape (n_target,)
+        ``(log d - median(null)) / (1.4826 MAD(null))``.
+    score : ndarray of shape (n_target,)
+        ``min(1, 2 p)``, ``p`` the share of ``null`` at or above ``log d``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> src = np.random.default_rng(0).normal(size=(300, 2))
+    >>> z, s = distance_scores(np.array([[0.0, 0.0], [9.0, 9.0]]), src, reference_null(src))
+    >>> bool(z[0] < 1 < 3.5 < z[1]), s.round(2).tolist()
+    (True, [1.0, 0.0])
+    """
+    null = np.sort(np.asarray(null, dtype=np.float64))
+    med = float(np.median(null))
+    spread = float(1.4826 * np.median(np.abs(null - med))) or float(np.std(null)) or 1.0
+    k = min(int(n_neighbors), source.shape[0])
+    _, dist = nearest_neighbors(target, source, k)
+    logd = np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny))
+    above = null.size - np.searchsorted(null, logd, side="left")
+    score = np.minimum(1.0, 2.0 * above / null.size)
+    return (logd - med) / spread, score
+
+
+def local_offsets(target, source, shift, use, bandwidth: float):
+    """Each target cell's offset from the reference: the Gaussian-weighted mean, over the
+    used target cells near it, of their transport vectors ``d_j = t_j - (mean of the
+    source mass they receive)``, shrunk as in :func:`cmot.composition.shrunk_displacement`
+    (positive-part James-Stein on the effective number of those cells).
+
+    A batch effect that differs between cell types is removed type by type; a
+    population no used cell is near (an unseen type) keeps its distance.
+    ``shift`` is the :class:`cmot.composition.ShiftResult` of the used cells.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> src = rng.normal(size=(200, 3))
+    >>> tgt = src[:100] + [0, 0, 4.0]
+    >>> use = np.ones(100, bool)
+    >>> from cmot.composition import robust_shift
+    >>> off = local_offsets(tgt, src, robust_shift(src, tgt), use, 2.0)
+    >>> bool(np.all(off[:, 2] > 2))
+    True
+    """
+    target = np.asarray(target, dtype=np.float64)
+    cols = np.flatnonzero(use)
+    coupling = shift.coupling
+    rows = np.flatnonzero(shift.source_weights > 0)
+    received = np.asarray(coupling.sum(axis=0), dtype=np.float64)
+    received[received == 0] = 1.0
+    d = target[cols] - np.asarray(coupling.T @ source[rows], dtype=np.float64) / received[:, None]
+    k = min(200, len(cols))
+    idx, dist = nearest_neighbors(target, target[cols], k)
+    w = np.exp(-0.5 * (dist / bandwidth) ** 2)
+    wsum = w.sum(axis=1)
+    ok = wsum > 1e-12
+    w[ok] /= wsum[ok, None]
+    w[~ok] = 0.0
+    mean = np.einsum("na,nad->nd", w, d[idx])
+    noise = np.einsum("na,na->n", w, np.einsum("ad,ad->a", d, d)[idx])
+    n_eff = np.where(ok, 1.0 / np.maximum(np.einsum("na,na->n", w, w), 1e-300), 0.0)
+    sq = np.einsum("nd,nd->n", mean, mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(ok & (sq > 0), 1.0 - noise / (n_eff * sq), 0.0)
+    return mean * np.clip(factor, 0.0, 1.0)[:, None]
+
+
+@dataclass
+class MappingResult:
+    """Result of :func:`map_quality`.
+
+    Attributes
+    ----------
+    flags : ndarray of bool
+        Poorly mapped target cells.
+    z : ndarray of float
+        Robust z-scores (higher: farther from the reference).
+    score : ndarray of float
+        Mapping scores in [0, 1] (higher: better mapped).
+    offset : ndarray of shape (n_target, n_dims)
+        The offset removed from each target cell before scoring.
+    offset_z : float
+        The median offset length on the z scale of the reference's own distances.
+    query_unlike : bool
+        The query as a whole is unlike the reference.
+    """
+
+    flags: np.ndarray
+    z: np.ndarray
+    score: np.ndarray
+    offset: np.ndarray
+    offset_z: float
+    query_unlike: bool
+
+
+def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10, n_rounds: int = 4,
+                max_cells: int = 2000, random_state=None) -> MappingResult:
+    """Flag and score target cells against the reference (see the module docstring).
+
+    The shared offset is estimated by :func:`cmot.composition.robust_shift`
+    (on at most ``max_cells`` reference cells) from the target cells not
+    flagged in the previous round (all cells in the first), ``n_rounds`` times.  A target whose offset lies beyond ``threshold``
+    on the reference's z scale, or whose cells are flagged for at least half,
+    is unlike the reference as a whole (``query_unlike``): then every cell is
+    flagged and scored without the offset removed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> src = np.r_[rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + [6, 0, 0]]
+    >>> tgt = np.r_[rng.normal(size=(60, 3)), rng.normal(size=(20, 3)) + [0, 9, 0]] + [0, 0, 1.0]
+    >>> res = map_quality(src, tgt, random_state=0)
+    >>> int(res.flags[:60].sum()), int(res.flags[60:].sum()), res.query_unlike
+    (0, 20, False)
+    >>> map_quality(src, tgt + 100, random_state=0).query_unlike
+    True
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    null = reference_null(source, n_neighbors=n_neighbors, random_state=random_state)
+    bandwidth = float(np.exp(np.median(null)))
+    med = float(np.median(null))
+    spread = float(1.4826 * np.median(np.abs(null - med))) or float(np.std(null)) or 1.0
+    # the offset from at most max_cells reference cells (a fixed subset: the query does not choose it)
+    rng = np.random.default_rng(random_state)
+    sub = source if source.shape[0] <= max_cells else source[np.sort(rng.choice(source.shape[0], max_cells, False))]
+    z0, score0 = distance_scores(target, source, null, n_neighbors=n_neighbors)
+    # seed the offset with the cells that already match (at least the best-matching quarter)
+    use = z0 <= max(threshold, float(np.percentile(z0, 25))) if z0.size else z0.astype(bool)
+    offset = np.zeros_like(target)
+    z, score = z0, score0
+    for _ in range(max(1, int(n_rounds))):
+        if not use.any():
+            break
+        res = robust_shift(sub, target, target_weights=use.astype(float), max_inner_iter=200)
+        offset = local_offsets(target, sub, res, use, bandwidth)
+        z, score = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)
+        use = z <= threshold
+    size = float(np.median(np.linalg.norm(offset, axis=1))) if offset.size else 0.0
+    offset_z = (np.log(size) - med) / spread if size > 0 else -np.inf
+    flags = z > threshold
+    unlike = bool(offset_z > threshold or flags.mean() >= QUERY_UNLIKE_SHARE) if flags.size else False
+    if unlike:
+        z, score = distance_scores(target, source, null, n_neighbors=n_neighbors)
+        flags = np.ones(target.shape[0], dtype=bool)
+    return MappingResult(flags, z, score, offset, float(offset_z), unlike)
+
+
 def joint_signal_embedding(source, target, *, max_components: int = 30, random_state=None):
     """Source and target cells in a PCA fitted on both together, on the components above
     the noise (:func:`signal_components`): a PCA of the source alone would project away
@@ -201,19 +416,24 @@ def joint_signal_embedding(source, target, *, max_components: int = 30, random_s
 
 @dataclass
 class PoorlyMapped:
-    """Poorly mapped target cells: ``flags`` (bool), robust z-``scores`` (higher is worse) and,
-    for the distance detector, the ``n_components`` of the joint PCA (else None)."""
+    """Poorly mapped target cells: ``flags`` (bool), robust z-``scores`` (higher is worse),
+    for the distance detector the ``n_components`` of the joint PCA (else None), the
+    ``mapping_score`` (in [0, 1], higher is better) and whether the query as a whole is
+    unlike the reference (``query_unlike``)."""
 
     flags: np.ndarray
     scores: np.ndarray
     n_components: int | None = None
+    mapping_score: np.ndarray | None = None
+    query_unlike: bool = False
 
 
 def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None, cost=None, labels=None,
                          threshold=3.5, max_components: int = 30, random_state=None) -> PoorlyMapped:
     """Run the ``method`` detector: "distance" needs ``source`` and ``target`` (cells x
     standardized variable features), "isolation_forest" the ``coupling`` and ``cost``
-    (and the source ``labels``).
+    (and the source ``labels``) and, for the mapping score and the query-level check,
+    ``source`` and ``target`` too when given.
 
     Examples
     --------
@@ -222,17 +442,22 @@ def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None
     >>> src = rng.normal(size=(200, 5))
     >>> tgt = np.r_[rng.normal(size=(60, 5)), rng.normal(size=(15, 5)) + 6]
     >>> res = detect_poorly_mapped("distance", source=src, target=tgt, random_state=0)
-    >>> int(res.flags[:60].sum()) <= 1, int(res.flags[60:].sum())
-    (True, 15)
+    >>> int(res.flags[:60].sum()) <= 1, int(res.flags[60:].sum()), res.query_unlike
+    (True, 15, False)
+    >>> bool(res.mapping_score[60:].max() < 0.05 < 0.5 < np.median(res.mapping_score[:60]))
+    True
     """
+    if method not in ("distance", "isolation_forest"):
+        raise ValueError(f"outlier_method: expected \"distance\" or \"isolation_forest\", found {method!r}.")
+    mapped = d = None
+    if source is not None and target is not None:
+        emb_s, emb_t, d = joint_signal_embedding(source, target, max_components=max_components,
+                                                 random_state=random_state)
+        mapped = map_quality(emb_s, emb_t, threshold=threshold, random_state=random_state)
     if method == "isolation_forest":
         flags, scores = poorly_mapped_by_isolation_forest(coupling, cost, threshold=threshold, labels=labels,
                                                           random_state=random_state)
-        return PoorlyMapped(flags, scores)
-    if method != "distance":
-        raise ValueError(f"outlier_method: expected \"distance\" or \"isolation_forest\", found {method!r}.")
-    emb_s, emb_t, d = joint_signal_embedding(source, target, max_components=max_components,
-                                             random_state=random_state)
-    scale = neighbor_distance_scale(emb_s, random_state=random_state)
-    flags, scores = poorly_mapped_by_distance(emb_t, emb_s, scale, threshold=threshold)
-    return PoorlyMapped(flags, scores, d)
+        if mapped is None:
+            return PoorlyMapped(flags, scores)
+        return PoorlyMapped(flags, scores, d, mapped.score, mapped.query_unlike)
+    return PoorlyMapped(mapped.flags, mapped.z, d, mapped.score, mapped.query_unlike)

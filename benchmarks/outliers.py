@@ -10,6 +10,10 @@ cells of type T from the source, fit, predict the whole test set, and report
 - flagged % seen: share of the other test cells that it flags;
 - score AUROC: how well ``outlier_scores_`` rank the held-out cells above the
   seen ones (1 = perfect, 0.5 = chance);
+- mapping score: median ``mapping_score_`` (in [0, 1], higher = better mapped)
+  of the held-out and of the seen test cells;
+- query unlike: whether the query as a whole was reported unlike the
+  reference (``query_unlike_``; it should not be);
 - cell r held-out / seen: mean cell-wise Pearson of the inferred X (how bad
   the inference of an unseen type is).
 
@@ -39,7 +43,8 @@ def _run(task, params, keep, seed):
     labels = None if task.labels_for_ot is None else np.asarray(task.labels_for_ot)[keep]
     model = CMOT(**params, random_state=seed)
     pred = model.fit(task.train_x[keep], task.train_y[keep], labels=labels).predict(task.test_y)
-    return np.asarray(pred), np.asarray(model.outliers_, bool), np.asarray(model.outlier_scores_, float)
+    return (np.asarray(pred), np.asarray(model.outliers_, bool), np.asarray(model.outlier_scores_, float),
+            np.asarray(model.mapping_score_, float), bool(model.query_unlike_))
 
 
 def _auroc(scores, positive):
@@ -61,7 +66,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     limit_threads(args.threads)
     header = ["dataset", "direction", "params", "held out", "n held-out test", "flagged % held-out",
-              "flagged % seen", "score AUROC", "cell r held-out", "cell r seen", "s"]
+              "flagged % seen", "score AUROC", "mapping score held-out / seen (median)", "query unlike",
+              "cell r held-out", "cell r seen", "s"]
     rows = []
     for name in _data.resolve_names(args.datasets):
         task = _data.load(name, seed=args.seed)
@@ -77,14 +83,16 @@ def main(argv=None):
                 res = measured(_run, task, params, np.flatnonzero(keep), args.seed, timeout=args.timeout)
                 if res["error"]:
                     print(f"  {pname} {held}: FAILED {res['error']}", flush=True)
-                    rows.append([task.dataset, task.direction, pname, held, "FAILED: " + res["error"][:60]] + ["-"] * 6)
+                    rows.append([task.dataset, task.direction, pname, held, "FAILED: " + res["error"][:60]] + ["-"] * 8)
                     continue
-                pred, flags, scores = res["result"]
+                pred, flags, scores, mscore, unlike = res["result"]
                 pos = np.asarray(task.test_labels) == held
                 r = cellwise_pearson(task.test_x, pred)
                 row = [task.dataset, task.direction, pname, held, int(pos.sum()),
                        fmt(100 * flags[pos].mean(), 1) if pos.any() else "-",
                        fmt(100 * flags[~pos].mean(), 1), fmt(_auroc(scores, pos)),
+                       (fmt(float(np.median(mscore[pos])), 2) if pos.any() else "-") + " / "
+                       + fmt(float(np.median(mscore[~pos])), 2), "yes" if unlike else "no",
                        fmt(nanmean(r[pos])) if pos.any() else "-", fmt(nanmean(r[~pos])), fmt(res["seconds"], 2)]
                 rows.append(row)
                 print("  " + " | ".join(str(c) for c in row[2:]), flush=True)

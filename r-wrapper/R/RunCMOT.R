@@ -43,7 +43,8 @@
 #' the transport is semi-relaxed (\code{reg.m = "auto"}), \code{k} is chosen by
 #' leave-one-out on the reference (\code{k = "auto"}), the reference moves into
 #' query space mostly by the transport's mean displacement
-#' (\code{barycentric.weight = 0.25}), predictions are pulled toward the
+#' (\code{barycentric.weight = 0.25}) of a transport that follows the query's
+#' composition (\code{correction = "robust"}), predictions are pulled toward the
 #' reference mean only where leave-one-out says so (\code{shrinkage = "auto"}),
 #' neighbour weights are
 #' scaled to the data (\code{weight.scale = "auto"}) and poorly mapped cells
@@ -51,7 +52,7 @@
 #' (\code{outlier.method = "distance"}).  To follow the paper instead, set
 #' \code{scale = FALSE}, \code{n.pcs = NULL} (transport cost on every shared
 #' feature, neighbours on the \code{n.features} raw features),
-#' \code{barycentric.weight = 1}, \code{reg.m = NULL} (balanced
+#' \code{barycentric.weight = 1}, \code{correction = "transport"}, \code{reg.m = NULL} (balanced
 #' transport), \code{weight.scale = 1} (weights \code{exp(-distance)}),
 #' \code{shrinkage = 0}, \code{match.neighbors = 1} and, if
 #' wanted, \code{outlier.method = "isolation_forest"}.  The
@@ -193,6 +194,16 @@ RunCMOT <- function(object, ...) {
 #'   towards its centre: that smooths noise when reference and query come from
 #'   one sample but loses the differences within clusters across samples.
 #'   The default 0.25 does well in both cases.
+#' @param correction How the reference is moved onto the query.
+#'   \code{"robust"} (default): the transport's reference marginal follows the
+#'   query's composition (each query cell's weight shared by its 30 nearest
+#'   reference cells), so reference cell types absent from the query take no
+#'   part, and the mean displacement is shrunk (James-Stein) so that a single
+#'   query cell or a one-type query barely moves the reference; a query cell's
+#'   prediction then hardly depends on the other query cells.
+#'   \code{"transport"}: every reference cell sends its mass and moves by the
+#'   raw mean displacement (cmot 0.3, and the paper with
+#'   \code{barycentric.weight = 1}).
 #' @param shrinkage Weight \code{s} of the reference mean of X in each
 #'   prediction, \code{(1 - s) * neighbours + s * mean}, a number in [0, 1].
 #'   When the shared modality says little about X (RNA from sparse sci-CAR
@@ -237,7 +248,8 @@ RunCMOT <- function(object, ...) {
 RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
                             n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                             reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                            scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, shrinkage = "auto",
+                            scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, correction = "robust",
+                            shrinkage = "auto",
                             weight.scale = "auto",
                             max.iter = 10, max.inner.iter = 1000,
                             tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,

@@ -126,3 +126,32 @@ def test_estimator_reports_the_detector_result(recwarn):
     np.testing.assert_array_equal(model.outliers_, direct.flags)
     np.testing.assert_allclose(model.outlier_scores_, direct.scores)
     assert model.outlier_n_components_ == direct.n_components
+
+
+def test_offsets_are_capped_at_twice_the_median_length():
+    from cmot.poorly_mapped import _cap_offsets
+
+    off = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [10.0, 0.0], [0.0, 0.0]])
+    capped = _cap_offsets(off)
+    # median length 1: rows up to length 2 are kept, the long one is shortened to 2 in its direction
+    np.testing.assert_allclose(capped[[0, 1, 2, 4]], off[[0, 1, 2, 4]])
+    np.testing.assert_allclose(capped[3], [2.0, 0.0])
+
+
+def test_unseen_population_within_the_threshold_keeps_its_distance():
+    # a new, tight population 3 sd from a known type: its raw distances lie within the
+    # threshold, so it counts as matched; its own displacement must not be removed as a
+    # local offset, so that its scores still rank it above the known cells
+    from sklearn.metrics import roc_auc_score
+
+    from cmot.poorly_mapped import map_quality
+
+    rng = np.random.default_rng(0)
+    src = np.r_[rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + [6, 0, 0]]
+    tgt = np.r_[rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + [6, 0, 0],
+                rng.normal(size=(40, 3)) * 0.5 + [0, 3.0, 0]]
+    new = np.r_[np.zeros(120, bool), np.ones(40, bool)]
+    res = map_quality(src, tgt, random_state=0)
+    assert roc_auc_score(new, res.z) >= 0.95
+    assert not res.flags[~new].any() and not res.query_unlike
+    assert np.median(res.score[new]) < np.median(res.score[~new])

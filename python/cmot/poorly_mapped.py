@@ -13,7 +13,8 @@ Two detectors, chosen by ``outlier_method``:
   run) is first removed (:func:`local_offsets`), estimated with the
   composition-robust shift of :func:`cmot.composition.robust_shift` only from
   query cells that match the reference (trimmed and re-estimated), so that
-  neither the offset nor a large population of an unseen cell type biases it.
+  neither the offset nor a large population of an unseen cell type biases it;
+  no cell has more than twice the median offset removed (:func:`_cap_offsets`).
   When that shared offset is itself larger than the distance at which a cell
   is flagged, or half the query is flagged, the query as a whole is unlike the
   reference (wrong features, other normalization): every cell is flagged.
@@ -53,6 +54,8 @@ __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult
 QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its features and normalization"
 #: Share of flagged cells from which the query as a whole is reported unlike the reference.
 QUERY_UNLIKE_SHARE = 0.5
+#: No target cell has more than this many times the median offset removed (:func:`map_quality`).
+OFFSET_CAP = 2.0
 
 
 def signal_components(explained_variance, n_samples: int, n_features: int, mean_variance: float) -> int:
@@ -348,7 +351,12 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
 
     The shared offset is estimated by :func:`cmot.composition.robust_shift`
     (on at most ``max_cells`` reference cells) from the target cells not
-    flagged in the previous round (all cells in the first), ``n_rounds`` times.  A target whose offset lies beyond ``threshold``
+    flagged in the previous round (all cells in the first), ``n_rounds`` times.
+    No cell has more than ``OFFSET_CAP`` (2) times the median offset over the
+    target removed: the offset is what the target shares, so an unseen
+    population lying just within the threshold, which counts as matched, does
+    not have its whole displacement removed as a local offset.  A target
+    whose offset lies beyond ``threshold````
     on the reference's z scale, or whose cells are flagged for at least half,
     is unlike the reference as a whole (``query_unlike``): then every cell is
     flagged and scored without the offset removed.
@@ -383,7 +391,7 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
         if not use.any():
             break
         res = robust_shift(sub, target, target_weights=use.astype(float), max_inner_iter=200)
-        offset = local_offsets(target, sub, res, use, bandwidth)
+        offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth))
         z, score = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)
         use = z <= threshold
     size = float(np.median(np.linalg.norm(offset, axis=1))) if offset.size else 0.0
@@ -394,6 +402,15 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
         z, score = distance_scores(target, source, null, n_neighbors=n_neighbors)
         flags = np.ones(target.shape[0], dtype=bool)
     return MappingResult(flags, z, score, offset, float(offset_z), unlike)
+
+
+def _cap_offsets(offset, cap: float = OFFSET_CAP):
+    """Each row of ``offset`` shortened to at most ``cap`` times the median row length."""
+    size = np.linalg.norm(offset, axis=1)
+    limit = cap * float(np.median(size)) if size.size else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shrink = np.where(size > limit, limit / size, 1.0)
+    return offset * shrink[:, None]
 
 
 def joint_signal_embedding(source, target, *, max_components: int = 30, random_state=None):

@@ -195,6 +195,11 @@ def _check_unique(index, name, what):
                          f"(anndata: {name}.{what.replace(' ', '_')}_make_unique()).")
 
 
+def _layer_names(adata) -> list:
+    """The names of ``adata``'s layers (anndata >= 0.13 lists ``.X`` among them as ``None``)."""
+    return [str(k) for k in adata.layers.keys() if k is not None]
+
+
 def _layer(adata, layer, arg, name):
     """The shared modality's matrix of ``adata``: ``.X`` or ``layers[layer]``."""
     if layer is None:
@@ -202,7 +207,7 @@ def _layer(adata, layer, arg, name):
             raise ValueError(f"{name}: expected a matrix in .X (or pass {arg}=), found .X = None.")
         return adata.X
     if layer not in adata.layers:
-        have = ", ".join(map(str, adata.layers)) or "none"
+        have = ", ".join(_layer_names(adata)) or "none"
         raise ValueError(f"{arg}: expected a layer of {name}, found {layer!r}; its layers are: {have}.")
     return adata.layers[layer]
 
@@ -295,7 +300,7 @@ def _modality(reference, r_ad, modality):
         return _as_anndata(r_ad.layers[modality], ref_cells, r_ad.var_names), {"source": "layer", "key": modality}
     if not in_obsm:
         raise ValueError(f"modality: expected an obsm key or a layer of reference, found {modality!r}; obsm keys: "
-                         f"{', '.join(map(str, r_ad.obsm)) or 'none'}; layers: {', '.join(map(str, r_ad.layers)) or 'none'}.")
+                         f"{', '.join(map(str, r_ad.obsm)) or 'none'}; layers: {', '.join(_layer_names(r_ad)) or 'none'}.")
     return _from_obsm(r_ad, modality, ref_cells)
 
 

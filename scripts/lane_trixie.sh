@@ -36,9 +36,10 @@ cleanup() {
   for (( i=${#mounts[@]}-1; i>=0; i-- )); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-bind() {  # bind SRC DEST [ro]
+bind() {  # bind SRC DEST [ro]; a mount left at DEST (another checkout, an earlier run) is replaced
   mkdir -p "$2"
-  mountpoint -q "$2" || { mount --bind "$1" "$2"; mounts+=("$2"); }
+  while mountpoint -q "$2"; do umount -l "$2"; done
+  mount --bind "$1" "$2"; mounts+=("$2")
   if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$2"; fi
 }
 
@@ -67,7 +68,7 @@ build_chroot() {
     /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     # rpy2 3.6 for R 4.5 (3.5 is for R <= 4.2)
     /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check \
-      "numpy>=2" scipy POT scikit-learn pandas anndata h5py pytest "rpy2>=3.6" "anndata2ri>=2"
+      "numpy>=2" scipy POT scikit-learn pandas anndata h5py pytest matplotlib "rpy2>=3.6" "anndata2ri>=2"
   '
   umount -l "$tmp/proc"
   touch "$tmp/.cmot-lane-v1"
@@ -88,6 +89,9 @@ env -u PIP_FIND_LINKS chroot "$CHROOT" /bin/bash -euc '
   export RETICULATE_PYTHON=/opt/cmot-venv/bin/python
   # the core, editable, from this checkout (dependencies are already in the venv)
   /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+  # added to the lane after the chroot was first cached: install when missing
+  /opt/cmot-venv/bin/python -c "import matplotlib" 2>/dev/null \
+    || /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check matplotlib
   R CMD INSTALL --no-multiarch r-wrapper >/tmp/cmot-r-install.log 2>&1 || { cat /tmp/cmot-r-install.log; exit 1; }
   Rscript -e "cat(R.version.string, \"Seurat\", format(packageVersion(\"Seurat\")), \"SeuratObject\",
               format(packageVersion(\"SeuratObject\")), \"reticulate\", format(packageVersion(\"reticulate\")), \"\n\")"

@@ -85,7 +85,10 @@
 #'   features of \code{refdata} as rows (their names kept) and the query cells
 #'   as columns (in the query's order, their names kept), with an attribute
 #'   \code{"cmot"}: a list with \code{poorly.mapped} (logical per query cell),
-#'   \code{score} (robust z-score of poor mapping, higher is worse),
+#'   \code{score} (the mapping score, 0 to 1, higher is better mapped),
+#'   \code{outlier.score} (the robust z-score behind the flags, higher is
+#'   further from the reference), \code{query.unlike} (\code{TRUE} when the
+#'   query as a whole is unlike the reference, which also gives a warning),
 #'   \code{reg.e} (the entropic weight used), \code{k} (the number of
 #'   neighbours used, chosen by the core when \code{k = "auto"}),
 #'   \code{k.scores} (the leave-one-out score of each candidate \code{k}, or
@@ -277,7 +280,8 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
                    verbose = verbose)
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, query$where)
-  attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score, reg.e = res$reg.e,
+  attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score,
+                            outlier.score = res$outlier.score, query.unlike = res$query.unlike, reg.e = res$reg.e,
                             k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, shrinkage = res$shrinkage,
                             params = res$params, args = args, n.shared.features = nrow(ref.y$value),
                             n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs))
@@ -328,8 +332,10 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' original names is kept in the assay's feature metadata (column
 #' \code{cmot.original.name}) and in \code{Misc(object[[new.assay.name]],
 #' "cmot.feature.map")}.  The meta.data gets columns
-#' \code{<name>.poorly.mapped} (logical) and \code{<name>.mapping.score} (robust
-#' z-score; higher is worse), where \code{<name>} is \code{tolower(new.assay.name)}
+#' \code{<name>.poorly.mapped} (logical) and \code{<name>.mapping.score} (from 0
+#' to 1, higher is better mapped, as Seurat's \code{MappingScore} reads: 1 for a
+#' cell as close to the reference as its median cell, 0 beyond the most isolated
+#' reference cells), where \code{<name>} is \code{tolower(new.assay.name)}
 #' (\code{cmot.poorly.mapped} by default), and a warning says how many cells
 #' are poorly mapped.  The arguments go into the command log
 #' (\code{object@commands$RunCMOT}, via \code{LogSeuratCommand}), with

@@ -236,8 +236,13 @@
     if (!identical(w[[1]], "PoorlyMappedWarning")) warning("cmot (Python ", w[[1]], "): ", .r_names(w[[2]]), call. = FALSE)
   }
   outliers <- as.logical(res$outliers)
-  scores <- as.numeric(res$outlier_scores)
-  names(outliers) <- names(scores) <- colnames(query.y)
+  scores <- as.numeric(res$mapping_score)           # 0-1, higher = better mapped
+  outlier.scores <- as.numeric(res$outlier_scores)  # robust z-score, higher = further
+  names(outliers) <- names(scores) <- names(outlier.scores) <- colnames(query.y)
+  if (isTRUE(res$query_unlike)) {
+    warning("The query as a whole is unlike the reference: check its features and normalization ",
+            "(every query cell is reported as poorly mapped).", call. = FALSE)
+  }
   k.scores <- if (is.null(res$k_scores)) NULL else unlist(res$k_scores)
   if (verbose) {
     message("CMOT used k = ", res$n_neighbors,
@@ -245,7 +250,8 @@
             ", shrinkage = ", format(res$shrinkage), ", reg.e = ", signif(res$reg_e, 3),
             "; ", sum(outliers), " of ", length(outliers), " query cells poorly mapped")
   }
-  list(x.hat = x.hat, params = params, poorly.mapped = outliers, score = scores, reg.e = res$reg_e,
+  list(x.hat = x.hat, params = params, poorly.mapped = outliers, score = scores,
+       outlier.score = outlier.scores, query.unlike = isTRUE(res$query_unlike), reg.e = res$reg_e,
        k = as.integer(res$n_neighbors), k.scores = k.scores,
        n.pcs = if (is.null(res$n_pcs)) NULL else as.integer(res$n_pcs),
        shrinkage = as.numeric(res$shrinkage),

@@ -55,6 +55,8 @@ def run(source_x, source_y, target_y, params, correspondence=None, labels=None):
             "x_hat": np.asarray(x_hat, dtype=np.float64),
             "outliers": np.asarray(model.outliers_, dtype=bool),
             "outlier_scores": np.asarray(model.outlier_scores_, dtype=np.float64),
+            "mapping_score": np.asarray(model.mapping_score_, dtype=np.float64),
+            "query_unlike": bool(getattr(model, "query_unlike_", False)),
             "reg_e": float(model.reg_e_),
             "n_neighbors": int(model.n_neighbors_),
             "n_pcs": None if getattr(model, "n_pcs_", None) is None else int(model.n_pcs_),

@@ -81,7 +81,8 @@ python_direct <- function(ref.x, ref.y, query.y, correspondence = NULL, labels =
   out <- t(out)
   attr(out, "core") <- list(k = model$n_neighbors_, reg.e = model$reg_e_, shrinkage = model$shrinkage_,
                             poorly.mapped = as.logical(model$outliers_),
-                            score = as.numeric(model$outlier_scores_))
+                            score = as.numeric(model$mapping_score_),
+                            outlier.score = as.numeric(model$outlier_scores_))
   out
 }
 

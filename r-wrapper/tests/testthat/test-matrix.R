@@ -11,6 +11,10 @@ test_that("matrices in: features x cells out, names and cell order kept", {
   expect_type(info$poorly.mapped, "logical")
   expect_identical(names(info$poorly.mapped), colnames(sim$query.y))
   expect_length(info$score, ncol(sim$query.y))
+  # the mapping score reads like Seurat's MappingScore: 0-1, higher = better mapped
+  expect_true(all(info$score >= 0 & info$score <= 1))
+  expect_identical(names(info$outlier.score), colnames(sim$query.y))
+  expect_false(info$query.unlike)
   expect_gt(info$reg.e, 0)
   # the inference is informative on simulated data
   expect_gt(cor(as.vector(x), as.vector(sim$query.x)), 0.7)
@@ -121,4 +125,22 @@ test_that("partly paired matrices: explicit pairs and pairs = 'names'", {
   expect_error(do.call(cmot::RunCMOT, c(list(sim$query.y, reference = ry, refdata = rx, pairs = "names",
                                              match.neighbors = 0), fast)),
                "match.neighbors: expected an integer >= 1, found 0")
+})
+
+test_that("a query wholly unlike the reference is flagged as a whole, with an R warning", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  shifted <- sim$query.y + 100  # e.g. another normalization: every feature far off
+  warns <- character()
+  x <- withCallingHandlers(
+    do.call(cmot::RunCMOT, c(list(shifted, reference = sim$reference.y, refdata = sim$reference.x), fast)),
+    warning = function(w) { warns <<- c(warns, conditionMessage(w)); invokeRestart("muffleWarning") })
+  info <- attr(x, "cmot")
+  expect_true(info$query.unlike)
+  expect_true(all(info$poorly.mapped))
+  expect_true(any(grepl("query as a whole is unlike the reference: check its features and normalization", warns)))
+  # the same cells unshifted map well: a score near 1 for most of them
+  ok <- attr(do.call(run_quiet, c(list(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x), fast)), "cmot")
+  expect_false(ok$query.unlike)
+  expect_gt(median(ok$score), median(info$score))
 })

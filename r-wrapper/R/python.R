@@ -21,9 +21,10 @@
 # can simulate a missing core).
 .module_name <- function() getOption("cmot.python.module", "cmot")
 
-# The oldest Python core this R package works with (it passes `shrinkage`, new in 0.3.0);
+# The oldest Python core this R package works with (it passes `correction` and calls
+# check_params(), new in 0.4.0);
 # an option only so that the tests can simulate an outdated core.
-.min_core_version <- function() getOption("cmot.min.core.version", "0.3.0")
+.min_core_version <- function() getOption("cmot.min.core.version", "0.4.0")
 
 .python_status <- function() {
   module <- .module_name()

@@ -22,5 +22,20 @@ printf '\n== vignettes\n' >&2
 [ -d "$CMOT_DATA" ] && export CMOT_VIGNETTES_STRICT=1
 bash vignettes/render.sh "${CMOT_VIGNETTE_OUT:-$ROOT/vignettes/_output}" || status=1
 
+# The second lane: Debian 13 (R 4.5, Seurat 5, reticulate 1.41, Python 3.13, NumPy 2) in a
+# cached chroot (scripts/lane_trixie.sh).  It needs root; CI (CI=true) requires it,
+# elsewhere it runs when root and can be skipped with CMOT_TRIXIE=0.
+if [ "${CMOT_TRIXIE:-auto}" != "0" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    printf '\n== second lane: Debian 13, Seurat 5, NumPy 2 (scripts/lane_trixie.sh)\n' >&2
+    bash scripts/lane_trixie.sh || status=1
+  elif [ "${CI:-}" = "true" ]; then
+    echo "the Debian 13 lane needs root (debootstrap, chroot): FAILED" >&2
+    status=1
+  else
+    echo "== skipping the Debian 13 lane (needs root; CMOT_TRIXIE=0 silences this)" >&2
+  fi
+fi
+
 if [ "$status" -ne 0 ]; then echo "cmot tests: FAILED" >&2; fi
 exit "$status"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._utils import timed_step, to_dense
-from .infer import exp_weights, nearest_neighbors, weighted_average
+from .infer import exp_weights, leave_one_out_neighbors, nearest_neighbors, weighted_average
 
 __all__ = ["Choices", "choose", "fit_bytes", "LOO_MAX_CELLS", "select_n_neighbors", "select_shrinkage", "select_n_pcs",
            "reference_weight_scale",
@@ -50,20 +50,6 @@ def fit_bytes(n_source: int, n_features: int) -> int:
     return int(max(32 * min(n_source, LOO_MAX_CELLS) * n_source, 24 * n_source * n_features))
 
 
-def _loo_neighbors(rep, k_max: int, *, max_cells: int = LOO_MAX_CELLS, random_state=None):
-    """Leave-one-out neighbours on the source: at most ``max_cells`` random source cells
-    (``query``, sorted) and their ``k_max`` nearest *other* source cells (indices, distances)."""
-    n = rep.shape[0]
-    rng = np.random.default_rng(random_state)
-    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
-    idx, dist = nearest_neighbors(rep[query], rep, k_max + 1)
-    # drop each cell itself (or one exact duplicate standing for it)
-    self_pos = np.argmax(idx == query[:, None], axis=1)
-    keep = np.ones(idx.shape, dtype=bool)
-    keep[np.arange(len(query)), self_pos] = False
-    return query, idx[keep].reshape(len(query), -1), dist[keep].reshape(len(query), -1)
-
-
 def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = LOO_MAX_CELLS,
                        random_state=None, return_loo: bool = False):
     """Choose ``k`` for Step C by leave-one-out prediction on the source.
@@ -97,7 +83,7 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cel
 
     n = rep.shape[0]
     ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
-    query, idx, dist = _loo_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
+    query, idx, dist = leave_one_out_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
     x_true = to_dense(x[query])
     scores, best, best_pred = {}, None, None
     for k in ks:  # ascending: on a tie the smaller k stays best
@@ -152,7 +138,7 @@ def select_shrinkage(rep, x, k: int, *, grid=AUTO_SHRINKAGE_GRID, weight_scale="
     n = rep.shape[0]
     if loo is None:
         k = max(1, min(int(k), n - 1))
-        query, idx, dist = _loo_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
+        query, idx, dist = leave_one_out_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
         x_true = to_dense(x[query])
         knn = weighted_average(x, idx, exp_weights(dist, weight_scale))
     else:
@@ -216,7 +202,7 @@ def reference_weight_scale(rep, k: int, weight_scale="auto", *, random_state=Non
     """
     if weight_scale != "auto":
         return float(weight_scale)
-    _, _, dist = _loo_neighbors(rep, k, random_state=random_state)
+    _, _, dist = leave_one_out_neighbors(rep, k, random_state=random_state)
     scale = float(np.median(dist[:, -1]))
     return scale if scale > 0 else 1.0
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "move_source",
+__all__ = ["variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
            "infer_x"]
 
 
@@ -203,3 +203,25 @@ def infer_x(target, mapped, x, n_neighbors: int, *, weight_scale="auto", shrinka
         pred *= 1 - shrinkage
         pred += shrinkage * x_mean.astype(pred.dtype, copy=False)
     return pred
+
+
+def leave_one_out_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None):
+    """Leave-one-out neighbours among the rows of ``rep``: at most ``max_cells`` random
+    rows (``query``, sorted) and their ``k_max`` nearest *other* rows (indices, distances).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q, idx, dist = leave_one_out_neighbors(np.array([[0.0], [1.0], [3.0]]), 1)
+    >>> q.tolist(), idx[:, 0].tolist(), dist[:, 0].tolist()
+    ([0, 1, 2], [1, 0, 1], [1.0, 1.0, 2.0])
+    """
+    n = rep.shape[0]
+    rng = np.random.default_rng(random_state)
+    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+    idx, dist = nearest_neighbors(rep[query], rep, k_max + 1)
+    # drop each cell itself (or one exact duplicate standing for it)
+    self_pos = np.argmax(idx == query[:, None], axis=1)
+    keep = np.ones(idx.shape, dtype=bool)
+    keep[np.arange(len(query)), self_pos] = False
+    return query, idx[keep].reshape(len(query), -1), dist[keep].reshape(len(query), -1)

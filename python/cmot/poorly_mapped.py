@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composition import robust_shift
-from .infer import nearest_neighbors
+from .infer import leave_one_out_neighbors, nearest_neighbors
 from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
@@ -230,14 +230,8 @@ def reference_null(source, *, n_neighbors: int = 10, max_cells: int = 2000, rand
     if n < 2:
         raise ValueError(f"source: expected at least 2 reference cells, found {n}.")
     k = min(int(n_neighbors), n - 1)
-    rng = np.random.default_rng(random_state)
-    rows = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
-    idx, dist = nearest_neighbors(source[rows], source, k + 1)
-    # drop each cell itself (or one exact duplicate standing for it)
-    self_pos = np.argmax(idx == rows[:, None], axis=1)
-    keep = np.ones(idx.shape, dtype=bool)
-    keep[np.arange(len(rows)), self_pos] = False
-    d = dist[keep].reshape(len(rows), -1)[:, k - 1]
+    _, _, dist = leave_one_out_neighbors(source, k, max_cells=max_cells, random_state=random_state)
+    d = dist[:, k - 1]
     return np.sort(np.log(np.maximum(d, np.finfo(float).tiny)))
 
 

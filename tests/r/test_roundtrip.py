@@ -512,7 +512,8 @@ def test_runcmot_matches_python_core(roundtrip, python_results, r_stack, name):
     # documented meta.data columns = the core's poorly mapped cells and scores
     prefix = s.new_assay.lower()
     np.testing.assert_array_equal(adata.obs[f"{prefix}.poorly.mapped"].to_numpy(dtype=bool), model.outliers_)
-    np.testing.assert_allclose(adata.obs[f"{prefix}.mapping.score"].to_numpy(dtype=float), model.outlier_scores_,
+    # the mapping score reads like Seurat's MappingScore: 0-1, higher = better mapped
+    np.testing.assert_allclose(adata.obs[f"{prefix}.mapping.score"].to_numpy(dtype=float), model.mapping_score_,
                                rtol=RTOL, atol=ATOL)
 
 

@@ -9,56 +9,30 @@ from cmot import CMOT, PoorlyMappedWarning
 from cmot.datasets import make_multimodal
 from cmot.poorly_mapped import (
     detect_poorly_mapped,
-    neighbor_distance_scale,
-    poorly_mapped_by_distance,
+    distance_scores,
     poorly_mapped_by_isolation_forest,
+    reference_null,
 )
 from cmot.transport import sinkhorn_lpl1, sqeuclidean_cost
 
 
-def test_distance_detector_flags_unseen_population_only():
-    rng = np.random.default_rng(0)
-    src = rng.normal(size=(300, 10))
-    seen = rng.normal(size=(100, 10))
-    unseen = rng.normal(size=(60, 10)) + 4  # a large new population, 37% of the target
-    flags, scores = poorly_mapped_by_distance(np.r_[seen, unseen], src, neighbor_distance_scale(src, random_state=0))
-    assert flags[:100].mean() <= 0.02
-    assert flags[100:].mean() >= 0.95
-    assert scores[100:].min() > scores[:100].max()
-
-
-def test_distance_detector_scores_are_robust_z_scores_of_the_kth_neighbour_distance():
+def test_distance_scores_are_robust_z_scores_and_shares_of_the_reference_null():
     # independent computation: log distance to the 10th nearest source cell, against the
-    # median and 1.4826 MAD of the same distance among source cells (self excluded)
+    # median and 1.4826 MAD of the same distance among source cells (self excluded); the
+    # mapping score is min(1, 2 p), p the share of source cells at least as isolated
     rng = np.random.default_rng(3)
     src = rng.normal(size=(80, 4))
     tgt = rng.normal(size=(30, 4)) * 1.5
-    ref = np.sort(np.sqrt(((src[:, None] - src[None]) ** 2).sum(-1)), axis=1)[:, 10]  # column 0 is the cell itself
-    med = np.median(np.log(ref))
-    spread = 1.4826 * np.median(np.abs(np.log(ref) - med))
-    d10 = np.sort(np.sqrt(((tgt[:, None] - src[None]) ** 2).sum(-1)), axis=1)[:, 9]
-    expected = (np.log(d10) - med) / spread
-    expected -= max(0.0, np.percentile(expected, 25))
-    scale = neighbor_distance_scale(src, random_state=0)
-    np.testing.assert_allclose(scale, (med, spread), rtol=1e-12)
-    flags, scores = poorly_mapped_by_distance(tgt, src, scale, threshold=1.0)
-    np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(flags, expected > 1.0)
-
-
-def test_distance_detector_discounts_an_offset_shared_by_the_whole_target():
-    # a query from another batch: every cell moved a little (known types), plus a
-    # new population far away; the shared offset is not flagged, the new type is
-    rng = np.random.default_rng(1)
-    src = rng.normal(size=(300, 10))
-    batch = rng.normal(size=(150, 10)) + 1.5
-    unseen = rng.normal(size=(30, 10)) + 5
-    scale = neighbor_distance_scale(src, random_state=0)
-    raw_flags, raw = poorly_mapped_by_distance(np.r_[batch, unseen], src, scale, baseline_quantile=None)
-    flags, scores = poorly_mapped_by_distance(np.r_[batch, unseen], src, scale)
-    assert raw_flags[:150].mean() > 0.3  # without the baseline the batch offset is flagged
-    assert flags[:150].mean() <= 0.02 and flags[150:].mean() >= 0.95
-    np.testing.assert_allclose(raw - scores, np.percentile(raw, 25))
+    ref = np.log(np.sort(np.sqrt(((src[:, None] - src[None]) ** 2).sum(-1)), axis=1)[:, 10])  # col 0: itself
+    med = np.median(ref)
+    spread = 1.4826 * np.median(np.abs(ref - med))
+    d10 = np.log(np.sort(np.sqrt(((tgt[:, None] - src[None]) ** 2).sum(-1)), axis=1)[:, 9])
+    null = reference_null(src, random_state=0)
+    np.testing.assert_allclose(null, np.sort(ref), rtol=1e-12)
+    z, score = distance_scores(tgt, src, null)
+    np.testing.assert_allclose(z, (d10 - med) / spread, rtol=1e-10, atol=1e-12)
+    share = (ref[None, :] >= d10[:, None]).mean(axis=1)
+    np.testing.assert_allclose(score, np.minimum(1.0, 2.0 * share), rtol=1e-12)
 
 
 def test_isolation_forest_detector_is_reproducible_and_ignores_label_grouping_of_columns():

@@ -31,8 +31,8 @@ It is computed with either detector.
 
 :func:`detect_poorly_mapped` runs the chosen one and returns a :class:`PoorlyMapped`.
 cmot 0.3's distance test, which counted scores from the query's own 25th
-percentile (:func:`poorly_mapped_by_distance`, :func:`neighbor_distance_scale`), is
-kept for comparison; it cannot flag a query unlike the reference as a whole.
+percentile and so could not flag a query unlike the reference as a whole, is gone:
+the mapping detector replaces it.
 """
 
 from __future__ import annotations
@@ -46,9 +46,8 @@ from .infer import leave_one_out_neighbors, nearest_neighbors
 from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
-           "distance_scores", "local_offsets", "QUERY_UNLIKE_MESSAGE", "poorly_mapped_by_distance",
-           "poorly_mapped_by_isolation_forest", "neighbor_distance_scale", "signal_components",
-           "joint_signal_embedding"]
+           "distance_scores", "local_offsets", "QUERY_UNLIKE_MESSAGE", "poorly_mapped_by_isolation_forest",
+           "signal_components", "joint_signal_embedding"]
 
 #: The query-level warning.
 QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its features and normalization"
@@ -146,71 +145,6 @@ def poorly_mapped_by_isolation_forest(
     med = np.median(raw)
     mad = 1.4826 * np.median(np.abs(raw - med))
     scores = (raw - med) / (mad if mad > 0 else 1.0)
-    return scores > threshold, scores
-
-
-def neighbor_distance_scale(source, *, n_neighbors: int = 10, max_cells: int = 2000, random_state=None):
-    """Median and robust spread (1.4826 MAD) of the log distance from source cells to
-    their ``n_neighbors``-th nearest other source cell: the reference against which
-    :func:`poorly_mapped_by_distance` judges target cells.
-
-    Returns
-    -------
-    (median, spread) : tuple of float
-    """
-    n = source.shape[0]
-    k = min(n_neighbors, n - 1)
-    rng = np.random.default_rng(random_state)
-    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
-    _, dist = nearest_neighbors(source[query], source, k + 1)  # the first is the cell itself
-    logd = np.log(np.maximum(dist[:, k], np.finfo(float).tiny))
-    med = float(np.median(logd))
-    spread = float(1.4826 * np.median(np.abs(logd - med)))
-    return med, spread if spread > 0 else float(np.std(logd) or 1.0)
-
-
-def poorly_mapped_by_distance(
-    target, source, scale, *, threshold: float = 3.5, n_neighbors: int = 10, baseline_quantile: float = 25.0
-):
-    """Flag target cells far from every source cell, calibrated on the source.
-
-    A target cell's score is the robust z-score of the log distance to its
-    ``n_neighbors``-th nearest source cell, against the same distance among
-    source cells (``scale`` from :func:`neighbor_distance_scale`).  Unlike an
-    outlier detector fitted on the target alone, this flags a whole population
-    of a cell type the source lacks, however large, and flags almost nothing
-    when the target resembles the source.
-
-    A query from another sample or batch sits apart from the reference as a
-    whole, which raises every score.  Scores are therefore counted from the
-    target's ``baseline_quantile``-th percentile score when that is above zero:
-    an offset shared by most target cells is not taken for unseen cells, while
-    a new cell type making up less than ``100 - baseline_quantile`` percent of
-    the target still stands out (pbmc10k -> pbmc5k: 54% of cells flagged
-    without this, 0.1% with it).
-
-    Returns
-    -------
-    flags : ndarray of bool, shape (n_target,)
-    scores : ndarray of float, shape (n_target,)
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> src = rng.normal(size=(200, 3))
-    >>> tgt = np.r_[rng.normal(size=(50, 3)), rng.normal(size=(20, 3)) + 8]
-    >>> flags, _ = poorly_mapped_by_distance(tgt, src, neighbor_distance_scale(src))
-    >>> int(flags[:50].sum()), int(flags[50:].sum())
-    (0, 20)
-    """
-    med, spread = scale
-    k = min(n_neighbors, source.shape[0])
-    _, dist = nearest_neighbors(target, source, k)
-    logd = np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny))
-    scores = (logd - med) / spread
-    if baseline_quantile is not None and scores.size:
-        scores = scores - max(0.0, float(np.percentile(scores, baseline_quantile)))
     return scores > threshold, scores
 
 

@@ -248,10 +248,10 @@ RunCMOT <- function(object, ...) {
 #' @param verbose Print progress messages.
 #' @export
 #' @rdname RunCMOT
-RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
+RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL, transfer.labels = NULL,
                             n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                             reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                            scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, correction = "robust",
+                            representation = "pca", scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, correction = "robust",
                             shrinkage = "auto",
                             weight.scale = "auto",
                             max.iter = 10, max.inner.iter = 1000,
@@ -276,14 +276,15 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   if (!is.null(pr$x.order)) ref.x$value <- ref.x$value[, pr$x.order, drop = FALSE]
   if (!inherits(labels, "cmot_named")) labels <- .named(labels, "labels")
   labels <- .check_labels(labels$value, ncol(ref.y$value), labels$name)
+  transfer.labels <- .check_transfer_labels(transfer.labels, ncol(ref.y$value))
   res <- .run_cmot(ref.y$value, ref.x$value, query$value, args, pairs = pr$pairs, labels = labels,
-                   verbose = verbose)
+                   verbose = verbose, transfer.labels = transfer.labels)
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, query$where)
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score,
                             outlier.score = res$outlier.score, query.unlike = res$query.unlike, reg.e = res$reg.e,
                             k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, shrinkage = res$shrinkage,
-                            params = res$params, args = args, n.shared.features = nrow(ref.y$value),
+                            feature.scores = res$feature.scores, labels = res$labels, params = res$params, args = args, n.shared.features = nrow(ref.y$value),
                             n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs))
   out
 }
@@ -383,35 +384,47 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' }
 RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.assay = NULL,
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
-                           new.assay.name = "CMOT", layer = "data", overwrite = FALSE, verbose = TRUE,
-                           slot = NULL, ...) {
+                           refdata = NULL, reference.reduction = NULL, dims = NULL, query.reduction = NULL,
+                           features = NULL, new.assay.name = "CMOT", layer = "data", overwrite = FALSE,
+                           verbose = TRUE, slot = NULL, ...) {
   .check_dots(..., allowed = names(.cmot_arg_map()))
   ref.x.obj <- .check_seurat_reference(reference, reference.x)
   x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
   .check_string(new.assay.name, "new.assay.name")
   layer <- .seurat_layer(layer, slot, missing(layer))
   .check_flag(overwrite, "overwrite")
+  .check_flag(verbose, "verbose")
   query.assay <- query.assay %||% SeuratObject::DefaultAssay(object)
   reference.assay <- reference.assay %||% SeuratObject::DefaultAssay(reference)
-  .check_seurat_assays(object, reference, ref.x.obj, query.assay, reference.assay, refdata.assay, x.obj.name)
-  new.assay.name <- .check_new_assay(object, new.assay.name, query.assay, overwrite)
+  targets <- .seurat_targets(refdata, refdata.assay, new.assay.name, reference, ref.x.obj, x.obj.name)
+  targets$labels <- .check_transfer_labels(targets$labels, ncol(reference), "refdata")
+  .check_seurat_assays(object, reference, ref.x.obj, query.assay, reference.assay, targets$assays, targets$arg,
+                       x.obj.name)
+  for (a in names(targets$assays)) .check_new_assay(object, a, query.assay, overwrite, targets$arg[[a]])
+  .check_label_outputs(object, names(targets$labels), query.assay, overwrite)
   meta.cols <- .check_new_columns(colnames(object[[]]), new.assay.name, overwrite, "meta.data", "new.assay.name")
-  label.values <- .seurat_labels(reference, labels)
+  if (is.null(targets$assays) && (!is.null(pairs) || !is.null(reference.x))) {
+    stop("refdata: names only meta.data columns (labels), which belong to the reference's cells; pairs and ",
+         "reference.x are for a modality to infer (an assay) and must be NULL here.", call. = FALSE)
+  }
+  y <- .seurat_shared(object, reference, query.assay, reference.assay, layer, reference.reduction, dims,
+                      query.reduction, features, list(...), verbose)
+  x <- .seurat_refdata_matrix(ref.x.obj, targets, layer, x.obj.name)
   x.hat <- RunCMOT.default(
-    .named(.get_data(object, query.assay, layer, "the query"), paste0("query (assay '", query.assay, "')"),
-           paste0("meta.data column '", meta.cols[1], "'")),
-    reference = .named(.get_data(reference, reference.assay, layer, "reference"),
-                       paste0("reference (assay '", reference.assay, "')")),
-    refdata = .named(.get_data(ref.x.obj, refdata.assay, layer, x.obj.name),
-                     paste0(x.obj.name, " (assay '", refdata.assay, "')")),
-    pairs = pairs, labels = label.values, verbose = verbose, ...)
+    .named(y$query, y$query.name, paste0("meta.data column '", meta.cols[1], "'")),
+    reference = .named(y$reference, y$reference.name), refdata = .named(x$value, x$name),
+    pairs = pairs, labels = .seurat_labels(reference, labels), transfer.labels = targets$labels,
+    verbose = verbose, ...)
   info <- attr(x.hat, "cmot")
   run <- c(.run_record(info), list(reference.assay = reference.assay, refdata.assay = refdata.assay,
                                    query.assay = query.assay, layer = layer, new.assay.name = new.assay.name,
-                                   labels = labels, n.shared.features = info$n.shared.features,
+                                   labels = labels, refdata = targets$spec, assays = targets$assays,
+                                   reference.reduction = reference.reduction, dims = y$dims,
+                                   query.reduction = query.reduction, features = y$features,
+                                   n.shared.features = info$n.shared.features,
                                    n.pairs = info$n.pairs, meta.data = meta.cols,
                                    version = as.character(utils::packageVersion("cmot"))))
-  object <- .seurat_store(object, x.hat, new.assay.name, meta.cols, run, verbose,
+  object <- .seurat_store(object, x.hat, x$rows, meta.cols, run, verbose,
                           v5 = inherits(object[[query.assay]], "StdAssay"))
   # command log (named "RunCMOT"): this method's arguments, the CMOT ones and what the core chose
   cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
@@ -457,18 +470,17 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   reference.x %||% reference
 }
 
-.check_seurat_assays <- function(object, reference, ref.x.obj, query.assay, reference.assay, refdata.assay,
+.check_seurat_assays <- function(object, reference, ref.x.obj, query.assay, reference.assay, assays, args,
                                  x.obj.name) {
-  if (is.null(refdata.assay)) {
-    stop("refdata.assay: name the assay of ", x.obj.name, " holding the modality to infer (assays: ",
-         paste(SeuratObject::Assays(ref.x.obj), collapse = ", "), ").", call. = FALSE)
-  }
   .check_assay(object, query.assay, "query.assay", "the query (object)")
   .check_assay(reference, reference.assay, "reference.assay", "reference")
-  .check_assay(ref.x.obj, refdata.assay, "refdata.assay", x.obj.name)
-  if (x.obj.name == "reference" && identical(refdata.assay, reference.assay)) {
-    stop("refdata.assay and reference.assay are both '", refdata.assay, "': the modality to infer must be ",
-         "another assay than the shared one.", call. = FALSE)
+  for (a in names(assays)) {
+    arg <- args[[a]]
+    .check_assay(ref.x.obj, assays[[a]], arg, x.obj.name)
+    if (x.obj.name == "reference" && identical(assays[[a]], reference.assay)) {
+      stop(arg, " and reference.assay are both '", assays[[a]], "': the modality to infer must be ",
+           "another assay than the shared one.", call. = FALSE)
+    }
   }
 }
 
@@ -499,36 +511,6 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
 }
 
 .seurat_labels <- function(reference, labels) .labels_from(labels, reference[[]], "meta.data")
-
-# The new assay (feature names Seurat accepts, with a map back to the
-# originals), the meta.data columns and the run records.
-.seurat_store <- function(object, x.hat, new.assay.name, meta.cols, run, verbose, v5 = FALSE) {
-  info <- attr(x.hat, "cmot")
-  fmap <- .seurat_feature_names(rownames(x.hat))
-  attr(x.hat, "cmot") <- NULL
-  dimnames(x.hat) <- list(fmap$feature, SeuratObject::Cells(object))
-  # the query assay's version: Assay5 for a Seurat 5 assay, else a v3 Assay
-  assay <- if (v5) {
-    SeuratObject::CreateAssay5Object(data = SeuratObject::as.sparse(x.hat))
-  } else {
-    suppressWarnings(SeuratObject::CreateAssayObject(data = x.hat))
-  }
-  if (!identical(rownames(assay), fmap$feature)) {
-    stop("internal error: Seurat changed feature names unexpectedly.", call. = FALSE)
-  }
-  # named by feature: an Assay5 matches an unnamed vector by its values
-  assay[["cmot.original.name"]] <- stats::setNames(fmap$original, fmap$feature)
-  SeuratObject::Misc(assay, slot = "cmot.feature.map") <- fmap
-  SeuratObject::Key(assay) <- .assay_key(new.assay.name, object)
-  # each inferred assay keeps the record of the run that made it; Tool() holds the last run
-  SeuratObject::Misc(assay, slot = "cmot.run") <- run
-  if (verbose) message("Storing ", nrow(x.hat), " inferred features in assay '", new.assay.name, "'")
-  object <- .add_assay(object, new.assay.name, assay)
-  object[[meta.cols[1]]] <- unname(info$poorly.mapped)
-  object[[meta.cols[2]]] <- unname(info$score)
-  methods::slot(object, "tools")[["RunCMOT"]] <- c(run, list(feature.map = fmap))
-  object
-}
 
 # The command log of a run: the method's arguments (from LogSeuratCommand), the
 # CMOT arguments passed on to RunCMOT.default() (NULL written "NULL", as
@@ -574,19 +556,19 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   invisible(TRUE)
 }
 
-.check_new_assay <- function(object, name, query.assay, overwrite) {
+.check_new_assay <- function(object, name, query.assay, overwrite, arg = "new.assay.name") {
   if (identical(name, SeuratObject::DefaultAssay(object)) || identical(name, query.assay)) {
-    stop("new.assay.name: '", name, "' is the query's ",
+    stop(arg, ": '", name, "' is the query's ",
          if (identical(name, query.assay)) "query.assay" else "default assay",
          " and cannot be replaced; choose another name.", call. = FALSE)
   }
   if (name %in% SeuratObject::Assays(object) && !overwrite) {
-    stop("new.assay.name: the query already has an assay '", name, "'. Set overwrite = TRUE to replace it, ",
-         "or choose another new.assay.name.", call. = FALSE)
+    stop(arg, ": the query already has an assay '", name, "'. Set overwrite = TRUE to replace it, ",
+         "or choose another ", if (startsWith(arg, "refdata")) "name in refdata" else arg, ".", call. = FALSE)
   }
   other <- setdiff(names(object), SeuratObject::Assays(object))
   if (name %in% other) {
-    stop("new.assay.name: '", name, "' is already used by a non-assay object in the query (",
+    stop(arg, ": '", name, "' is already used by a non-assay object in the query (",
          class(object[[name]])[1], "); choose another name.", call. = FALSE)
   }
   name

@@ -410,11 +410,13 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   y <- .seurat_shared(object, reference, query.assay, reference.assay, layer, reference.reduction, dims,
                       query.reduction, features, list(...), verbose)
   x <- .seurat_refdata_matrix(ref.x.obj, targets, layer, x.obj.name)
-  x.hat <- RunCMOT.default(
+  dots <- list(...)
+  if (!is.null(reference.reduction)) dots$representation <- "precomputed"   # the embeddings as they are
+  x.hat <- do.call(RunCMOT.default, c(list(
     .named(y$query, y$query.name, paste0("meta.data column '", meta.cols[1], "'")),
     reference = .named(y$reference, y$reference.name), refdata = .named(x$value, x$name),
     pairs = pairs, labels = .seurat_labels(reference, labels), transfer.labels = targets$labels,
-    verbose = verbose, ...)
+    verbose = verbose), dots))
   info <- attr(x.hat, "cmot")
   run <- c(.run_record(info), list(reference.assay = reference.assay, refdata.assay = refdata.assay,
                                    query.assay = query.assay, layer = layer, new.assay.name = new.assay.name,

@@ -152,6 +152,9 @@ simulate_multimodal <- function(n.reference = 300, n.query = 100, n.types = NULL
   m
 })
 
+# Cell types whose RNA programme is mostly that of another type.
+.citeseq_related <- c(`CD8 T` = "CD4 T", NK = "CD8 T", `CD16 Mono` = "CD14 Mono", DC = "CD14 Mono")
+
 # Proteins whose level varies within a cell type with the cell's state (naive/memory, activation).
 .citeseq_state_proteins <- c("CD25", "CD45RA", "CD45RO", "PD-1", "TIGIT", "CD127", "CD16", "CD56", "HLA-DR")
 
@@ -161,9 +164,15 @@ simulate_multimodal <- function(n.reference = 300, n.query = 100, n.types = NULL
   base <- stats::rnorm(n.genes, -0.5, 1.5)
   type.effect <- matrix(stats::rnorm(n.types * n.genes, sd = 1.5) * stats::rbinom(n.types * n.genes, 1, 0.2),
                         n.types)
+  # related types share most of their programme (CD4 and CD8 T cells are told apart by few genes)
+  rownames(type.effect) <- rownames(markers)
+  for (b in intersect(names(.citeseq_related), rownames(markers))) {
+    a <- .citeseq_related[[b]]
+    if (a %in% rownames(markers)) type.effect[b, ] <- type.effect[a, ] + 0.4 * type.effect[b, ]
+  }
   # the proteins' RNA: the first genes follow the proteins' cell-type pattern (weakly, as RNA does)
   n.linked <- min(n.proteins, n.genes)
-  type.effect[, seq_len(n.linked)] <- 0.6 * markers[, seq_len(n.linked)]
+  type.effect[, seq_len(n.linked)] <- 0.3 * markers[, seq_len(n.linked)]
   gene.state <- matrix(stats::rnorm(n.latent * n.genes, sd = 0.4) * stats::rbinom(n.latent * n.genes, 1, 0.3),
                        n.latent)
   state.p <- colnames(markers) %in% .citeseq_state_proteins

@@ -559,8 +559,9 @@ class CMOT(BaseEstimator):
             if cols is not None:
                 tm.data = tm.data[:, cols]
         elif tm.shape[1] != self.n_features_in_:
+            what = "columns of the embedding" if self.params_.get("representation") == "precomputed" else "features"
             raise ValueError(
-                f"target_y: expected {self.n_features_in_} features (as source_y in fit), found {tm.shape[1]}."
+                f"target_y: expected {self.n_features_in_} {what} (as source_y in fit), found {tm.shape[1]}."
             )
         return tm
 

@@ -147,8 +147,8 @@
     stop(if (!is.null(dims)) "dims" else "query.reduction", ": only used with reference.reduction, which is NULL.",
          call. = FALSE)
   }
+  query <- .get_data(object, query.assay, layer, "the query")   # the query first, as before: its errors first
   ref <- .get_data(reference, reference.assay, layer, "reference")
-  query <- .get_data(object, query.assay, layer, "the query")
   used <- .select_features(features, reference, reference.assay, rownames(ref), rownames(query), verbose)
   if (!is.null(used)) {
     ref <- ref[used, , drop = FALSE]

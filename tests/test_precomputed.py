@@ -50,10 +50,12 @@ def test_columns_are_matched_by_name_and_wrong_width_or_values_are_errors(d, def
     tgt = pd.DataFrame(model.representation_.transform(d.target_y), columns=cols)
     pre = CMOT(representation="precomputed", **P).fit(d.source_x, src, labels=d.source_labels)
     np.testing.assert_allclose(pre.predict(tgt[cols[::-1]]).to_numpy(), x_hat, atol=1e-9)
-    with pytest.raises(ValueError, match=r"target_y: expected every one of the 10 features seen in fit, found 1 missing: PC10"):
+    with pytest.raises(ValueError, match=r"target_y: expected every one of the 10 features seen in fit, found 1 "
+                                         r"missing: PC10"):
         pre.predict(tgt.iloc[:, :9])
     plain = CMOT(representation="precomputed", **P).fit(d.source_x, model.source_rep_)
-    with pytest.raises(ValueError, match=r"target_y: expected 10 columns of the embedding \(as source_y in fit\), found 9"):
+    with pytest.raises(ValueError, match=r"target_y: expected 10 columns of the embedding \(as source_y in fit\), "
+                                         r"found 9"):
         plain.predict(tgt.to_numpy()[:, :9])
     bad = model.source_rep_.copy()
     bad[3, 2] = np.nan

@@ -86,3 +86,19 @@ def test_predict_in_chunks_gives_the_same_results_and_shows_progress(d, capsys, 
     np.testing.assert_allclose(model.predicted_label_scores_["labels"].to_numpy(), scores.to_numpy(), atol=1e-12)
     err = capsys.readouterr().err
     assert [f"cmot: inferring chunk {i}/9" in err for i in range(1, 10)] == [True] * 9
+
+
+def test_handlers_of_the_cmot_logger_keep_their_level(d, capsys, cmot_logger):
+    # an application (the command line's --quiet, the R package) set up the "cmot" logger itself
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    cmot_logger.addHandler(handler)
+    cmot_logger.setLevel(logging.WARNING)
+    cmot_logger.propagate = False
+    try:
+        CMOT(**P, verbose=True).fit(d.source_x, d.source_y).predict(d.target_y)
+    finally:
+        cmot_logger.removeHandler(handler)
+        cmot_logger.setLevel(logging.NOTSET)
+        cmot_logger.propagate = True
+    assert STEP not in stream.getvalue() and STEP not in capsys.readouterr().err

@@ -20,7 +20,7 @@ from ._utils import timed_step, to_dense
 from .choices import LOO_MAX_CELLS
 from .infer import exp_weights, leave_one_out_neighbors, weighted_average
 
-__all__ = ["RELIABLE_R", "loo_feature_scores", "unreliable_features", "FeatureScoresMixin"]
+__all__ = ["RELIABLE_R", "NAMED_MAX", "loo_feature_scores", "unreliable_features", "FeatureScoresMixin"]
 
 logger = logging.getLogger("cmot")
 
@@ -62,8 +62,13 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
     return _rowwise_pearson(to_dense(x[query]).T.astype(np.float64), pred.T.astype(np.float64))
 
 
+#: At most this many unreliable features are named (the lowest scores first).
+NAMED_MAX = 20
+
+
 def unreliable_features(scores, names=None, threshold: float = RELIABLE_R) -> str | None:
-    """A sentence naming the features whose score is below ``threshold`` or NaN (None when none).
+    """A sentence naming the features whose score is below ``threshold`` or NaN (None when none):
+    the ``NAMED_MAX`` lowest, then how many more.
 
     Examples
     --------
@@ -76,10 +81,12 @@ IgG (constant)
     if bad.size == 0:
         return None
     names = [str(n) for n in names] if names is not None else [str(j) for j in range(scores.size)]
+    order = bad[np.argsort(np.nan_to_num(scores[bad], nan=2.0), kind="stable")]
     shown = [f"{names[j]} ({'constant' if np.isnan(scores[j]) else f'r = {scores[j]:.2f}'})"
-             for j in bad[np.argsort(np.nan_to_num(scores[bad], nan=2.0), kind="stable")]]
+             for j in order[:NAMED_MAX]]
+    more = f", ... ({bad.size - NAMED_MAX} more)" if bad.size > NAMED_MAX else ""
     return (f"{bad.size} of {scores.size} features cannot be inferred reliably (leave-one-out r on the reference "
-            f"below {threshold:g}): {', '.join(shown)}")
+            f"below {threshold:g}): {', '.join(shown)}{more}")
 
 
 class FeatureScoresMixin:

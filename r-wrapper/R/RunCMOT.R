@@ -321,7 +321,8 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   labels <- .check_labels(labels$value, ncol(ref.y$value), labels$name)
   transfer.labels <- .check_transfer_labels(transfer.labels, ncol(ref.y$value))
   res <- .run_cmot(ref.y$value, ref.x$value, query$value, args, pairs = pr$pairs, labels = labels,
-                   verbose = verbose, transfer.labels = transfer.labels)
+                   verbose = verbose, transfer.labels = transfer.labels,
+                   report.features = !identical(ref.x$name, .onehot_name))
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, query$where)
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score,

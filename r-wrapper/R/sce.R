@@ -186,7 +186,7 @@ RunCMOT.SingleCellExperiment <- function(object, reference, reference.altexp = N
     classes <- sort(unique(lab))
     m <- Matrix::sparseMatrix(i = match(lab, classes), j = seq_along(lab), x = 1,
                               dims = c(length(classes), length(lab)), dimnames = list(classes, NULL))
-    return(list(value = m, name = "the one-hot labels", rows = list()))
+    return(list(value = m, name = .onehot_name, rows = list()))
   }
   parts <- lapply(names(targets$altexps), function(a) {
     src <- targets$altexps[[a]]

@@ -29,7 +29,9 @@ test_that("PlotCMOT: predictability sorted, low features marked, mapping score o
   expect_equal(d2$score, unname(q$cmot.mapping.score))
   expect_identical(rlang::as_label(p[[2]]$mapping$colour), "score")
   # umap is preferred over pca when present; a named reduction is used as given
-  q[["umap"]] <- SeuratObject::CreateDimReducObject(embeddings = emb[, 3:2] * 2, key = "UMAP_", assay = "ATAC")
+  um <- emb[, 3:2] * 2
+  colnames(um) <- c("UMAP_1", "UMAP_2")
+  q[["umap"]] <- SeuratObject::CreateDimReducObject(embeddings = um, key = "UMAP_", assay = "ATAC")
   expect_equal(cmot::PlotCMOT(q)[[2]]$data$dim1, unname(emb[, 3] * 2))
   expect_equal(cmot::PlotCMOT(q, reduction = "pca")[[2]]$data$dim1, unname(emb[, 1]))
   # many features: drawn by rank, threshold as a horizontal line

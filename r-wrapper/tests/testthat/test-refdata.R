@@ -67,8 +67,11 @@ test_that("refdata: class names with '_' keep their original names in the score 
 test_that("refdata: only labels (no assay) transfers them from the one-hot labels, as the core does", {
   skip_if_no_cmot()
   p <- refdata_pair()
-  q <- do.call(run_quiet, c(list(p$query, reference = p$reference, refdata = list(celltype = "celltype")),
-                            refdata_args()))
+  msgs <- capture_messages(
+    q <- do.call(run_quiet, c(list(p$query, reference = p$reference, refdata = list(celltype = "celltype")),
+                              refdata_args(verbose = TRUE))))
+  expect_false(any(grepl("Predictability of the", msgs)))   # the one-hot labels are no inferred features
+  expect_match(msgs, "Stored labels 'celltype'", all = FALSE)
   expect_identical(setdiff(SeuratObject::Assays(q), SeuratObject::Assays(p$query)), "prediction.score.celltype")
   classes <- sort(unique(p$reference$celltype))
   onehot <- 1 * outer(classes, p$reference$celltype, "==")

@@ -22,13 +22,23 @@
 #'   reliably inferred (default 0.3).
 #' @param max.labels Features are named on the axis when there are at most
 #'   this many; otherwise they are drawn by rank.
+#' @param measured Seurat: an assay of \code{object} holding the measured
+#'   values of (some of) the inferred features, where they are known (a
+#'   held-out test, a vignette).  A third panel then draws predicted against
+#'   measured values (\code{layer} \code{"data"}), cell by cell, for
+#'   \code{features} (each facet titled with its predictability and its
+#'   measured r).  \code{NULL} (default): no such panel.
+#' @param features With \code{measured}: the features to draw (inferred
+#'   assay's names); default the two most and the two least predictable
+#'   features found in both assays.
 #'
-#' @return A \code{patchwork} of two \code{ggplot} objects (predictability,
-#'   then mapping score), or one \code{ggplot} when only one panel can be
-#'   drawn (or when patchwork is not installed: a list of the two).  Their
-#'   \code{data} hold the values drawn: \code{feature}, \code{predictability},
-#'   \code{rank}, \code{reliable}; and \code{cell}, \code{dim1}, \code{dim2},
-#'   \code{score}.
+#' @return A \code{patchwork} of the \code{ggplot} objects (predictability,
+#'   mapping score, and predicted against measured with \code{measured}), or
+#'   one \code{ggplot} when only one panel can be drawn (or when patchwork is
+#'   not installed: a list of them).  Their \code{data} hold the values drawn:
+#'   \code{feature}, \code{predictability}, \code{rank}, \code{reliable};
+#'   \code{cell}, \code{dim1}, \code{dim2}, \code{score}; and \code{cell},
+#'   \code{feature}, \code{predicted}, \code{measured}.
 #' @seealso \code{\link{RunCMOT}}
 #' @export
 #' @examples
@@ -47,7 +57,8 @@
 #'   query[["pca"]] <- SeuratObject::CreateDimReducObject(embeddings = pcs, key = "PC_", assay = "ATAC")
 #'   PlotCMOT(query)
 #' }
-PlotCMOT <- function(object, assay = NULL, reduction = NULL, score = NULL, threshold = 0.3, max.labels = 40) {
+PlotCMOT <- function(object, assay = NULL, reduction = NULL, score = NULL, threshold = 0.3, max.labels = 40,
+                     measured = NULL, features = NULL) {
   if (!requireNamespace("ggplot2", quietly = TRUE)) {
     stop("PlotCMOT() needs the R package ggplot2 (install.packages(\"ggplot2\")).", call. = FALSE)
   }
@@ -57,9 +68,13 @@ PlotCMOT <- function(object, assay = NULL, reduction = NULL, score = NULL, thres
     run <- SeuratObject::Tool(object, "RunCMOT")
     if (is.null(run)) stop("object: no RunCMOT() run found in this Seurat object (Tool(object, \"RunCMOT\")).",
                            call. = FALSE)
-    fs <- .plot_feature_scores(object, assay %||% .plot_default_assay(object, run))
+    assay <- assay %||% .plot_default_assay(object, run)
+    fs <- .plot_feature_scores(object, assay)
     cells <- .plot_cells(object, reduction, score %||% run$meta.data[2])
+    p3 <- if (is.null(measured)) NULL else .plot_measured(object, assay, measured, features, fs)
   } else if (!is.null(attr(object, "cmot"))) {
+    if (!is.null(measured)) stop("measured: only for Seurat objects.", call. = FALSE)
+    p3 <- NULL
     fs <- attr(object, "cmot")$feature.scores
     if (is.null(fs)) stop("object: the result holds no feature scores (cmot core too old).", call. = FALSE)
     cells <- NULL
@@ -68,23 +83,58 @@ PlotCMOT <- function(object, assay = NULL, reduction = NULL, score = NULL, thres
          paste(class(object), collapse = "/"), ".", call. = FALSE)
   }
   p1 <- .plot_predictability(fs, threshold, max.labels)
-  if (is.null(cells)) return(p1)
-  p2 <- ggplot2::ggplot(cells$data, ggplot2::aes(x = dim1, y = dim2, colour = score)) +
+  if (is.null(cells) && is.null(p3)) return(p1)
+  p2 <- if (is.null(cells)) NULL else ggplot2::ggplot(cells$data, ggplot2::aes(x = dim1, y = dim2, colour = score)) +
     ggplot2::geom_point(size = 0.8) +
     ggplot2::scale_colour_viridis_c(limits = c(0, 1), name = "mapping\nscore") +
     ggplot2::labs(x = cells$axes[1], y = cells$axes[2], title = "Mapping score of the query cells",
-                  subtitle = paste0("0 = poorly mapped, 1 = as close as the reference's median cell (",
-                                    cells$score, ")")) +
+                  subtitle = paste0(cells$score, ": 0 = poorly, 1 = well mapped")) +
     ggplot2::theme_bw()
+  plots <- list(predictability = p1, mapping.score = p2, measured = p3)
+  plots <- plots[!vapply(plots, is.null, NA)]
   if (!requireNamespace("patchwork", quietly = TRUE)) {
-    message("PlotCMOT(): patchwork is not installed; returning the two plots as a list.")
-    return(list(predictability = p1, mapping.score = p2))
+    message("PlotCMOT(): patchwork is not installed; returning the plots as a list.")
+    return(plots)
   }
-  patchwork::wrap_plots(p1, p2, ncol = 2)
+  patchwork::wrap_plots(unname(plots), ncol = length(plots))
+}
+
+# Predicted against measured values of a few features (where the truth is known).
+.plot_measured <- function(object, assay, measured, features, fs) {
+  .check_assay(object, measured, "measured", "object")
+  pred <- .get_data(object, assay, "data", "object")
+  meas <- .get_data(object, measured, "data", "object")
+  both <- intersect(rownames(pred), rownames(meas))
+  if (is.null(features)) {
+    ranked <- names(sort(fs[both], decreasing = TRUE))
+    features <- unique(c(utils::head(ranked, 2), utils::tail(ranked, 2)))
+  }
+  miss <- setdiff(features, both)
+  if (length(miss) || !length(features)) {
+    stop("features: expected features of both assay '", assay, "' and measured '", measured, "' (", length(both),
+         " shared), found ", if (length(miss)) paste0("'", utils::head(miss, 5), "'", collapse = ", ") else "none",
+         ".", call. = FALSE)
+  }
+  cells <- SeuratObject::Cells(object)
+  df <- do.call(rbind, lapply(features, function(f) {
+    data.frame(cell = cells, feature = f, predicted = as.numeric(pred[f, cells]),
+               measured = as.numeric(meas[f, cells]), stringsAsFactors = FALSE)
+  }))
+  r <- vapply(features, function(f) suppressWarnings(stats::cor(df$predicted[df$feature == f],
+                                                               df$measured[df$feature == f])), 0)
+  titles <- stats::setNames(sprintf("%s\npredictability %.2f, r %.2f", features, fs[features], r), features)
+  df$feature <- factor(df$feature, levels = features)
+  ggplot2::ggplot(df, ggplot2::aes(x = measured, y = predicted)) +
+    ggplot2::geom_point(size = 0.5, alpha = 0.5) +
+    ggplot2::facet_wrap(ggplot2::vars(feature), scales = "free", labeller = ggplot2::as_labeller(titles)) +
+    ggplot2::labs(title = "Predicted against measured", x = paste0("measured (", measured, ")"),
+                  y = paste0("predicted (", assay, ")")) +
+    ggplot2::theme_bw()
 }
 
 # columns of the plots' data, used in aes()
-utils::globalVariables(c("dim1", "dim2", "score", "predictability", "feature", "rank", "reliable"))
+utils::globalVariables(c("dim1", "dim2", "score", "predictability", "feature", "rank", "reliable", "measured",
+                         "predicted"))
 
 .plot_default_assay <- function(object, run) {
   cand <- c(run$new.assay.name, names(run$assays))
@@ -141,7 +191,9 @@ utils::globalVariables(c("dim1", "dim2", "score", "predictability", "feature", "
   title <- "Predictability of the inferred features"
   subtitle <- paste0("leave-one-out r on the reference; ", n.low, " of ", nrow(df), " below ", threshold)
   colours <- ggplot2::scale_colour_manual(values = c(`TRUE` = "grey25", `FALSE` = "firebrick"),
-                                          name = paste0("r >= ", threshold))
+                                          labels = c(`TRUE` = paste0(">= ", threshold),
+                                                     `FALSE` = paste0("< ", threshold, ": unreliable")),
+                                          name = "predictability")
   if (nrow(df) <= max.labels) {
     df$feature <- factor(df$feature, levels = rev(df$feature))
     p <- ggplot2::ggplot(df, ggplot2::aes(x = predictability, y = feature, colour = reliable)) +

@@ -44,6 +44,22 @@ test_that("PlotCMOT: predictability sorted, low features marked, mapping score o
                  seed = 0, verbose = FALSE)
   px <- cmot::PlotCMOT(x)
   expect_equal(px$data$predictability, unname(sort(attr(x, "cmot")$feature.scores, decreasing = TRUE)))
+  # measured truth: predicted against measured for the 2 most and 2 least predictable features
+  q <- data_assay(q, "RNAtrue", sim$query.x)
+  p3 <- cmot::PlotCMOT(q, measured = "RNAtrue")
+  expect_s3_class(p3[[3]], "ggplot")
+  expect_identical(names(p3[[2]]$data), c("cell", "dim1", "dim2", "score"))
+  d3 <- p3[[3]]$data
+  ranked <- names(sort(fs, decreasing = TRUE))
+  expect_identical(levels(d3$feature), c(ranked[1:2], rev(rev(ranked)[1:2])))
+  f <- ranked[1]
+  expect_equal(d3$predicted[d3$feature == f], unname(as.matrix(layer_data(q, "RNA"))[f, ]))
+  expect_equal(d3$measured[d3$feature == f], unname(sim$query.x[f, ]))
+  expect_identical(d3$cell[d3$feature == f], colnames(q))
+  p4 <- cmot::PlotCMOT(q, measured = "RNAtrue", features = c("gene2", "gene5"))
+  expect_identical(levels(p4[[3]]$data$feature), c("gene2", "gene5"))
+  expect_error(cmot::PlotCMOT(q, measured = "RNAtrue", features = "nope"), "features: expected features of both")
+  expect_error(cmot::PlotCMOT(q, measured = "ADT"), "measured: assay 'ADT' not found")
   # errors
   expect_error(cmot::PlotCMOT(q, reduction = "tsne"), "reduction: 'tsne' not found")
   expect_error(cmot::PlotCMOT(q, assay = "ATAC"), "assay: 'ATAC' has no feature meta data column 'cmot.predictability'")

@@ -212,6 +212,21 @@ def test_shared_excess_is_the_median_lower_percentile_difference():
     expected = np.median(np.percentile(z, q) - np.percentile(null, q))
     assert shared_excess(z, null) == pytest.approx(max(0.0, expected))
     assert shared_excess(null - 2.0, null) == 0.0  # a query closer than the reference is not pulled out
+    # a small query has none: a single cell's "excess" would be its whole distance
+    assert shared_excess(z[:19], null) == 0.0 and shared_excess(z[:20], null) > 0
+
+
+def test_single_cell_query_keeps_its_distance():
+    from cmot.poorly_mapped import map_quality
+
+    src, tgt, _ = _types(0, 4.0, 600, 300, 0.0)
+    res = map_quality(src, tgt, random_state=0)
+    for i in np.argsort(res.z)[[150, 290, 299]]:  # a typical, a tail and the farthest cell, each alone
+        one = map_quality(src, tgt[i : i + 1], random_state=0)
+        assert one.excess == 0.0
+        assert one.score[0] == pytest.approx(distance_scores(tgt[i : i + 1] - one.offset, src,
+                                                             reference_null(src, random_state=0))[1][0])
+    assert map_quality(src, tgt[np.argsort(res.z)[150:151]], random_state=0).score[0] > 0.5
 
 
 def test_query_with_misordered_features_is_outside_the_reference_signal():

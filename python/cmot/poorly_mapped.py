@@ -76,6 +76,9 @@ NULL_QUANTILE = 0.99
 FDR = 0.1
 #: Percentiles of the query and the null compared by :func:`shared_excess` (its best-matching quarter).
 EXCESS_PERCENTILES = (5.0, 10.0, 15.0, 20.0, 25.0)
+#: Fewest target cells from which :func:`shared_excess` is estimated: a smaller query is judged as it
+#: is (its best quarter would be a handful of cells, and a single cell's excess its whole distance).
+MIN_EXCESS_CELLS = 20
 #: :func:`outside_reference_signal`: the query is outside when its median share lies below this
 #: percentile of the reference's.
 SIGNAL_PERCENTILE = 1.0
@@ -238,8 +241,9 @@ def shared_excess(z, null_z) -> float:
     A query from another donor or run, with its offset removed, can still lie a little
     farther from the reference cells than they lie from each other (noisier cells);
     that difference is the whole query's and is taken off every cell's score.  The
-    lower quarter is used so that an unseen population, even half of the query,
-    does not count.
+    lower quarter is used so that an unseen population, even 40% of the query,
+    does not count.  A target of fewer than ``MIN_EXCESS_CELLS`` (20) cells has
+    none: its best quarter would be a few cells, a single cell's its whole distance.
 
     Examples
     --------
@@ -248,6 +252,8 @@ def shared_excess(z, null_z) -> float:
     >>> round(shared_excess(null[:500] + 1.0, null), 1), shared_excess(null[:500] - 1.0, null)
     (1.0, 0.0)
     """
+    if len(z) < MIN_EXCESS_CELLS:
+        return 0.0
     q = np.asarray(EXCESS_PERCENTILES)
     return max(0.0, float(np.median(np.percentile(z, q) - np.percentile(null_z, q))))
 

@@ -183,6 +183,9 @@ def main(argv=None):
               "cmot: >= kNN - 0.01 and within 0.01 of full", "paper alone", "paper in full query", "naive kNN"]
     if args.seurat:
         header += ["TransferData alone", "TransferData in full query", "TD: >= kNN - 0.01 and within 0.01 of full"]
+    import cmot
+
+    stamp = machine_note()  # the core as imported now (the working tree may change during the runs)
     rows = []
     for name in _data.resolve_names(args.datasets):
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -195,14 +198,12 @@ def main(argv=None):
     # paper columns after cmot's check column
     td_note = ("TransferData: FindTransferAnchors (pcaproject) + TransferData of X, each query mapped on its own "
                "(benchmarks/seurat/transfer_labels.R)." if args.seurat else "TransferData: not run (--no-seurat).")
-    import cmot
-
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.abspath(cmot.__file__).startswith(repo + os.sep):
         td_note += (" The cmot core was imported from an export of the committed HEAD (PYTHONPATH), not from the "
                     "working tree: its uncommitted changes, if the stamp names any, were not measured.")
     text = (f"Composition robustness: mean cell-wise r of cells predicted alone vs in the full query "
-            f"({machine_note()}). {td_note}\n\nCommand: `.venv/bin/python benchmarks/composition.py "
+            f"({stamp}). {td_note}\n\nCommand: `.venv/bin/python benchmarks/composition.py "
             + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n\n" + markdown_table(header, rows) + "\n")
     if FAIL_NOTES:
         text += "\nTransferData's failures (Seurat's error message):\n\n" + "".join(

@@ -448,6 +448,8 @@ class CMOT(BaseEstimator):
         self.n_pcs_scores_ = chosen.n_pcs_scores
         self.k_scores_ = chosen.k_scores
         self.shrinkage_scores_ = chosen.shrinkage_scores
+        self.linear_map_, self.linear_weight_ = chosen.linear_map, chosen.linear_weight
+        self.linear_weight_scores_ = chosen.linear_weight_scores
 
     # the representation's fitted attributes, under the names they have always had
     features_ = property(lambda self: self.representation_.features_, doc="Columns of Y used for Steps B and C.")
@@ -614,7 +616,8 @@ class CMOT(BaseEstimator):
             scale = getattr(self, "weight_scale_", self.params_["weight_scale"])
             return infer_x(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
                            shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
-                           x_mean=getattr(self, "x_mean_", None))
+                           x_mean=getattr(self, "x_mean_", None), linear=getattr(self, "linear_map_", None),
+                           linear_weight=getattr(self, "linear_weight_", 0.0), offset=self.shift_)
 
     def _move(self, coupling, tgt_rep, shift):
         """The source cells moved into target space; sets ``shift_``, ``shift_factor_``, ``coverage_``."""

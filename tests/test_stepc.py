@@ -122,3 +122,15 @@ def test_choose_scores_the_blend_for_the_shrinkage():
     chosen = choose(rep, x, n_pcs=5, n_neighbors=10, shrinkage="auto", random_state=0)
     assert chosen.linear_weight >= 0.8 and chosen.shrinkage == 0.0
     assert chosen.shrinkage_scores[0.0] > chosen.shrinkage_scores[1.0]
+
+
+def test_saved_model_keeps_the_linear_map(tmp_path):
+    data = make_multimodal(n_source=120, n_target=40, random_state=3)
+    model = CMOT(random_state=0, outlier_threshold=np.inf).fit(data.source_x, data.source_y)
+    assert model.linear_weight_ > 0
+    path = tmp_path / "model.cmot"
+    model.save(path)
+    loaded = CMOT.load(path)
+    np.testing.assert_array_equal(loaded.linear_map_.coef, model.linear_map_.coef)
+    assert loaded.linear_weight_ == model.linear_weight_
+    np.testing.assert_array_equal(loaded.predict(data.target_y), model.predict(data.target_y))

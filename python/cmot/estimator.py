@@ -171,6 +171,11 @@ class CMOT(BaseEstimator):
         (:func:`select_shrinkage`, one-standard-error rule, so 0 unless the mean
         clearly helps; fitted attribute ``shrinkage_``) and warns at 0.5 or more.
         It does not change feature-wise correlations or AUROCs.  0 is the paper.
+        With a PCA, "auto" first blends the neighbours' average with a linear map
+        (``(1 - l) * knn + l * linear``, ridge of X on the source's components applied
+        to the target moved back by ``shift_``; ``l`` from 0 to 1 chosen by the same
+        leave-one-out; :func:`cmot.choices.fit_linear_map`) and chooses ``s`` for the
+        blend; a number keeps the neighbours' average alone.
     weight_scale : float or "auto", default="auto"
         Step C weights are ``exp(-distance / weight_scale)``, normalized to sum to
         one.  1.0 is the paper's ``exp(-distance)``, which depends on the units of
@@ -245,6 +250,12 @@ class CMOT(BaseEstimator):
         The weight of the source mean in each prediction (see ``shrinkage``).
     shrinkage_scores_ : dict or None
         With ``shrinkage="auto"``: ``{s: leave-one-out mean cell-wise r}``.
+    linear_map_ : cmot.infer.LinearMap or None
+        With ``shrinkage="auto"`` and a PCA: Step C's ridge map of X on the components.
+    linear_weight_ : float
+        Its weight ``l`` in each prediction (0 without it).
+    linear_weight_scores_ : dict or None
+        ``{l: leave-one-out score}`` of each candidate weight.
     x_mean_ : ndarray of shape (n_x_features,)
         Source mean of X (of ``source_x_``).
     feature_names_y_, feature_names_x_ : ndarray of str or None

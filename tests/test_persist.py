@@ -261,3 +261,21 @@ def test_expected_class(saved, tmp_path):
     assert isinstance(load_model(saved[1], expected=CMOT), CMOT)
     with pytest.raises(ValueError, match=r"expected a PanCancer model file, found a cmot\..*CMOT in"):
         load_model(saved[1], expected=PanCancer)
+
+
+def test_a_file_without_a_parameter_added_later_loads_with_its_default(data, tmp_path):
+    # a file written before `representation` existed: the parameter takes its default
+    import zipfile as zf_
+
+    from cmot._persist import _read_members, _write_zip
+
+    model = CMOT(n_neighbors=10, random_state=0).fit(data.source_x, data.source_y)
+    save_model(model, tmp_path / "new")
+    path = str(tmp_path / "new")
+    with zf_.ZipFile(path) as zf:
+        meta, arrays = _read_members(zf)
+    del meta["params"]["representation"], meta["sha256"]
+    _write_zip(str(tmp_path / "old"), meta, arrays)
+    loaded = load_model(tmp_path / "old")
+    assert loaded.representation == "pca" and loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.predict(data.target_y), model.predict(data.target_y))

@@ -207,6 +207,7 @@ PARAMETER_CONSTRAINTS = {
     "n_features": Int(1),
     "scale": Bool(),
     "n_pcs": Const("auto") | Const(None, "None (paper mode)") | Int(1),
+    "representation": Const("pca") | Const("precomputed"),
     "barycentric_weight": Real(0, 1),
     "correction": Const("robust") | Const("transport"),
     "shrinkage": Const("auto") | Real(0, 1),
@@ -274,8 +275,9 @@ def check_params(params: dict) -> dict:
     Traceback (most recent call last):
     ...
     ValueError: k: unknown parameter; valid parameters are n_components, align_neighbors, mu, match_neighbors, \
-reg_e, reg_cl, reg_m, n_clusters, n_neighbors, n_features, scale, n_pcs, barycentric_weight, correction, \
-shrinkage, weight_scale, max_iter, max_inner_iter, tol, outlier_threshold, outlier_method, random_state, verbose.
+reg_e, reg_cl, reg_m, n_clusters, n_neighbors, n_features, scale, n_pcs, representation, barycentric_weight, \
+correction, shrinkage, weight_scale, max_iter, max_inner_iter, tol, outlier_threshold, outlier_method, \
+random_state, verbose.
     """
     if not isinstance(params, dict):
         raise TypeError(f"params: expected a dict of CMOT parameters, found {type(params).__name__}.")

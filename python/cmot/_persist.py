@@ -27,6 +27,10 @@ in ``cmot`` or ``cmot.*`` modules and scikit-learn's ``PCA`` and
 ``TruncatedSVD``; a file naming any other class is refused and no module named
 by a file is imported otherwise.
 
+A parameter of the estimator that a file does not list (one added to cmot after
+the file was written, such as ``representation``) takes its default, which
+keeps the behaviour of the version that wrote the file.
+
 ``sha256`` is the SHA-256 of every array member's bytes in the order of
 ``arrays``, followed by the JSON document without its ``sha256`` entry
 (serialized with sorted keys and no spaces).  It is checked before anything
@@ -429,6 +433,10 @@ def _rebuild(meta: dict, arrays: list):
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise _Corrupt(f"parameters of {cls.__qualname__} in this cmot version, found unknown {', '.join(unknown)}")
+    for name, par in inspect.signature(cls.__init__).parameters.items():
+        # a parameter added after the file was written: its default, which keeps that version's behaviour
+        if name != "self" and name not in params and par.default is not inspect.Parameter.empty:
+            params[name] = par.default
     model = object.__new__(cls)
     model.__dict__.update(params)
     model.__dict__.update({k: _decode(v, arrays) for k, v in meta["attributes"].items()})

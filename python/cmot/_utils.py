@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 logger = logging.getLogger("cmot")
 
-__all__ = ["to_dense", "timed_step", "match_names"]
+__all__ = ["to_dense", "timed_step", "verbose_output", "match_names"]
 
 
 def to_dense(m, dtype=None) -> np.ndarray:
@@ -43,6 +43,43 @@ def timed_step(name: str, verbose: bool = True, log: logging.Logger | None = Non
     yield
     if verbose:
         log.info("cmot: %s done in %.2f s", name, time.perf_counter() - t0)
+
+
+@contextmanager
+def verbose_output(verbose: bool, log: logging.Logger | None = None):
+    """While ``verbose``, make the ``cmot`` logger's INFO messages visible without any logging set-up.
+
+    When the ``cmot`` logger has handlers of its own (an application such as the
+    command line or the R package set it up, with its own level), or logging is
+    configured so that its INFO messages reach a handler (for example
+    ``logging.basicConfig(level=logging.INFO)``), nothing changes and they go where
+    the user sends them.  Otherwise a handler that
+    prints them to standard error is attached for the duration, the logger's
+    level set to INFO and propagation to the root logger switched off (so no
+    handler of the user's prints them a second time); all three are restored on
+    exit.
+
+    Examples
+    --------
+    >>> with verbose_output(False):
+    ...     pass
+    """
+    log = log or logger
+    if not verbose or log.handlers or (log.isEnabledFor(logging.INFO) and log.hasHandlers()):
+        yield
+        return
+    handler = logging.StreamHandler()  # the current sys.stderr
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old_level, old_propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        log.propagate = old_propagate
 
 
 def match_names(wanted, found, arg: str, what: str = "feature", *, found_arg: str | None = None):

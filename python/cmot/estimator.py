@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 
 from . import __version__
 from ._params import PARAMETER_CONSTRAINTS, check_params
-from ._utils import match_names, timed_step
+from ._utils import match_names, timed_step, verbose_output
 from ._validation import Matrix, as_matrix, check_source
 from .align import align_source
 from .choices import (  # noqa: F401  (re-exported: the automatic choices' public names)
@@ -35,10 +35,13 @@ from .choices import (  # noqa: F401  (re-exported: the automatic choices' publi
     select_shrinkage,
 )
 from .composition import COMPOSITION_NEIGHBORS, robust_move, robust_transport
-from .infer import infer_x, move_source
+from .feature_scores import FeatureScoresMixin
+from .infer import blend_linear, move_source
+from .label_transfer import LabelTransferMixin, check_transfer_labels
 from .labels import source_labels, ward_labels
 from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped
 from .representation import SCALE_CLIP, Representation  # noqa: F401
+from .step_c import infer_chunked
 from .transport import (  # noqa: F401  (re-exported)
     AUTO_REG_FRACTION,
     AUTO_REG_NEIGHBOR,
@@ -68,7 +71,7 @@ class PoorlyMappedWarning(UserWarning):
     """Some target cells are mapped unlike the rest (see ``CMOT.outliers_``)."""
 
 
-class CMOT(BaseEstimator):
+class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
     """Cross-Modality Optimal Transport: infer modality X of target cells measured in Y only.
 
     Source cells are measured in both X (the modality to infer) and Y (the shared
@@ -134,6 +137,15 @@ class CMOT(BaseEstimator):
         neighbours on the ``n_features`` raw features.  PCA removes much of the technical noise of
         single-cell data, so neighbours are more meaningful; it is the main
         deliberate departure from the reference code (see the README).
+    representation : {"pca", "precomputed"}, default="pca"
+        "pca": Steps B and C (and the poorly-mapped detector) work in the
+        space described by ``n_features``, ``scale`` and ``n_pcs``, computed by
+        cmot from the shared features.  "precomputed": ``source_y`` and
+        ``target_y`` are that space already, an embedding the user computed
+        (a reference PCA, LSI or Harmony embedding and the query projected
+        into it): every column is used as given, with no feature selection,
+        scaling or PCA (``n_features``, ``scale`` and ``n_pcs`` are ignored;
+        ``n_pcs_`` is the number of columns).
     barycentric_weight : float in [0, 1], default=0.25
         How the coupling moves the source cells into target space before Step C:
         source cell ``i`` goes to ``(1 - w) * (y_i + shift_) + w * bary_i``.
@@ -214,7 +226,12 @@ class CMOT(BaseEstimator):
     random_state : int or None, default=None
         Seed for the alignment, clustering, PCA and IsolationForest.
     verbose : bool, default=False
-        Log each step and its time to the ``cmot`` logger (INFO level).
+        Show each step and its time (INFO messages of the ``cmot`` logger),
+        Step C's progress over chunks of query cells, and the inferred
+        features that cannot be inferred reliably (``feature_scores_`` below
+        ``cmot.feature_scores.RELIABLE_R``).  Without any logging set-up they
+        are printed to standard error; when logging is configured to show the
+        ``cmot`` logger's INFO messages, they go there instead (once).
 
     Attributes
     ----------
@@ -268,6 +285,24 @@ class CMOT(BaseEstimator):
         (see ``match_neighbors``).
     embedding_x_, embedding_y_ : ndarray or None
         Aligned embeddings (partly paired sources only).
+    feature_scores_ : pandas.Series
+        How well each X feature can be inferred: the leave-one-out
+        feature-wise Pearson r on the source (at most 2,000 random source
+        cells, each predicted by Step C from its ``n_neighbors_`` nearest
+        other source cells in ``source_rep_``; NaN for a constant feature;
+        see :mod:`cmot.feature_scores`), indexed by the X feature names (or
+        ``0..n-1``).
+    label_transfer_ : cmot.label_transfer.LabelTransfer or None
+        The source cells' labels that ``predict`` transfers (``transfer_labels``).
+    predicted_labels_ : pandas.DataFrame or None
+        Set by ``predict``: target cells x transferred names, the class of
+        highest score (categorical); None when nothing is transferred.
+    predicted_label_scores_ : dict of pandas.DataFrame or None
+        Set by ``predict``: name -> target cells x classes, each class's share
+        of the Step C weights of the target cell's neighbours (the same
+        neighbours and weights as the inferred X, no shrinkage); rows sum to 1.
+    predicted_label_score_ : pandas.DataFrame or None
+        Set by ``predict``: target cells x names, the highest class score (0-1).
     outliers_ : ndarray of bool, shape (n_target,)
         Set by ``predict``: poorly mapped target cells.
     outlier_scores_ : ndarray of shape (n_target,)
@@ -330,6 +365,7 @@ class CMOT(BaseEstimator):
         n_features: int = 4000,
         scale: bool = True,
         n_pcs: int | str | None = "auto",
+        representation: str = "pca",
         barycentric_weight: float = 0.25,
         correction: str = "robust",
         shrinkage: float | str = "auto",
@@ -354,6 +390,7 @@ class CMOT(BaseEstimator):
         self.n_features = n_features
         self.scale = scale
         self.n_pcs = n_pcs
+        self.representation = representation
         self.barycentric_weight = barycentric_weight
         self.correction = correction
         self.shrinkage = shrinkage
@@ -383,7 +420,7 @@ class CMOT(BaseEstimator):
         return check_params(self.get_params())
 
     # --------------------------------------------------------------------- fit
-    def fit(self, source_x, source_y, *, correspondence=None, labels=None):
+    def fit(self, source_x, source_y, *, correspondence=None, labels=None, transfer_labels=None):
         """Learn from source cells measured in X and Y.
 
         Parameters
@@ -391,7 +428,8 @@ class CMOT(BaseEstimator):
         source_x : array-like, sparse matrix, DataFrame or AnnData, shape (n_x, n_x_features)
             Source cells in the modality to infer, cells as rows.
         source_y : array-like, sparse matrix, DataFrame or AnnData, shape (n_y, n_y_features)
-            Source cells in the shared modality.
+            Source cells in the shared modality (with ``representation="precomputed"``:
+            their embedding).
         correspondence : array-like or sparse matrix, optional
             Known X-Y pairs when the source is only partly paired: a binary
             ``(n_x, n_y)`` matrix or an ``(n_pairs, 2)`` array of ``(x_index, y_index)``.
@@ -402,43 +440,65 @@ class CMOT(BaseEstimator):
             may be missing.  A pandas Series is matched to the cells by name when
             ``source_y`` has cell names, else its index must be ``0..n_y-1``.
             None means Ward clusters (``n_clusters``) of source Y.
+        transfer_labels : dict or DataFrame, optional
+            Labels of the source Y cells that ``predict`` transfers to the target
+            cells (``predicted_labels_``; see :mod:`cmot.label_transfer`): a dict
+            ``name -> labels`` (array-like of length n_y, or a Series matched by
+            cell name as ``labels``) or a DataFrame (one name per column).
+            Missing labels (NaN, None) do not vote.  None (default) transfers
+            ``labels``, when given, under the name ``"labels"``; ``{}`` transfers
+            nothing.
 
         Returns
         -------
         self : CMOT
         """
         p = self.params_ = self._check_params()
-        xm, ym = check_source(source_x, source_y, fully_paired=correspondence is None)
+        with verbose_output(p["verbose"]):
+            xm, ym = check_source(source_x, source_y, fully_paired=correspondence is None)
+            self._check_fit_size(ym, labels, p)
+            self.label_transfer_ = check_transfer_labels(transfer_labels, labels, ym.shape[0],
+                                                         cell_names=ym.cell_names)
+            source_x_rows = self._align(xm, ym, correspondence, p)
+            self._fit_space(ym.data, source_x_rows, p)
+            space = self.source_rep_ if self.representation_.pca_ is not None else ym.data
+            self.labels_ = source_labels(labels, space, n_clusters=p["n_clusters"], cell_names=ym.cell_names,
+                                         random_state=p["random_state"], verbose=p["verbose"])
+            self.x_mean_ = np.asarray(source_x_rows.mean(axis=0), dtype=np.float64).ravel()
+            self.source_x_, self.source_y_ = source_x_rows, ym.data
+            self.feature_names_y_, self.feature_names_x_ = ym.feature_names, xm.feature_names
+            self.n_features_in_, self.n_features_out_ = ym.shape[1], xm.shape[1]
+            self._fit_feature_scores(p)
+            self.version_ = __version__
+        return self
+
+    def _check_fit_size(self, ym, labels, p):
         n_y = ym.shape[0]
         check_memory(fit_bytes(n_y, min(p["n_features"], ym.shape[1])), f"source_y: fitting {n_y} source cells",
                      "Subsample the reference (source) cells.")
-        if p["n_clusters"] > ym.shape[0] and labels is None:
-            raise ValueError(
-                f"n_clusters: expected at most the number of source cells ({ym.shape[0]}), found {p['n_clusters']}."
-            )
-        source_x_rows = self._align(xm, ym, correspondence, p)
-        n_components = None if p["n_pcs"] is None else (max(AUTO_PCS_GRID) if p["n_pcs"] == "auto" else p["n_pcs"])
+        if p["n_clusters"] > n_y and labels is None:
+            raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), "
+                             f"found {p['n_clusters']}.")
+
+    def _fit_space(self, y, source_x_rows, p):
+        """The Step B/C space and the automatic choices: ``representation_``, ``source_rep_``, ``n_pcs_``, ..."""
+        precomputed = p.get("representation", "pca") == "precomputed"
+        n_pcs = None if precomputed else p["n_pcs"]
+        n_components = None if n_pcs is None else (max(AUTO_PCS_GRID) if n_pcs == "auto" else n_pcs)
         rep = Representation(n_features=p["n_features"], scale=p["scale"], n_components=n_components,
-                             random_state=p["random_state"], verbose=p["verbose"])
-        full = rep.fit_transform(ym.data)
-        chosen = choose(full, source_x_rows, n_pcs=p["n_pcs"], n_neighbors=p["n_neighbors"],
+                             precomputed=precomputed, random_state=p["random_state"], verbose=p["verbose"])
+        full = rep.fit_transform(y)
+        chosen = choose(full, source_x_rows, n_pcs=n_pcs, n_neighbors=p["n_neighbors"],
                         shrinkage=p["shrinkage"], weight_scale=p["weight_scale"], random_state=p["random_state"],
                         verbose=p["verbose"])
-        rep.n_pcs_ = chosen.n_pcs
+        rep.n_pcs_ = full.shape[1] if precomputed else chosen.n_pcs
         self.representation_ = rep
         self.source_rep_ = full if chosen.n_pcs is None else full[:, : chosen.n_pcs]
-        self.labels_ = source_labels(labels, self.source_rep_ if rep.pca_ is not None else ym.data,
-                                     n_clusters=p["n_clusters"], cell_names=ym.cell_names,
-                                     random_state=p["random_state"], verbose=p["verbose"])
         self._set_choices(chosen)
+        if precomputed:
+            self.n_pcs_ = int(full.shape[1])
         self.weight_scale_ = reference_weight_scale(self.source_rep_, chosen.n_neighbors, p["weight_scale"],
                                                     random_state=p["random_state"])
-        self.x_mean_ = np.asarray(source_x_rows.mean(axis=0), dtype=np.float64).ravel()
-        self.source_x_, self.source_y_ = source_x_rows, ym.data
-        self.feature_names_y_, self.feature_names_x_ = ym.feature_names, xm.feature_names
-        self.n_features_in_, self.n_features_out_ = ym.shape[1], xm.shape[1]
-        self.version_ = __version__
-        return self
 
     def _align(self, xm, ym, correspondence, p):
         """Step A when the source is partly paired: the X profile of each source Y cell."""
@@ -491,8 +551,9 @@ class CMOT(BaseEstimator):
             if cols is not None:
                 tm.data = tm.data[:, cols]
         elif tm.shape[1] != self.n_features_in_:
+            what = "columns of the embedding" if self.params_.get("representation") == "precomputed" else "features"
             raise ValueError(
-                f"target_y: expected {self.n_features_in_} features (as source_y in fit), found {tm.shape[1]}."
+                f"target_y: expected {self.n_features_in_} {what} (as source_y in fit), found {tm.shape[1]}."
             )
         return tm
 
@@ -514,7 +575,8 @@ class CMOT(BaseEstimator):
             src, tgt = self.source_rep_, tgt_rep
         else:  # the paper: squared Euclidean cost on every shared feature
             src, tgt = self.source_y_, target
-        hint = " (the paper's values are for n_pcs=None, reg_m=None)" if rep.pca_ is not None else ""
+        paper_space = rep.pca_ is None and not getattr(rep, "precomputed", False)
+        hint = "" if paper_space else " (the paper's values are for n_pcs=None, reg_m=None)"
         if p.get("correction", "transport") == "robust":  # models of cmot < 0.4 have no correction
             result = robust_transport(
                 self.source_rep_, tgt_rep, self.labels_, reg_e=p["reg_e"], reg_cl=p["reg_cl"], reg_m=p["reg_m"],
@@ -545,9 +607,10 @@ class CMOT(BaseEstimator):
             components with ``correction="robust"``).
         """
         self._check_fitted()
-        tm = self._target(target_y)
-        self._check_memory(tm.shape[0])
-        result, _ = self._transport(tm.data, keep_cost=True)
+        with verbose_output(self.params_["verbose"]):
+            tm = self._target(target_y)
+            self._check_memory(tm.shape[0])
+            result, _ = self._transport(tm.data, keep_cost=True)
         return result.coupling, result.cost
 
     def predict(self, target_y):
@@ -579,15 +642,17 @@ class CMOT(BaseEstimator):
             (``query_unlike_``).
         """
         self._check_fitted()
-        tm = self._target(target_y)
-        self._check_memory(tm.shape[0])
-        iforest = self.params_["outlier_method"] == "isolation_forest"
-        result, tgt_rep = self._transport(tm.data, keep_cost=iforest)
-        self.reg_e_ = result.reg_e
-        self.n_iter_, self.marginal_error_ = result.n_iter, result.marginal_error
-        self._poorly_mapped(tm.data, result)
-        result.cost = None
-        x_hat = self._infer(result.coupling, tgt_rep, result.shift, self.n_neighbors_)
+        with verbose_output(self.params_["verbose"]):
+            tm = self._target(target_y)
+            self._check_memory(tm.shape[0])
+            iforest = self.params_["outlier_method"] == "isolation_forest"
+            result, tgt_rep = self._transport(tm.data, keep_cost=iforest)
+            self.reg_e_ = result.reg_e
+            self.n_iter_, self.marginal_error_ = result.n_iter, result.marginal_error
+            self._poorly_mapped(tm.data, result)
+            result.cost = None
+            x_hat, votes = self._infer(result.coupling, tgt_rep, result.shift, self.n_neighbors_)
+            self._set_label_prediction(votes, tm.cell_names)
         return _wrap_output(x_hat, tm, self.feature_names_x_)
 
     def _poorly_mapped(self, target, result):
@@ -597,38 +662,34 @@ class CMOT(BaseEstimator):
             found = detect_poorly_mapped(
                 p["outlier_method"], source=rep.selected(self.source_y_), target=rep.selected(target),
                 coupling=result.coupling, cost=result.cost, labels=self.labels_, threshold=p["outlier_threshold"],
-                random_state=p["random_state"], max_components=p["n_pcs"] if isinstance(p["n_pcs"], int) else 30,
+                random_state=p["random_state"], max_components=self._outlier_components(p),
             )
         self.outlier_n_components_ = found.n_components
         self.outliers_, self.outlier_scores_ = found.flags, found.scores
         self.mapping_score_, self.query_unlike_ = found.mapping_score, found.query_unlike
-        if found.query_unlike:
-            warnings.warn(
-                f"{QUERY_UNLIKE_MESSAGE}. Its cells lie farther from the source cells than source cells "
-                "lie from each other, even after removing the offset they share; all "
-                f"{found.flags.size} are reported poorly mapped and their inferred values are unreliable. "
-                "See outliers_ and mapping_score_.",
-                PoorlyMappedWarning,
-                stacklevel=3,
-            )
-        elif found.flags.any():
-            warnings.warn(
-                f"{found.flags.sum()} of {found.flags.size} target cells ({100 * found.flags.mean():.1f}%) are "
-                "poorly mapped (unlike every source cell); their inferred values are less reliable. "
-                "See the fitted attribute outliers_.",
-                PoorlyMappedWarning,
-                stacklevel=3,
-            )
+        _warn_poorly_mapped(found)
+
+    def _outlier_components(self, p):
+        """Most components of the poorly-mapped detector's joint PCA: a given ``n_pcs``, else 30."""
+        if p.get("representation", "pca") == "pca" and isinstance(p["n_pcs"], int):
+            return p["n_pcs"]
+        return 30
 
     def _infer(self, coupling, tgt_rep, shift, k):
-        with timed_step(f"kNN inference (k={k})", self.params_["verbose"]):
+        """Step C: the inferred X and the label votes of the same neighbours (:mod:`cmot.step_c`)."""
+        verbose = self.params_["verbose"]
+        with timed_step(f"kNN inference (k={k})", verbose):
             mapped = self._move(coupling, tgt_rep, shift)
             # models saved by cmot < 0.4 have no weight_scale_
             scale = getattr(self, "weight_scale_", self.params_["weight_scale"])
-            return infer_x(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
-                           shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
-                           x_mean=getattr(self, "x_mean_", None), linear=getattr(self, "linear_map_", None),
-                           linear_weight=getattr(self, "linear_weight_", 0.0), offset=self.shift_)
+            x_hat, votes = infer_chunked(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
+                                         shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
+                                         x_mean=getattr(self, "x_mean_", None),
+                                         label_transfer=getattr(self, "label_transfer_", None), verbose=verbose)
+            # models saved before Step C had a linear map have none (no blend)
+            return blend_linear(x_hat, tgt_rep, getattr(self, "linear_map_", None), getattr(self, "linear_weight_", 0.0),
+                                offset=self.shift_, shrinkage=getattr(self, "shrinkage_", 0.0),
+                                x_mean=getattr(self, "x_mean_", None)), votes
 
     def _move(self, coupling, tgt_rep, shift):
         """The source cells moved into target space; sets ``shift_``, ``shift_factor_``, ``coverage_``."""
@@ -664,7 +725,7 @@ class CMOT(BaseEstimator):
         self._check_fitted()
         tgt_rep = self.representation_.transform(target)
         shift = transport_shift(coupling, self.source_rep_, tgt_rep)
-        return self._infer(coupling, tgt_rep, shift, self.n_neighbors_ if n_neighbors is None else n_neighbors)
+        return self._infer(coupling, tgt_rep, shift, self.n_neighbors_ if n_neighbors is None else n_neighbors)[0]
 
     def fit_predict(self, source_x, source_y, target_y, **fit_params):
         """``fit(source_x, source_y, **fit_params).predict(target_y)``."""
@@ -683,6 +744,27 @@ class CMOT(BaseEstimator):
         from ._persist import load_model
 
         return load_model(path, allow_pickle=allow_pickle)
+
+
+def _warn_poorly_mapped(found):
+    """The ``PoorlyMappedWarning`` of a predict (pointing at the caller of ``predict``)."""
+    if found.query_unlike:
+        warnings.warn(
+            f"{QUERY_UNLIKE_MESSAGE}. Its cells lie farther from the source cells than source cells "
+            "lie from each other, even after removing the offset they share; all "
+            f"{found.flags.size} are reported poorly mapped and their inferred values are unreliable. "
+            "See outliers_ and mapping_score_.",
+            PoorlyMappedWarning,
+            stacklevel=4,
+        )
+    elif found.flags.any():
+        warnings.warn(
+            f"{found.flags.sum()} of {found.flags.size} target cells ({100 * found.flags.mean():.1f}%) are "
+            "poorly mapped (unlike every source cell); their inferred values are less reliable. "
+            "See the fitted attribute outliers_.",
+            PoorlyMappedWarning,
+            stacklevel=4,
+        )
 
 
 def _wrap_output(x_hat, tm: Matrix, x_names):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["LinearMap", "variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
+__all__ = ["LinearMap", "blend_linear", "variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
            "infer_x"]
 
 
@@ -237,13 +237,39 @@ def infer_x(target, mapped, x, n_neighbors: int, *, weight_scale="auto", shrinka
     """
     idx, w = knn_weights(target, mapped, n_neighbors, scale=weight_scale)
     pred = weighted_average(x, idx, w)
-    if linear is not None and linear_weight > 0:
-        moved = np.asarray(target, dtype=np.float64) - (0.0 if offset is None else np.asarray(offset))
-        pred *= 1 - linear_weight
-        pred += linear_weight * linear.predict(moved)
     if shrinkage > 0:
         pred *= 1 - shrinkage
         pred += shrinkage * x_mean.astype(pred.dtype, copy=False)
+    return blend_linear(pred, target, linear, linear_weight, offset=offset, shrinkage=shrinkage, x_mean=x_mean)
+
+
+def blend_linear(pred, target, linear, linear_weight: float, *, offset=None, shrinkage: float = 0.0, x_mean=None,
+                 chunk_size: int = 8192):
+    """Step C's linear part, added to a prediction ``pred = (1 - s) * knn + s * mean`` (in place):
+    ``(1 - l) * pred + l * ((1 - s) * linear(target - offset) + s * mean)``, which is
+    ``(1 - s) * ((1 - l) * knn + l * linear) + s * mean``.  ``pred`` unchanged when
+    ``linear`` is None or ``linear_weight`` is 0; the map is applied ``chunk_size`` rows at a time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lin = LinearMap(np.array([0.0]), np.array([[1.0]]), 0.0)
+    >>> blend_linear(np.array([[1.0]]), np.array([[4.0]]), lin, 0.5, offset=np.array([1.0])).tolist()
+    [[2.0]]
+    >>> blend_linear(np.array([[1.0]]), np.array([[4.0]]), lin, 0.5, shrinkage=0.5, x_mean=np.array([0.0])).tolist()
+    [[1.5]]
+    """
+    if linear is None or not linear_weight > 0:
+        return pred
+    target = np.asarray(target, dtype=np.float64)
+    shift = 0.0 if offset is None else np.asarray(offset, dtype=np.float64)
+    for start in range(0, target.shape[0], chunk_size):
+        part = linear.predict(target[start:start + chunk_size] - shift)
+        if shrinkage > 0:
+            part *= 1 - shrinkage
+            part += shrinkage * np.asarray(x_mean, dtype=np.float64)
+        pred[start:start + chunk_size] *= 1 - linear_weight
+        pred[start:start + chunk_size] += linear_weight * part
     return pred
 
 

@@ -1,6 +1,7 @@
 """The space of Steps B and C: the most variable shared features, optionally
 standardized by their source mean and deviation, optionally reduced by a PCA
-fitted on the source.
+fitted on the source; or, with ``precomputed``, the columns given (an embedding
+the user computed, ``CMOT(representation="precomputed")``).
 
 :class:`Representation` is fitted on the source Y cells and then puts any cells
 (source or target) in that space.
@@ -47,6 +48,10 @@ class Representation:
     n_components : int or None
         Principal components fitted (at most ``n_source - 1`` and the number of
         features); None keeps the features themselves (the paper).
+    precomputed : bool
+        The cells given are already in the space (an embedding): every column is
+        kept as it is; ``n_features``, ``scale`` and ``n_components`` are ignored
+        and ``n_pcs_`` is the number of columns.
     random_state : int or None
     verbose : bool
 
@@ -70,8 +75,9 @@ class Representation:
     """
 
     def __init__(self, *, n_features: int = 4000, scale: bool = True, n_components: int | None = 50,
-                 random_state=None, verbose: bool = False):
+                 precomputed: bool = False, random_state=None, verbose: bool = False):
         self.n_features = n_features
+        self.precomputed = precomputed
         self.scale = scale
         self.n_components = n_components
         self.random_state = random_state
@@ -79,8 +85,12 @@ class Representation:
 
     def fit_transform(self, y) -> np.ndarray:
         """Fit on the source Y cells ``y``; return them in the space (every fitted component)."""
-        self.features_ = variable_features(y, self.n_features)
         self.scale_mean_ = self.scale_sd_ = self.pca_ = self.n_pcs_ = None
+        if getattr(self, "precomputed", False):
+            self.features_ = np.arange(y.shape[1])
+            self.n_pcs_ = int(y.shape[1])
+            return to_dense(y, np.float64)
+        self.features_ = variable_features(y, self.n_features)
         sel = to_dense(y[:, self.features_])
         if self.scale:
             self.scale_mean_ = sel.mean(axis=0)

@@ -95,7 +95,15 @@
 #'   \code{NULL} when \code{k} was given), \code{n.pcs} (the number of
 #'   principal components used, chosen by the core when \code{n.pcs = "auto"};
 #'   \code{NULL} in paper mode), \code{shrinkage} (the weight of the reference
-#'   mean in each prediction, chosen by the core when \code{shrinkage = "auto"})
+#'   mean in each prediction, chosen by the core when \code{shrinkage = "auto"}),
+#'   \code{feature.scores} (the predictability of each inferred feature: the
+#'   feature-wise Pearson r of the reference's own cells predicted from their
+#'   neighbours, leave-one-out, named by feature; below 0.3 a feature cannot be
+#'   inferred reliably, and \code{verbose} names such features),
+#'   \code{labels} (with \code{transfer.labels}: for each name, a list of
+#'   \code{labels} (per query cell), \code{score} (the best class's score, 0
+#'   to 1) and \code{scores} (classes x query cells, columns summing to 1);
+#'   else \code{NULL}),
 #'   \code{params} (the parameters
 #'   passed to the core, with its names, as its \code{check_params()} returned
 #'   them), \code{args} (the CMOT arguments as given, with R names),
@@ -127,8 +135,25 @@ RunCMOT <- function(object, ...) {
 #' @param reference The reference in the shared modality Y, features x cells
 #'   (default method), or a \code{Seurat} / \code{SingleCellExperiment} object
 #'   holding it (other methods).
-#' @param refdata The reference in the modality to infer, X, features x cells
-#'   (default method).  Same cells as \code{reference} unless \code{pairs} is given.
+#' @param refdata The default method: the reference in the modality to infer,
+#'   X, features x cells; same cells as \code{reference} unless \code{pairs}
+#'   is given.  The Seurat and SingleCellExperiment methods: what to transfer,
+#'   as \code{TransferData()} takes it, a named list such as
+#'   \code{list(celltype = "celltype", ADT = "ADT")} whose elements each name
+#'   \itemize{
+#'     \item a column of the reference's cell metadata (meta.data / colData),
+#'       or are labels given as values (one per reference cell): labels,
+#'       transferred to the query (see the object methods' sections);
+#'     \item an assay of \code{reference.x} (when given) or \code{reference}
+#'       (Seurat) or an \code{altExp} (SingleCellExperiment): a modality,
+#'       inferred into a new assay / altExp named after the list element.
+#'   }
+#'   One transport and one neighbour search serve every element (the assays'
+#'   features are inferred together; each assay keeps its own feature names).
+#'   With labels only, the modality used to choose \code{k} and the other
+#'   automatic settings is the one-hot encoding of the first labels.
+#'   \code{NULL} (default): only \code{refdata.assay} / \code{refdata.altexp}
+#'   is inferred, as before; both may be given.
 #' @param pairs Which reference X and Y cells are the same cells: \code{NULL}
 #'   (fully paired), \code{"names"}, or a two-column table of known pairs; see
 #'   Details.
@@ -136,7 +161,17 @@ RunCMOT <- function(object, ...) {
 #'   such as cell types: a vector with one value per reference cell (default
 #'   method) or the name of a column of the reference's cell metadata (other
 #'   methods).  \code{NULL} uses \code{n.clusters} Ward clusters of the
-#'   reference in Y.
+#'   reference in Y.  These labels shape the transport (they are an input); labels to
+#'   predict for the query are given in \code{refdata} (object methods) or
+#'   \code{transfer.labels} (default method).  The same column may be used for
+#'   both, e.g. \code{labels = "celltype", refdata = list(celltype =
+#'   "celltype", ADT = "ADT")}.
+#' @param transfer.labels Default method: labels to transfer to the query, a
+#'   named list of vectors with one value per reference (Y) cell, e.g.
+#'   \code{list(celltype = types)}; \code{NULL} (default) transfers none.
+#'   Each query cell gets the class with the largest weighted vote of its
+#'   \code{k} transported reference neighbours (the weights of the inference
+#'   of X), in \code{attr(result, "cmot")$labels}.
 #' @param n.components Dimension of the common space of manifold alignment
 #'   (partly paired references only).
 #' @param align.neighbors Neighbours in the graphs of manifold alignment
@@ -174,6 +209,12 @@ RunCMOT <- function(object, ...) {
 #' @param n.features Most variable shared features (by variance in the
 #'   reference) used for the transport and the neighbours; all of them when
 #'   there are fewer.
+#' @param representation Where the transport cost and the neighbours are
+#'   computed: \code{"pca"} (default) computes cmot's own representation from
+#'   the shared features (\code{n.features}, \code{scale}, \code{n.pcs});
+#'   \code{"precomputed"} uses \code{reference} and \code{object} as they are,
+#'   as embeddings in one space (rows = dimensions), such as a PCA, LSI or
+#'   Harmony embedding.  The Seurat method sets it with \code{reference.reduction}.
 #' @param scale Standardize each of those features by its mean and standard
 #'   deviation in the reference (clipped to +-10), for reference and query
 #'   alike, before the PCA, as \code{ScaleData} does (default \code{TRUE});
@@ -245,13 +286,15 @@ RunCMOT <- function(object, ...) {
 #'   \code{NULL} for none.  On large data (randomized PCA, subsamples) and
 #'   for partly paired references the result can depend on it; set it for
 #'   reproducible results.
-#' @param verbose Print progress messages.
+#' @param verbose Print progress messages, including the core's steps
+#'   (\code{"cmot: <step> ..."}) as they happen; they are R messages, which
+#'   \code{suppressMessages()} silences.  \code{FALSE} prints nothing.
 #' @export
 #' @rdname RunCMOT
-RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL,
+RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL, transfer.labels = NULL,
                             n.components = 10, align.neighbors = 5, mu = 0.5, match.neighbors = 10, reg.e = NULL,
                             reg.cl = 1, reg.m = "auto", n.clusters = 2, k = "auto", n.features = 4000,
-                            scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, correction = "robust",
+                            representation = "pca", scale = TRUE, n.pcs = "auto", barycentric.weight = 0.25, correction = "robust",
                             shrinkage = "auto",
                             weight.scale = "auto",
                             max.iter = 10, max.inner.iter = 1000,
@@ -276,14 +319,16 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   if (!is.null(pr$x.order)) ref.x$value <- ref.x$value[, pr$x.order, drop = FALSE]
   if (!inherits(labels, "cmot_named")) labels <- .named(labels, "labels")
   labels <- .check_labels(labels$value, ncol(ref.y$value), labels$name)
+  transfer.labels <- .check_transfer_labels(transfer.labels, ncol(ref.y$value))
   res <- .run_cmot(ref.y$value, ref.x$value, query$value, args, pairs = pr$pairs, labels = labels,
-                   verbose = verbose)
+                   verbose = verbose, transfer.labels = transfer.labels,
+                   report.features = !identical(ref.x$name, .onehot_name))
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, query$where)
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score,
                             outlier.score = res$outlier.score, query.unlike = res$query.unlike, reg.e = res$reg.e,
                             k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, shrinkage = res$shrinkage,
-                            params = res$params, args = args, n.shared.features = nrow(ref.y$value),
+                            feature.scores = res$feature.scores, labels = res$labels, params = res$params, args = args, n.shared.features = nrow(ref.y$value),
                             n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs))
   out
 }
@@ -306,7 +351,33 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' @param reference.x Optional second \code{Seurat} object holding
 #'   \code{refdata.assay}, for references whose two modalities were measured in
 #'   different (partly overlapping) cells; see Details and \code{pairs}.
-#' @param new.assay.name Name of the assay to store the inferred modality in.
+#' @param new.assay.name Name of the assay to store the inferred modality of
+#'   \code{refdata.assay} in; also names the meta.data columns of the mapping
+#'   (\code{<name>.poorly.mapped}, \code{<name>.mapping.score}, with
+#'   \code{<name>} = \code{tolower(new.assay.name)}), with or without
+#'   \code{refdata.assay}.
+#' @param reference.reduction Seurat method: a reduction of \code{reference}
+#'   (PCA, LSI, Harmony, ...) whose embeddings (\code{dims}) are the
+#'   reference's shared modality, used as they are (\code{representation =
+#'   "precomputed"}) instead of cmot's own PCA.  The query is projected onto it
+#'   as \code{FindTransferAnchors(reduction = "pcaproject")} does: its
+#'   \code{layer} of \code{query.assay} on the features of the reduction's
+#'   loadings, centred and scaled by each feature's mean and standard
+#'   deviation in the reference's \code{reference.assay} (clipped at 10, a
+#'   zero deviation taken as 1), times the loadings; query features missing
+#'   from the loadings are left out with a warning.  \code{NULL} (default):
+#'   cmot's own representation of the assay.
+#' @param dims Seurat method: the dimensions of \code{reference.reduction} to
+#'   use (default \code{1:30}, or all when fewer), e.g. \code{2:30} for an LSI.
+#' @param query.reduction Seurat method: a reduction of the query already in
+#'   the space of \code{reference.reduction} (e.g. both halves of a joint
+#'   Harmony run), whose dimensions \code{dims} are used instead of a
+#'   projection; needed when the reduction has no loadings.
+#' @param features Seurat method: the shared features to use, as given (every
+#'   one must be in both assays).  \code{NULL} (default): the
+#'   \code{VariableFeatures()} of \code{reference.assay} when set (those also in
+#'   the query), else cmot's own selection (\code{n.features}).  Not used with
+#'   \code{reference.reduction}.
 #' @param layer Layer of the assays to read (\code{"data"}, \code{"counts"} or
 #'   \code{"scale.data"}), for all three assays.  In a Seurat 5 assay
 #'   (\code{Assay5}) split into layers per sample (\code{split(object[["RNA"]],
@@ -346,10 +417,35 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
 #' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
 #' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, the assays and other details of the
-#' last run; the same record, less the feature map, stays with each inferred
+#' last run, with \code{feature.scores} (a list, per inferred assay, of the
+#' predictability of each feature, named by original feature name); the same
+#' record, less the feature map, stays with each inferred
 #' assay as \code{Misc(object[[new.assay.name]], "cmot.run")}, so runs into
 #' different assays keep theirs.  The default assay and everything else in
 #' the query are left unchanged.
+#'
+#' Each inferred assay's feature meta data (\code{object[[assay]][[]]}) has
+#' a column \code{cmot.predictability}: the leave-one-out feature-wise r on the
+#' reference (see \code{feature.scores} in Value; \code{\link{PlotCMOT}} draws
+#' it).
+#'
+#' \strong{refdata.}  With \code{refdata = list(celltype = "celltype", ADT =
+#' "ADT")}, as \code{TransferData()} takes it, an element naming an assay is
+#' inferred into a new assay named after the element (\code{ADT}), as above;
+#' an element naming a meta.data column of \code{reference} (or giving labels
+#' as values) is transferred as \code{TransferData()} stores labels: meta.data
+#' columns \code{predicted.<name>} (the class with the largest score) and
+#' \code{predicted.<name>.score} (that score, 0 to 1), and an assay
+#' \code{prediction.score.<name>} whose \code{data} holds the score of every
+#' class (classes x cells; each cell's scores sum to 1; class names with
+#' \code{_} or \code{|} rewritten as for features, the original names in its
+#' \code{cmot.original.name}).  Unlike \code{TransferData()}'s assay it has
+#' no \code{max} row: the best score is \code{predicted.<name>.score}.
+#' Existing columns or assays are an error unless \code{overwrite = TRUE}; an
+#' element that is neither an assay nor a column, or both, is an error.
+#' The score of a class is the share of the query cell's neighbour weight
+#' (the \code{k} transported reference cells and the weights that infer X)
+#' held by reference cells of that class.
 #'
 #' @export
 #' @rdname RunCMOT
@@ -368,6 +464,12 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #'                    layer = "counts", labels = "celltype", k = 10, n.features = 20, seed = 1)
 #'   query[["CMOT"]]
 #'   head(query$cmot.poorly.mapped)
+#'   # labels and a modality in one call, as TransferData() takes them
+#'   query <- RunCMOT(query, reference = reference, reference.assay = "ATAC",
+#'                    refdata = list(celltype = "celltype", RNA = "RNA"), layer = "counts",
+#'                    labels = "celltype", k = 10, n.features = 20, seed = 1, overwrite = TRUE)
+#'   table(query$predicted.celltype, sim$query.labels)
+#'   head(query[["RNA"]][[]])   # cmot.predictability of each inferred feature
 #'   if (utils::packageVersion("SeuratObject") >= "5.0.0") {
 #'     # Seurat 5: read layers with LayerData(); an assay split per sample works as it is
 #'     x.hat <- SeuratObject::LayerData(query, assay = "CMOT", layer = "data")
@@ -383,35 +485,49 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' }
 RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.assay = NULL,
                            query.assay = NULL, reference.x = NULL, pairs = NULL, labels = NULL,
-                           new.assay.name = "CMOT", layer = "data", overwrite = FALSE, verbose = TRUE,
-                           slot = NULL, ...) {
+                           refdata = NULL, reference.reduction = NULL, dims = NULL, query.reduction = NULL,
+                           features = NULL, new.assay.name = "CMOT", layer = "data", overwrite = FALSE,
+                           verbose = TRUE, slot = NULL, ...) {
   .check_dots(..., allowed = names(.cmot_arg_map()))
   ref.x.obj <- .check_seurat_reference(reference, reference.x)
   x.obj.name <- if (is.null(reference.x)) "reference" else "reference.x"
   .check_string(new.assay.name, "new.assay.name")
   layer <- .seurat_layer(layer, slot, missing(layer))
   .check_flag(overwrite, "overwrite")
+  .check_flag(verbose, "verbose")
   query.assay <- query.assay %||% SeuratObject::DefaultAssay(object)
   reference.assay <- reference.assay %||% SeuratObject::DefaultAssay(reference)
-  .check_seurat_assays(object, reference, ref.x.obj, query.assay, reference.assay, refdata.assay, x.obj.name)
-  new.assay.name <- .check_new_assay(object, new.assay.name, query.assay, overwrite)
+  targets <- .seurat_targets(refdata, refdata.assay, new.assay.name, reference, ref.x.obj, x.obj.name)
+  targets$labels <- .check_transfer_labels(targets$labels, ncol(reference), "refdata")
+  .check_seurat_assays(object, reference, ref.x.obj, query.assay, reference.assay, targets$assays, targets$arg,
+                       x.obj.name)
+  for (a in names(targets$assays)) .check_new_assay(object, a, query.assay, overwrite, targets$arg[[a]])
+  .check_label_outputs(object, names(targets$labels), query.assay, overwrite)
   meta.cols <- .check_new_columns(colnames(object[[]]), new.assay.name, overwrite, "meta.data", "new.assay.name")
-  label.values <- .seurat_labels(reference, labels)
-  x.hat <- RunCMOT.default(
-    .named(.get_data(object, query.assay, layer, "the query"), paste0("query (assay '", query.assay, "')"),
-           paste0("meta.data column '", meta.cols[1], "'")),
-    reference = .named(.get_data(reference, reference.assay, layer, "reference"),
-                       paste0("reference (assay '", reference.assay, "')")),
-    refdata = .named(.get_data(ref.x.obj, refdata.assay, layer, x.obj.name),
-                     paste0(x.obj.name, " (assay '", refdata.assay, "')")),
-    pairs = pairs, labels = label.values, verbose = verbose, ...)
+  if (is.null(targets$assays) && (!is.null(pairs) || !is.null(reference.x))) {
+    stop("refdata: names only meta.data columns (labels), which belong to the reference's cells; pairs and ",
+         "reference.x are for a modality to infer (an assay) and must be NULL here.", call. = FALSE)
+  }
+  y <- .seurat_shared(object, reference, query.assay, reference.assay, layer, reference.reduction, dims,
+                      query.reduction, features, list(...), verbose)
+  x <- .seurat_refdata_matrix(ref.x.obj, targets, layer, x.obj.name)
+  dots <- list(...)
+  if (!is.null(reference.reduction)) dots$representation <- "precomputed"   # the embeddings as they are
+  x.hat <- do.call(RunCMOT.default, c(list(
+    .named(y$query, y$query.name, paste0("meta.data column '", meta.cols[1], "'")),
+    reference = .named(y$reference, y$reference.name), refdata = .named(x$value, x$name),
+    pairs = pairs, labels = .seurat_labels(reference, labels), transfer.labels = targets$labels,
+    verbose = verbose), dots))
   info <- attr(x.hat, "cmot")
   run <- c(.run_record(info), list(reference.assay = reference.assay, refdata.assay = refdata.assay,
                                    query.assay = query.assay, layer = layer, new.assay.name = new.assay.name,
-                                   labels = labels, n.shared.features = info$n.shared.features,
+                                   labels = labels, refdata = targets$spec, assays = targets$assays,
+                                   reference.reduction = reference.reduction, dims = y$dims,
+                                   query.reduction = query.reduction, features = y$features,
+                                   n.shared.features = info$n.shared.features,
                                    n.pairs = info$n.pairs, meta.data = meta.cols,
                                    version = as.character(utils::packageVersion("cmot"))))
-  object <- .seurat_store(object, x.hat, new.assay.name, meta.cols, run, verbose,
+  object <- .seurat_store(object, x.hat, x$rows, meta.cols, run, verbose,
                           v5 = inherits(object[[query.assay]], "StdAssay"))
   # command log (named "RunCMOT"): this method's arguments, the CMOT ones and what the core chose
   cmd <- SeuratObject::LogSeuratCommand(object = object, return.command = TRUE)
@@ -457,18 +573,17 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   reference.x %||% reference
 }
 
-.check_seurat_assays <- function(object, reference, ref.x.obj, query.assay, reference.assay, refdata.assay,
+.check_seurat_assays <- function(object, reference, ref.x.obj, query.assay, reference.assay, assays, args,
                                  x.obj.name) {
-  if (is.null(refdata.assay)) {
-    stop("refdata.assay: name the assay of ", x.obj.name, " holding the modality to infer (assays: ",
-         paste(SeuratObject::Assays(ref.x.obj), collapse = ", "), ").", call. = FALSE)
-  }
   .check_assay(object, query.assay, "query.assay", "the query (object)")
   .check_assay(reference, reference.assay, "reference.assay", "reference")
-  .check_assay(ref.x.obj, refdata.assay, "refdata.assay", x.obj.name)
-  if (x.obj.name == "reference" && identical(refdata.assay, reference.assay)) {
-    stop("refdata.assay and reference.assay are both '", refdata.assay, "': the modality to infer must be ",
-         "another assay than the shared one.", call. = FALSE)
+  for (a in names(assays)) {
+    arg <- args[[a]]
+    .check_assay(ref.x.obj, assays[[a]], arg, x.obj.name)
+    if (x.obj.name == "reference" && identical(assays[[a]], reference.assay)) {
+      stop(arg, " and reference.assay are both '", assays[[a]], "': the modality to infer must be ",
+           "another assay than the shared one.", call. = FALSE)
+    }
   }
 }
 
@@ -499,36 +614,6 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
 }
 
 .seurat_labels <- function(reference, labels) .labels_from(labels, reference[[]], "meta.data")
-
-# The new assay (feature names Seurat accepts, with a map back to the
-# originals), the meta.data columns and the run records.
-.seurat_store <- function(object, x.hat, new.assay.name, meta.cols, run, verbose, v5 = FALSE) {
-  info <- attr(x.hat, "cmot")
-  fmap <- .seurat_feature_names(rownames(x.hat))
-  attr(x.hat, "cmot") <- NULL
-  dimnames(x.hat) <- list(fmap$feature, SeuratObject::Cells(object))
-  # the query assay's version: Assay5 for a Seurat 5 assay, else a v3 Assay
-  assay <- if (v5) {
-    SeuratObject::CreateAssay5Object(data = SeuratObject::as.sparse(x.hat))
-  } else {
-    suppressWarnings(SeuratObject::CreateAssayObject(data = x.hat))
-  }
-  if (!identical(rownames(assay), fmap$feature)) {
-    stop("internal error: Seurat changed feature names unexpectedly.", call. = FALSE)
-  }
-  # named by feature: an Assay5 matches an unnamed vector by its values
-  assay[["cmot.original.name"]] <- stats::setNames(fmap$original, fmap$feature)
-  SeuratObject::Misc(assay, slot = "cmot.feature.map") <- fmap
-  SeuratObject::Key(assay) <- .assay_key(new.assay.name, object)
-  # each inferred assay keeps the record of the run that made it; Tool() holds the last run
-  SeuratObject::Misc(assay, slot = "cmot.run") <- run
-  if (verbose) message("Storing ", nrow(x.hat), " inferred features in assay '", new.assay.name, "'")
-  object <- .add_assay(object, new.assay.name, assay)
-  object[[meta.cols[1]]] <- unname(info$poorly.mapped)
-  object[[meta.cols[2]]] <- unname(info$score)
-  methods::slot(object, "tools")[["RunCMOT"]] <- c(run, list(feature.map = fmap))
-  object
-}
 
 # The command log of a run: the method's arguments (from LogSeuratCommand), the
 # CMOT arguments passed on to RunCMOT.default() (NULL written "NULL", as
@@ -574,19 +659,19 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   invisible(TRUE)
 }
 
-.check_new_assay <- function(object, name, query.assay, overwrite) {
+.check_new_assay <- function(object, name, query.assay, overwrite, arg = "new.assay.name") {
   if (identical(name, SeuratObject::DefaultAssay(object)) || identical(name, query.assay)) {
-    stop("new.assay.name: '", name, "' is the query's ",
+    stop(arg, ": '", name, "' is the query's ",
          if (identical(name, query.assay)) "query.assay" else "default assay",
          " and cannot be replaced; choose another name.", call. = FALSE)
   }
   if (name %in% SeuratObject::Assays(object) && !overwrite) {
-    stop("new.assay.name: the query already has an assay '", name, "'. Set overwrite = TRUE to replace it, ",
-         "or choose another new.assay.name.", call. = FALSE)
+    stop(arg, ": the query already has an assay '", name, "'. Set overwrite = TRUE to replace it, ",
+         "or choose another ", if (startsWith(arg, "refdata")) "name in refdata" else arg, ".", call. = FALSE)
   }
   other <- setdiff(names(object), SeuratObject::Assays(object))
   if (name %in% other) {
-    stop("new.assay.name: '", name, "' is already used by a non-assay object in the query (",
+    stop(arg, ": '", name, "' is already used by a non-assay object in the query (",
          class(object[[name]])[1], "); choose another name.", call. = FALSE)
   }
   name

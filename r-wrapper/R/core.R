@@ -190,6 +190,28 @@
   labels
 }
 
+# Labels to transfer to the query: NULL or a named list of vectors, one value per reference (Y) cell
+# each; returned as a named list of character vectors.
+.check_transfer_labels <- function(x, n, arg = "transfer.labels") {
+  if (is.null(x)) return(NULL)
+  if (!is.list(x) || !length(x) || is.null(names(x)) || any(!nzchar(names(x))) || anyNA(names(x)) ||
+      anyDuplicated(names(x))) {
+    stop(arg, ": expected a list of label vectors with unique, non-empty names, found ",
+         if (is.list(x)) paste0("a list named ", deparse(names(x), nlines = 1L)) else class(x)[1], ".", call. = FALSE)
+  }
+  out <- lapply(names(x), function(nm) {
+    v <- x[[nm]]
+    what <- paste0(arg, "$", nm)
+    if (inherits(v, "cmot_named")) {
+      what <- v$name
+      v <- v$value
+    }
+    v <- .check_labels(v, n, what)
+    as.character(v)
+  })
+  stats::setNames(out, names(x))
+}
+
 # ---------------------------------------------------------------- conversion
 # features x cells R matrix -> cells x features Python matrix (no densifying).
 .to_python <- function(m) {
@@ -210,7 +232,7 @@
 # The core checks the parameters before any data is converted.  Returns a list
 # with x.hat (X features x query cells), params (as passed to the core) etc.
 .run_cmot <- function(ref.y, ref.x, query.y, args, pairs = NULL, labels = NULL, verbose = TRUE,
-                      context = "RunCMOT") {
+                      context = "RunCMOT", transfer.labels = NULL, report.features = TRUE) {
   .require_cmot()
   params <- .core_params(args, context = context)
   if (verbose) {
@@ -225,8 +247,12 @@
                                      ncol(ref.x), ncol(ref.y))
     }
     lab <- if (is.null(labels)) NULL else reticulate::r_to_py(as.array(labels))
+    tl <- if (is.null(transfer.labels)) NULL else reticulate::r_to_py(lapply(transfer.labels, as.array))
+    # the core's steps ("cmot: <step> ...") reach R as messages while it runs
+    log <- if (verbose) reticulate::r_to_py(function(msg) message(msg)) else NULL
     out <- .bridge()$run(.to_python(ref.x), .to_python(ref.y), .to_python(query.y),
-                         reticulate::r_to_py(params), correspondence = corr, labels = lab)
+                         reticulate::r_to_py(params), correspondence = corr, labels = lab,
+                         transfer_labels = tl, log = log)
     reticulate::py_to_r(out)
   }, context = context)
   if (!is.null(res$error)) .stop_python(paste0(res$error[[1]], ": ", res$error[[2]]), context)
@@ -250,12 +276,49 @@
             ", shrinkage = ", format(res$shrinkage), ", reg.e = ", signif(res$reg_e, 3),
             "; ", sum(outliers), " of ", length(outliers), " query cells poorly mapped")
   }
-  list(x.hat = x.hat, params = params, poorly.mapped = outliers, score = scores,
+  feature.scores <- if (is.null(res$feature_scores)) NULL else
+    stats::setNames(as.numeric(res$feature_scores), rownames(ref.x))
+  if (verbose && report.features && !is.null(feature.scores)) .report_feature_scores(feature.scores)
+  list(x.hat = x.hat, params = params, poorly.mapped = outliers, score = scores, feature.scores = feature.scores,
+       labels = .labels_result(res$labels, names(transfer.labels), colnames(query.y)),
        outlier.score = outlier.scores, query.unlike = isTRUE(res$query_unlike), reg.e = res$reg_e,
        k = as.integer(res$n_neighbors), k.scores = k.scores,
        n.pcs = if (is.null(res$n_pcs)) NULL else as.integer(res$n_pcs),
        shrinkage = as.numeric(res$shrinkage),
        aligned.index = if (is.null(res$aligned_index)) NULL else as.integer(res$aligned_index) + 1L)
+}
+
+# The transferred labels from the bridge: for each name, list(labels = character per query cell,
+# score = max class score per query cell, scores = classes x query cells matrix), named by cell.
+.labels_result <- function(res, wanted, cells) {
+  if (is.null(wanted)) return(NULL)
+  if (is.null(res)) {
+    stop("The cmot Python core did not transfer labels (it has no fit(transfer_labels=)); this R package needs ",
+         "a newer core for refdata naming meta.data columns.", call. = FALSE)
+  }
+  out <- lapply(stats::setNames(wanted, wanted), function(n) {
+    r <- res[[n]]
+    scores <- t(matrix(as.numeric(r$scores), nrow = length(cells)))
+    dimnames(scores) <- list(as.character(unlist(r$classes)), cells)
+    list(labels = stats::setNames(as.character(unlist(r$labels)), cells),
+         score = stats::setNames(as.numeric(r$score), cells), scores = scores)
+  })
+  out
+}
+
+# The name of the one-hot labels that stand for the modality to infer when an object method transfers
+# labels only (no feature of theirs is reported or stored).
+.onehot_name <- "the one-hot labels"
+
+# The verbose summary of the predictability of each inferred feature (leave-one-out r on the reference).
+.report_feature_scores <- function(fs, threshold = 0.3) {
+  low <- names(fs)[!is.na(fs) & fs < threshold]
+  message("Predictability of the ", length(fs), " inferred features (leave-one-out r on the reference): median ",
+          signif(stats::median(fs, na.rm = TRUE), 2), "; ", length(low), " with r < ", threshold,
+          if (length(low)) paste0(" (cannot be inferred reliably): ",
+                                  paste(utils::head(low, 20), collapse = ", "),
+                                  if (length(low) > 20) paste0(", ... (", length(low) - 20, " more)") else "")
+          else "")
 }
 
 .warn_poorly_mapped <- function(flags, where) {

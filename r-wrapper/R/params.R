@@ -3,7 +3,7 @@
 # the Python core's names and hands them to the core's own checks.
 
 # Arguments of RunCMOT.default() that are not parameters of the Python core.
-.r_only_args <- c("object", "reference", "refdata", "pairs", "labels", "verbose", "...")
+.r_only_args <- c("object", "reference", "refdata", "pairs", "labels", "transfer.labels", "verbose", "...")
 
 # R names that are not the Python name with '.' for '_'.
 .r_renamed <- c(k = "n_neighbors", seed = "random_state")

@@ -2,11 +2,15 @@
 
 Kept deliberately thin: it checks the parameters (``check_params``), builds the estimator, runs ``fit`` and ``predict``,
 records Python warnings instead of printing them (R re-issues them as R
-warnings), and turns Python exceptions into a plain (type, message) pair so
-that R can raise a clean R error without a traceback.
+warnings), hands the core's log records (``cmot: <step> ...``) to an R callback
+as they happen (R shows them as messages), and turns Python exceptions into a
+plain (type, message) pair so that R can raise a clean R error without a
+traceback.
 """
 
+import logging
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,16 +44,82 @@ def check_params(params):
         return {"error": [type(exc).__name__, str(exc)]}
 
 
-def run(source_x, source_y, target_y, params, correspondence=None, labels=None):
-    """Fit and predict; returns a dict, with ``error`` set instead of raising."""
+class _CallbackHandler(logging.Handler):
+    """Hands each formatted log record to ``callback`` (an R function: R shows it as a message)."""
+
+    def __init__(self, callback):
+        super().__init__(level=logging.INFO)
+        self.callback = callback
+
+    def emit(self, record):
+        try:
+            self.callback(self.format(record))
+        except Exception:  # never let the display of a message stop the computation
+            pass
+
+
+@contextmanager
+def _log_to(callback):
+    """While active, the ``cmot`` logger's INFO records go to ``callback`` only (not to the root logger's
+    handlers nor to any handler the core adds for ``verbose``, so that each step is shown once, in R)."""
+    if callback is None:
+        yield
+        return
+    log = logging.getLogger("cmot")
+    saved = (log.level, log.propagate, list(log.handlers))
+    handler = _CallbackHandler(callback)
+    log.handlers = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+        log.handlers = saved[2]
+
+
+def _labels_out(model):
+    """The transferred labels of the last predict: ``{name: {"labels", "score", "classes", "scores"}}``."""
+    predicted = getattr(model, "predicted_labels_", None)
+    if predicted is None:
+        return None
+    scores = model.predicted_label_scores_
+    best = model.predicted_label_score_
+    out = {}
+    for name in predicted.columns:
+        table = scores[name]
+        out[str(name)] = {
+            "labels": [str(v) for v in predicted[name].astype(object)],
+            "score": np.asarray(best[name], dtype=np.float64),
+            "classes": [str(c) for c in table.columns],
+            "scores": np.asarray(table, dtype=np.float64),
+        }
+    return out
+
+
+def run(source_x, source_y, target_y, params, correspondence=None, labels=None, transfer_labels=None, log=None):
+    """Fit and predict; returns a dict, with ``error`` set instead of raising.
+
+    ``transfer_labels``: None or a dict name -> per-source-cell labels (strings), transferred to the
+    target cells by the same transport.  ``log``: None or a callable that receives each of the core's
+    log messages as it happens (the core's ``verbose`` is then on).
+    """
     try:
         from cmot import CMOT
 
+        params = dict(params)
+        if log is not None:
+            params["verbose"] = True
         model = CMOT(**params)
-        with warnings.catch_warnings(record=True) as caught:
+        fit_args = {"correspondence": correspondence, "labels": labels}
+        if transfer_labels is not None:
+            fit_args["transfer_labels"] = {str(k): np.asarray(v, dtype=object) for k, v in dict(transfer_labels).items()}
+        with warnings.catch_warnings(record=True) as caught, _log_to(log):
             warnings.simplefilter("always")
-            model.fit(source_x, source_y, correspondence=correspondence, labels=labels)
+            model.fit(source_x, source_y, **fit_args)
             x_hat = model.predict(target_y)
+        feature_scores = getattr(model, "feature_scores_", None)
         out = {
             "error": None,
             "x_hat": np.asarray(x_hat, dtype=np.float64),
@@ -68,6 +138,8 @@ def run(source_x, source_y, target_y, params, correspondence=None, labels=None):
             "aligned_index": None
             if getattr(model, "aligned_index_", None) is None
             else np.asarray(model.aligned_index_, dtype=np.int64),
+            "feature_scores": None if feature_scores is None else np.asarray(feature_scores, dtype=np.float64),
+            "labels": _labels_out(model) if transfer_labels is not None else None,
             "warnings": [[type(w.message).__name__, str(w.message)] for w in caught],
         }
         return out

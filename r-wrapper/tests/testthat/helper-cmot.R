@@ -68,21 +68,33 @@ seurat_args <- function(...) {
 # every other parameter takes the core's default, which RunCMOT() shares (see
 # test-params.R).  The result carries the fitted k, reg.e and poorly mapped cells.
 python_direct <- function(ref.x, ref.y, query.y, correspondence = NULL, labels = NULL,
-                          k = 8L, n.features = 20L, seed = 0L, ...) {
+                          k = 8L, n.features = 20L, seed = 0L, transfer_labels = NULL, ...) {
   cm <- reticulate::import("cmot")
   model <- cm$CMOT(n_neighbors = if (identical(k, "auto")) "auto" else as.integer(k),
                    n_features = as.integer(n.features), random_state = as.integer(seed), ...)
   warnings <- reticulate::import("warnings")
   with(warnings$catch_warnings(), {
     warnings$simplefilter("ignore")
-    model$fit(t(as.matrix(ref.x)), t(as.matrix(ref.y)), correspondence = correspondence, labels = labels)
+    if (is.null(transfer_labels)) {
+      model$fit(t(as.matrix(ref.x)), t(as.matrix(ref.y)), correspondence = correspondence, labels = labels)
+    } else {
+      model$fit(t(as.matrix(ref.x)), t(as.matrix(ref.y)), correspondence = correspondence, labels = labels,
+                transfer_labels = lapply(transfer_labels, as.array))
+    }
     out <- model$predict(t(as.matrix(query.y)))
   })
   out <- t(out)
   attr(out, "core") <- list(k = model$n_neighbors_, reg.e = model$reg_e_, shrinkage = model$shrinkage_,
                             poorly.mapped = as.logical(model$outliers_),
                             score = as.numeric(model$mapping_score_),
-                            outlier.score = as.numeric(model$outlier_scores_))
+                            outlier.score = as.numeric(model$outlier_scores_),
+                            feature.scores = if (is.null(model$feature_scores_)) NULL
+                                             else as.numeric(model$feature_scores_),
+                            labels = if (is.null(transfer_labels)) NULL else lapply(
+                              stats::setNames(names(transfer_labels), names(transfer_labels)), function(n) list(
+                                labels = as.character(model$predicted_labels_[[n]]),
+                                score = as.numeric(model$predicted_label_score_[[n]]),
+                                scores = t(as.matrix(model$predicted_label_scores_[[n]])))))
   out
 }
 

@@ -87,3 +87,32 @@ def test_many_unreliable_features_name_the_lowest_and_count_the_rest():
     msg = unreliable_features(scores, [f"g{j}" for j in range(31)])
     assert msg.startswith("30 of 31 features") and msg.endswith(", ... (10 more)")
     assert "g29 (r = -0.20), g28" in msg and "g9 (" not in msg and "g30" not in msg
+
+
+def test_feature_scores_blend_the_linear_map_as_step_c_does():
+    """With shrinkage="auto" Step C blends in the ridge map; the score of a left-out cell
+    blends in the map refitted without that cell (scikit-learn Ridge, one refit per cell)."""
+    from sklearn.linear_model import Ridge
+
+    d = make_multimodal(n_source=300, n_target=20, random_state=6)
+    model = CMOT(n_neighbors=10, n_pcs=5, random_state=3).fit(d.source_x, d.source_y)
+    lw, s = model.linear_weight_, model.shrinkage_
+    assert lw > 0  # the case under test
+    rep, x = model.source_rep_, d.source_x
+    knn_only = _numpy_scores(rep, x, 10, model.weight_scale_, 0.0, 3)
+    query = np.arange(rep.shape[0])  # all 300 cells are left out in turn (below LOO_MAX_CELLS)
+    dist = np.sqrt(((rep[:, None, :] - rep[None, :, :]) ** 2).sum(axis=2))
+    dist[query, query] = np.inf
+    nn = np.argsort(dist, axis=1, kind="stable")[:, :10]
+    dd = np.take_along_axis(dist, nn, axis=1)
+    w = np.exp(-(dd - dd[:, :1]) / model.weight_scale_)
+    w /= w.sum(axis=1, keepdims=True)
+    knn = np.einsum("qk,qkf->qf", w, x[nn])
+    linear = np.empty_like(knn)
+    for i in query:
+        keep = query != i
+        linear[i] = Ridge(alpha=model.linear_map_.alpha).fit(rep[keep], x[keep]).predict(rep[i:i + 1])[0]
+    pred = (1 - s) * ((1 - lw) * knn + lw * linear) + s * x.mean(axis=0)
+    expected = np.array([np.corrcoef(x[:, j], pred[:, j])[0, 1] for j in range(x.shape[1])])
+    np.testing.assert_allclose(model.feature_scores_.to_numpy(), expected, atol=1e-8)
+    assert not np.allclose(knn_only, expected, atol=1e-3)  # the blend changes the scores

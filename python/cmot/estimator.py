@@ -310,8 +310,9 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
     mapping_score_ : ndarray of shape (n_target,)
         Set by ``predict``: in [0, 1], higher is better mapped: ``min(1, 2 p)``,
         ``p`` the share of source cells at least as far from their own 10th
-        nearest source cell as the target cell is from its (after the shared
-        offset is removed; see :mod:`cmot.poorly_mapped`).
+        nearest source cell as the target cell is from its (after the offset
+        and the distance excess the target shares are removed; see
+        :mod:`cmot.poorly_mapped`).
     query_unlike_ : bool
         Set by ``predict``: the target as a whole is unlike the source.
     weight_scale_ : float
@@ -751,7 +752,8 @@ def _warn_poorly_mapped(found):
     if found.query_unlike:
         warnings.warn(
             f"{QUERY_UNLIKE_MESSAGE}. Its cells lie farther from the source cells than source cells "
-            "lie from each other, even after removing the offset they share; all "
+            "lie from each other, even after removing the offset they share, or vary along directions "
+            "the source cells do not; all "
             f"{found.flags.size} are reported poorly mapped and their inferred values are unreliable. "
             "See outliers_ and mapping_score_.",
             PoorlyMappedWarning,

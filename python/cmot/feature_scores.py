@@ -3,8 +3,9 @@ leave-one-out feature-wise Pearson r on the reference (``CMOT.feature_scores_``)
 
 Each of at most ``LOO_MAX_CELLS`` random reference cells has its X predicted, as
 Step C predicts a query cell, from its ``k`` nearest *other* reference cells in
-the Step B/C space (``exp(-d / weight_scale_)`` weights, then ``shrinkage_``
-toward the reference mean); a feature's score is the Pearson correlation, across
+the Step B/C space (``exp(-d / weight_scale_)`` weights), blended with the linear
+map's prediction fitted without it (``linear_weight_``), then ``shrinkage_``
+toward the reference mean; a feature's score is the Pearson correlation, across
 those cells, of its predicted and measured values.  A feature that is constant
 (measured or predicted) scores NaN.  Shrinkage below 1 does not change the
 scores; with ``shrinkage_ = 1`` every prediction is the mean and every score NaN.
@@ -29,8 +30,33 @@ logger = logging.getLogger("cmot")
 RELIABLE_R = 0.3
 
 
+def linear_loo(rep, x_true, query, linear) -> np.ndarray:
+    """Exact leave-one-out predictions of the ``query`` rows of ``rep`` by the ridge map
+    ``linear`` (:class:`cmot.infer.LinearMap`, fitted on every row at its ``alpha``, the
+    intercept not penalized): ``x_i - e_i / (1 - h_ii)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cmot.infer import LinearMap
+    >>> z = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> lin = LinearMap(np.array([1.0]), np.array([[2.0]]), 0.0)   # exact fit of x = 1 + 2z
+    >>> linear_loo(z, 1 + 2 * z[[0, 3]], np.array([0, 3]), lin).ravel().tolist()
+    [1.0, 7.0]
+    """
+    rep = np.asarray(rep, dtype=np.float64)
+    zc = rep - rep.mean(axis=0)
+    evals, vecs = np.linalg.eigh(zc.T @ zc)
+    inv = 1.0 / np.maximum(np.maximum(evals, 0.0) + linear.alpha, 1e-300)
+    leverage = 1.0 / rep.shape[0] + ((zc[query] @ vecs) ** 2) @ inv
+    x_true = np.asarray(x_true, dtype=np.float64)
+    fitted = linear.predict(rep[query])
+    return x_true - (x_true - fitted) / np.maximum(1.0 - leverage, 1e-12)[:, None]
+
+
 def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinkage: float = 0.0, x_mean=None,
-                       max_cells: int = LOO_MAX_CELLS, random_state=None) -> np.ndarray:
+                       linear=None, linear_weight: float = 0.0, max_cells: int = LOO_MAX_CELLS,
+                       random_state=None) -> np.ndarray:
     """Leave-one-out feature-wise Pearson r of the reference (one value per column of ``x``).
 
     Parameters
@@ -41,6 +67,10 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
         Their X (``CMOT.source_x_``).
     n_neighbors, weight_scale, shrinkage, x_mean
         Step C's (``n_neighbors_``, ``weight_scale_``, ``shrinkage_``, ``x_mean_``).
+    linear, linear_weight
+        Step C's linear map and its weight (``linear_map_``, ``linear_weight_``): the
+        left-out cell's prediction blends in the map's exact leave-one-out prediction
+        (:func:`linear_loo`), as Step C blends in the map.
 
     Examples
     --------
@@ -56,6 +86,9 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
     k = max(1, min(int(n_neighbors), rep.shape[0] - 1))
     query, idx, dist = leave_one_out_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
     pred = weighted_average(x, idx, exp_weights(dist, weight_scale))
+    if linear is not None and linear_weight > 0:
+        pred *= 1 - linear_weight
+        pred += linear_weight * linear_loo(rep, to_dense(x[query]), query, linear)
     if shrinkage > 0:
         pred *= 1 - shrinkage
         pred += shrinkage * np.asarray(x_mean, dtype=pred.dtype)
@@ -98,7 +131,8 @@ class FeatureScoresMixin:
         with timed_step("feature scores (leave-one-out on the source)", p["verbose"]):
             self.feature_score_values_ = loo_feature_scores(
                 self.source_rep_, self.source_x_, self.n_neighbors_, weight_scale=self.weight_scale_,
-                shrinkage=self.shrinkage_, x_mean=self.x_mean_, random_state=p["random_state"])
+                shrinkage=self.shrinkage_, x_mean=self.x_mean_, linear=getattr(self, "linear_map_", None),
+                linear_weight=getattr(self, "linear_weight_", 0.0), random_state=p["random_state"])
         message = unreliable_features(self.feature_score_values_, self.feature_names_x_, RELIABLE_R)
         if p["verbose"] and message:
             logger.info("cmot: %s", message)

@@ -22,9 +22,9 @@
 .module_name <- function() getOption("cmot.python.module", "cmot")
 
 # The oldest Python core this R package works with (it passes `correction` and calls
-# check_params(), new in 0.4.0);
+# check_params(), new in 0.4.0; transfer_labels, feature_scores_ and representation, new in 0.5.0);
 # an option only so that the tests can simulate an outdated core.
-.min_core_version <- function() getOption("cmot.min.core.version", "0.4.0")
+.min_core_version <- function() getOption("cmot.min.core.version", "0.5.0")
 
 .python_status <- function() {
   module <- .module_name()

@@ -226,7 +226,7 @@ def local_offsets(target, source, shift, use, bandwidth: float):
     cols = np.flatnonzero(use)
     coupling = shift.coupling
     rows = np.flatnonzero(shift.source_weights > 0)
-    received = np.asarray(coupling.sum(axis=0), dtype=np.float64)
+    received = np.asarray(coupling.sum(axis=0), dtype=np.float64).ravel()
     received[received == 0] = 1.0
     d = target[cols] - np.asarray(coupling.T @ source[rows], dtype=np.float64) / received[:, None]
     k = min(200, len(cols))

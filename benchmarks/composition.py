@@ -15,8 +15,15 @@ Each row gives the mean cell-wise Pearson r of those cells predicted *alone*
 and of the same cells *in the full query*, for cmot's defaults and paper mode,
 next to the naive kNN (which no query composition can move).  The requirement
 (issue 14): alone >= naive kNN - 0.01 and |alone - full| <= 0.01.
-Seurat's TransferData is not run here (see ``benchmarks/seurat/``); on its own
-split the issue measured it unmoved by composition.
+
+With ``--seurat`` (default on when Rscript with Seurat is available), Seurat's
+TransferData runs on the same queries (``seurat/transfer_labels.R``: one
+reference, FindTransferAnchors pcaproject + TransferData of X for each query
+separately, with the settings of ``compare_seurat.SEURAT_SETTINGS``: the loader's
+normalized values, all non-constant Y features, 30 dims for pbmc, 10 for
+pancancer).  Where Seurat fails on a query (a single cell: FindTransferAnchors
+needs more query cells than ``k.anchor`` = 5), the cell reads "fails (Seurat's
+reason)".
 """
 
 from __future__ import annotations
@@ -59,6 +66,47 @@ def _queries(labels, min_cells, n_singles, seed):
     return out
 
 
+#: Seurat's error messages, numbered in the notes under the table.
+FAIL_NOTES: list = []
+
+
+def _note(reason: str) -> str:
+    if reason not in FAIL_NOTES:
+        FAIL_NOTES.append(reason)
+    return f"note {FAIL_NOTES.index(reason) + 1}"
+
+
+def _transferdata(task, queries, timeout=None):
+    """TransferData of X for every query of ``queries`` (one R run, one reference);
+    returns {query name: per-cell r array, or the failure reason}."""
+    from labels import SEURAT_DIMS, seurat_map
+
+    rows, groups = [], []
+    for qname, idx, singles in queries:
+        rows.append(idx)
+        groups += [f"{qname}#{i}" for i in idx] if singles else [qname] * len(idx)
+    rows = np.concatenate(rows)
+    red, dims = SEURAT_DIMS[task.name]
+    out = seurat_map(task.train_y, task.test_y[rows], train_x=task.train_x, groups=groups, reduction=red, dims=dims,
+                     timeout=timeout)
+    fails = {g["group"]: g["error"] for g in out["groups"] if g["status"] != "ok"}
+    ok = np.isfinite(out["pred"]).all(axis=1)  # rows of failed queries are NaN
+    r = np.full(len(rows), np.nan)
+    if ok.any():
+        r[ok] = cellwise_pearson(task.test_x[rows[ok]], out["pred"][ok])
+    res, pos = {}, 0
+    for qname, idx, singles in queries:
+        names = [f"{qname}#{i}" for i in idx] if singles else [qname]
+        failed = [fails[n] for n in names if n in fails]
+        if failed:
+            reason = ", ".join(_note(f) for f in sorted(set(failed)))
+            res[qname] = f"fails {len(failed)}/{len(names)} ({reason})" if singles else f"fails ({reason})"
+        else:
+            res[qname] = r[pos:pos + len(idx)]
+        pos += len(idx)
+    return res
+
+
 def run_task(task, seed, args):
     labels = np.asarray(task.test_labels)
     naive = cellwise_pearson(task.test_x, _data.naive_knn(task.train_x, task.train_y, task.test_y))
@@ -69,7 +117,9 @@ def run_task(task, seed, args):
         pred, _ = _predict(models[m], task.test_y)
         full[m] = cellwise_pearson(task.test_x, pred)
     rows = []
-    for qname, idx, singles in _queries(labels, args.min_cells, args.singles, seed):
+    queries = _queries(labels, args.min_cells, args.singles, seed)
+    td = _transferdata(task, queries, args.timeout) if args.seurat else None
+    for qname, idx, singles in queries:
         row = [task.dataset, task.direction, seed, qname, len(idx)]
         for m in methods:
             if qname == "full query":
@@ -90,9 +140,23 @@ def run_task(task, seed, args):
                 ok = a >= float(np.nanmean(naive[idx])) - 0.01 and abs(a - f) <= 0.01
                 row.append(("yes" if ok else "**no**") + ("" if flagged is None else f" ({100 * np.mean(flagged):.0f}% flagged)"))
         row.append(fmt(float(np.nanmean(naive[idx]))))
+        if td is not None:
+            row += _td_cells(td, qname, idx, float(np.nanmean(naive[idx])))
         rows.append(row)
         print("  " + " | ".join(str(c) for c in row[3:]), flush=True)
     return rows
+
+
+def _td_cells(td, qname, idx, knn):
+    """TransferData alone, in the full query, and issue 14's check, for one query."""
+    full = td["full query"]
+    f = float(np.nanmean(full[idx])) if not isinstance(full, str) else float("nan")
+    alone = td[qname]
+    if isinstance(alone, str):
+        return [alone, fmt(f), "-"]
+    a = float(np.nanmean(alone))
+    ok = a >= knn - 0.01 and abs(a - f) <= 0.01
+    return [fmt(a), fmt(f), "yes" if ok else "**no**"]
 
 
 def main(argv=None):
@@ -102,11 +166,26 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0", help="comma-separated split seeds (default 0)")
     ap.add_argument("--min-cells", type=int, default=20, help="query each type with at least this many test cells")
     ap.add_argument("--singles", type=int, default=30, help="random test cells predicted one per query")
+    ap.add_argument("--seurat", action=argparse.BooleanOptionalAction, default=None,
+                    help="also run Seurat's TransferData on every query (default: when Rscript with Seurat is found)")
     add_run_args(ap)
     args = ap.parse_args(argv)
     limit_threads(args.threads)
+    if args.seurat is not False:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "seurat"))
+        from driver import rscript_available
+
+        reason = rscript_available()
+        if reason and args.seurat:
+            sys.exit(f"composition: --seurat: {reason}")
+        args.seurat = reason is None
     header = ["dataset", "direction", "seed", "query", "cells", "cmot alone", "cmot in full query",
               "cmot: >= kNN - 0.01 and within 0.01 of full", "paper alone", "paper in full query", "naive kNN"]
+    if args.seurat:
+        header += ["TransferData alone", "TransferData in full query", "TD: >= kNN - 0.01 and within 0.01 of full"]
+    import cmot
+
+    stamp = machine_note()  # the core as imported now (the working tree may change during the runs)
     rows = []
     for name in _data.resolve_names(args.datasets):
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -117,9 +196,18 @@ def main(argv=None):
             print(f"# {task} seed {seed}", flush=True)
             rows += run_task(task, seed, args)
     # paper columns after cmot's check column
+    td_note = ("TransferData: FindTransferAnchors (pcaproject) + TransferData of X, each query mapped on its own "
+               "(benchmarks/seurat/transfer_labels.R)." if args.seurat else "TransferData: not run (--no-seurat).")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.abspath(cmot.__file__).startswith(repo + os.sep):
+        td_note += (" The cmot core was imported from an export of the committed HEAD (PYTHONPATH), not from the "
+                    "working tree: its uncommitted changes, if the stamp names any, were not measured.")
     text = (f"Composition robustness: mean cell-wise r of cells predicted alone vs in the full query "
-            f"({machine_note()}). TransferData: not run here (the issue measured it unmoved by composition "
-            "on its own split).\n\n" + markdown_table(header, rows) + "\n")
+            f"({stamp}). {td_note}\n\nCommand: `.venv/bin/python benchmarks/composition.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n\n" + markdown_table(header, rows) + "\n")
+    if FAIL_NOTES:
+        text += "\nTransferData's failures (Seurat's error message):\n\n" + "".join(
+            f"{i + 1}. {r}\n" for i, r in enumerate(FAIL_NOTES))
     emit(text, args.out)
 
 

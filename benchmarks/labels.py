@@ -28,6 +28,11 @@ Methods, each given the reference's X, Y and labels and the query's Y:
   fitted on the reference (the naive kNN of ``_data.naive_knn``), majority vote;
   score = the share of the 30 votes the winner got.
 
+With ``--cross-donor``, the reference is every labelled pbmc10k cell and the query
+every pbmc5k cell (another donor, ``pbmc10k_to_pbmc5k``): pbmc5k has no cell types,
+so the table gives each method's predicted composition and how often two methods
+agree (no accuracy).
+
 Columns: accuracy, balanced accuracy (``sklearn.metrics.balanced_accuracy_score``:
 mean recall over the true classes) and the mean prediction score, per seed and
 mean ± sd over seeds.
@@ -190,19 +195,53 @@ def _mean_sd(v, digits=3):
     return fmt(float(v.mean()), digits) + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
 
 
+def cross_donor(methods, timeout=None) -> str:
+    """pbmc10k (labelled cells) -> pbmc5k: predicted composition and pairwise agreement."""
+    task = _data.load("pbmc10k_to_pbmc5k", seed=0)
+    keep = np.asarray(task.train_labels) != EXCLUDE
+    task.train_x, task.train_y = task.train_x[keep], task.train_y[keep]
+    task.train_labels = np.asarray(task.train_labels)[keep]
+    print(f"# {task} (labelled reference cells only)", flush=True)
+    preds, mean_score = {}, {}
+    for m in methods:
+        pred, score, _ = run_method(m, task, 0, timeout)
+        preds[m], mean_score[m] = np.asarray(pred).astype(str), float(np.nanmean(score))
+    classes = sorted(set(np.asarray(task.train_labels).astype(str)))
+    comp = [[c, f"{100 * np.mean(task.train_labels.astype(str) == c):.1f}"]
+            + [f"{100 * np.mean(preds[m] == c):.1f}" for m in methods] for c in classes]
+    comp.append(["mean prediction score", "-"] + [fmt(mean_score[m]) for m in methods])
+    agree = [[a, b, fmt(float(np.mean(preds[a] == preds[b])))] for i, a in enumerate(methods)
+             for b in methods[i + 1:]]
+    return (f"\n## Across donors: pbmc10k (labelled cells, {task.train_x.shape[0]}) -> pbmc5k ({task.test_y.shape[0]} "
+            "cells, no cell types)\n\nPredicted composition (% of query cells; reference column: % of the "
+            "reference):\n\n" + markdown_table(["cell type", "reference %", *methods], comp)
+            + "\n\nAgreement (share of pbmc5k cells given the same label):\n\n"
+            + markdown_table(["method", "method", "agreement"], agree) + "\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default=",".join(TASKS), help=f"comma-separated among {', '.join(TASKS)}")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated split seeds (default 0,1,2)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated among {', '.join(METHODS)}")
+    ap.add_argument("--cross-donor", action="store_true",
+                    help="also pbmc10k -> pbmc5k: predicted composition and agreement between methods")
+    ap.add_argument("--only-cross-donor", action="store_true", help="run only the cross-donor part")
     add_run_args(ap)
     args = ap.parse_args(argv)
     limit_threads(args.threads)
+    import cmot  # noqa: F401  (imported once, before the forked runs)
+
+    stamp = machine_note()  # the core as imported now (the tree may change during the runs)
+    if args.only_cross_donor:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        emit(f"# Label transfer across donors\n\n{stamp}; threads {args.threads}.\n\nCommand: "
+             "`.venv/bin/python benchmarks/labels.py " + " ".join(argv if argv is not None else sys.argv[1:])
+             + "`\n" + cross_donor(methods, args.timeout), args.out)
+        return
     names = [n for n in _data.resolve_names(args.datasets) if n in TASKS]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    import cmot  # noqa: F401  (imported once, before the forked runs)
-
     per_seed, summary = [], []
     for name in names:
         res = {m: [] for m in methods}
@@ -225,7 +264,7 @@ def main(argv=None):
                 summary.append([name, f"{task.train_x.shape[0]} / {task.test_x.shape[0]}", m, len(res[m]),
                                 _mean_sd([s["acc"] for s in res[m]]), _mean_sd([s["bal"] for s in res[m]]),
                                 _mean_sd([s["score"] for s in res[m]])])
-    text = (f"# Label transfer: cmot vs TransferData vs kNN vote\n\n{machine_note()}; threads {args.threads}.\n\n"
+    text = (f"# Label transfer: cmot vs TransferData vs kNN vote\n\n{stamp}; threads {args.threads}.\n\n"
             "Command: `.venv/bin/python benchmarks/labels.py " + " ".join(argv if argv is not None else sys.argv[1:])
             + "`\n\n## Mean ± sd over split seeds\n\n"
             + markdown_table(["task", "ref / query cells", "method", "seeds", "accuracy", "balanced accuracy",
@@ -233,6 +272,8 @@ def main(argv=None):
             + "\n\n## Per seed\n\n"
             + markdown_table(["task", "seed", "method", "accuracy", "balanced accuracy", "mean prediction score",
                               "s"], per_seed) + "\n")
+    if args.cross_donor:
+        text += cross_donor(methods, args.timeout)
     emit(text, args.out)
 
 

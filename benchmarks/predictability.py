@@ -89,6 +89,8 @@ def main(argv=None):
     limit_threads(args.threads)
     import cmot  # noqa: F401  (imported once, before the forked runs)
 
+    stamp = machine_note()  # the core as imported now (the tree may change during the runs)
+
     names = _data.resolve_names(args.datasets)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     rows, per_protein = [], {}
@@ -105,7 +107,7 @@ def main(argv=None):
             if name.startswith("pbmc") and seed == seeds[0]:
                 per_protein[name] = (task.x_features, e["scores"], e["truth"])
     text = (f"# Predictability: feature_scores_ (leave-one-out r on the reference) vs the true feature-wise r "
-            f"on the held-out query\n\n{machine_note()}; threads {args.threads}.\n\n"
+            f"on the held-out query\n\n{stamp}; threads {args.threads}.\n\n"
             "Command: `.venv/bin/python benchmarks/predictability.py "
             + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n\n"
             + markdown_table(["task", "seed", "features scored / all", "Spearman (score vs truth)", "requirement",

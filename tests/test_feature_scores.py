@@ -80,3 +80,10 @@ def test_unreliable_features_uses_the_one_threshold():
     assert unreliable_features(np.array([0.31, 0.5])) is None
     msg = unreliable_features(np.array([0.29, np.nan, 0.9]), ["a", "b", "c"])
     assert msg.startswith("2 of 3 features") and msg.endswith("a (r = 0.29), b (constant)")
+
+
+def test_many_unreliable_features_name_the_lowest_and_count_the_rest():
+    scores = np.r_[np.linspace(0.25, -0.2, 30), 0.8]
+    msg = unreliable_features(scores, [f"g{j}" for j in range(31)])
+    assert msg.startswith("30 of 31 features") and msg.endswith(", ... (10 more)")
+    assert "g29 (r = -0.20), g28" in msg and "g9 (" not in msg and "g30" not in msg

@@ -129,3 +129,137 @@ def test_unseen_population_within_the_threshold_keeps_its_distance():
     assert roc_auc_score(new, res.z) >= 0.95
     assert not res.flags[~new].any() and not res.query_unlike
     assert np.median(res.score[new]) < np.median(res.score[~new])
+
+
+def _types(seed, scale, n_src, n_tgt, held, noise_t=1.0, offset=0.0, d=5):
+    """Reference of 3 Gaussian types; query of the same types (noise scaled by
+    ``noise_t``, shifted by ``offset`` sd along a random direction), a share ``held``
+    of it of a 4th type the reference lacks."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=scale, size=(4, d))
+    st = rng.integers(0, 3, n_src)
+    tt = rng.integers(0, 3, n_tgt)
+    tt[: int(held * n_tgt)] = 3
+    src = centres[st] + rng.normal(size=(n_src, d))
+    tgt = centres[tt] + noise_t * rng.normal(size=(n_tgt, d)) + offset * rng.normal(size=d)
+    return src, tgt, tt == 3
+
+
+def test_flag_threshold_is_the_lower_of_the_z_threshold_and_the_null_99th_percentile():
+    from cmot.poorly_mapped import map_quality
+
+    src, tgt, _ = _types(2, 3.0, 120, 100, 0.3)
+    null = reference_null(src, random_state=0)
+    med = np.median(null)
+    spread = 1.4826 * np.median(np.abs(null - med))
+    res = map_quality(src, tgt, random_state=0)
+    assert res.threshold == pytest.approx(min(3.5, (np.quantile(null, 0.99) - med) / spread))
+    # beyond 3.5: flagged; below the 99th percentile: not; between: as Benjamini-Hochberg
+    # selects them among the cells within 3.5
+    assert res.flags[res.z > 3.5].all() and not res.flags[res.z <= res.threshold].any()
+    within = res.z <= 3.5
+    pval = (1 + (null[None, :] >= (res.z[within] * spread + med)[:, None]).sum(1)) / (1 + null.size)
+    order = np.sort(pval)
+    k = np.flatnonzero(order <= 0.1 * np.arange(1, order.size + 1) / order.size)
+    selected = pval <= order[k[-1]] if k.size else np.zeros(order.size, bool)
+    np.testing.assert_array_equal(res.flags[within], selected & (res.z[within] > res.threshold))
+    # a heavy-tailed null (a few isolated reference cells) keeps the fixed z threshold
+    far = np.r_[src, np.random.default_rng(0).normal(size=(5, 5)) * 30]
+    assert map_quality(far, tgt, random_state=0).threshold == 3.5
+
+
+def test_small_reference_held_out_type_is_flagged_with_recall_and_few_false_flags():
+    # 120 reference cells: the null's log distances have a short tail, so a type the
+    # reference lacks (30% of the query) lies beyond the reference's tail but within
+    # 3.5 robust sd; cmot 0.4.0's fixed threshold caught 23% of it
+    from cmot.poorly_mapped import map_quality
+
+    src, tgt, new = _types(2, 3.0, 120, 100, 0.3)
+    res = map_quality(src, tgt, random_state=0)
+    assert res.flags[new].mean() >= 0.8
+    assert res.flags[~new].mean() <= 0.03
+    assert not res.query_unlike
+    assert np.median(res.score[new]) < 0.05 < 0.9 < np.median(res.score[~new])
+
+
+def test_noisier_shifted_query_is_not_flagged_and_reads_well_mapped():
+    # another donor or run: the same types, shifted and with 30% more noise; its cells
+    # lie a little farther from the reference than reference cells lie from each other.
+    # The shared excess is taken off: few flags, mapping scores high (cmot 0.4.0: median
+    # 0.82), while the unseen type in the same query is still flagged
+    from cmot.poorly_mapped import map_quality
+
+    src, tgt, new = _types(0, 4.0, 600, 300, 0.1, noise_t=1.3, offset=0.5)
+    res = map_quality(src, tgt, random_state=0)
+    assert res.excess > 0.1 and not res.query_unlike
+    assert res.flags[~new].mean() <= 0.03
+    assert np.median(res.score[~new]) >= 0.95
+    assert res.flags[new].mean() >= 0.8
+    # the excess is measured on the query's best-matching quarter: an unseen type
+    # making up 40% of the query does not raise it
+    _, tgt40, new40 = _types(0, 4.0, 600, 300, 0.4)
+    res40 = map_quality(src, tgt40, random_state=0)
+    assert res40.excess < 0.3 and res40.flags[new40].mean() >= 0.95
+
+
+def test_shared_excess_is_the_median_lower_percentile_difference():
+    from cmot.poorly_mapped import shared_excess
+
+    rng = np.random.default_rng(1)
+    null = rng.normal(size=500)
+    z = rng.normal(size=200) * 1.2 + 0.7
+    q = [5, 10, 15, 20, 25]
+    expected = np.median(np.percentile(z, q) - np.percentile(null, q))
+    assert shared_excess(z, null) == pytest.approx(max(0.0, expected))
+    assert shared_excess(null - 2.0, null) == 0.0  # a query closer than the reference is not pulled out
+    # a small query has none: a single cell's "excess" would be its whole distance
+    assert shared_excess(z[:19], null) == 0.0 and shared_excess(z[:20], null) > 0
+
+
+def test_single_cell_query_keeps_its_distance():
+    from cmot.poorly_mapped import map_quality
+
+    src, tgt, _ = _types(0, 4.0, 600, 300, 0.0)
+    res = map_quality(src, tgt, random_state=0)
+    for i in np.argsort(res.z)[[150, 290, 299]]:  # a typical, a tail and the farthest cell, each alone
+        one = map_quality(src, tgt[i : i + 1], random_state=0)
+        assert one.excess == 0.0
+        assert one.score[0] == pytest.approx(distance_scores(tgt[i : i + 1] - one.offset, src,
+                                                             reference_null(src, random_state=0))[1][0])
+    assert map_quality(src, tgt[np.argsort(res.z)[150:151]], random_state=0).score[0] > 0.5
+
+
+def test_query_with_misordered_features_is_outside_the_reference_signal():
+    # misordered features can land near the reference in a PCA the query shapes
+    # (pancancer ATAC from RNA); in the reference's own components they explain
+    # little of the cells' variance, unlike held-out reference cells
+    from cmot.poorly_mapped import outside_reference_signal
+
+    d = make_multimodal(400, 150, random_state=0)
+    src, tgt = d.source_y - d.source_y.mean(0), d.target_y - d.source_y.mean(0)
+    scale = d.source_y.std(0)
+    src, tgt = src / scale, tgt / scale
+    outside, share, null_share = outside_reference_signal(src, tgt, random_state=0)
+    assert not outside and share > null_share
+    # one type alone is not outside: composition does not count
+    one = d.target_labels == 0
+    assert not outside_reference_signal(src, tgt[one], random_state=0)[0]
+    perm = np.random.default_rng(0).permutation(tgt.shape[1])
+    assert outside_reference_signal(src, tgt[:, perm], random_state=0)[0]
+    res = detect_poorly_mapped("distance", source=src, target=tgt[:, perm], random_state=0)
+    assert res.query_unlike and res.flags.all()
+
+
+def test_tail_selection_flags_a_group_beyond_the_tail_not_chance_tail_cells():
+    from cmot.poorly_mapped import tail_selection
+
+    null = np.arange(1000.0)
+    # 1% of 500 known cells just beyond the null's 99th percentile, as chance gives: none selected
+    known = np.r_[np.linspace(0, 989, 495), np.full(5, 991.0)]
+    assert not tail_selection(known, null).any()
+    # 40 cells beyond every reference cell among them: those, and only those, selected
+    sel = tail_selection(np.r_[known, np.full(40, 2000.0)], null)
+    assert sel[500:].all() and not sel[:500].any()
+    # Benjamini-Hochberg at 10%: cells farther in the tail (p 0.006) join a large group
+    sel = tail_selection(np.r_[known[:495], np.full(5, 995.0), np.full(40, 2000.0)], null)
+    assert sel[495:].all()

@@ -344,7 +344,7 @@ def test_uns_record_is_json_safe_and_survives_h5ad(d, tmp_path):
     json.dumps(rec)
     assert rec["fitted"] == {"n_neighbors": model.n_neighbors_, "n_pcs": model.n_pcs_,
                              "shrinkage": model.shrinkage_, "reg_e": pytest.approx(model.reg_e_),
-                             "n_poorly_mapped": int(model.outliers_.sum()), "labels_transferred": False}
+                             "n_poorly_mapped": int(model.outliers_.sum()), "labels_transferred": True}
     assert rec["params"]["n_neighbors"] == 10 and rec["params"]["random_state"] == 0
     assert rec["inputs"]["modality"] == {"source": "obsm", "key": "protein"}
     assert rec["versions"]["cmot"] == __import__("cmot").__version__
@@ -356,38 +356,95 @@ def test_uns_record_is_json_safe_and_survives_h5ad(d, tmp_path):
     assert back.uns["cmot"]["fitted"]["n_neighbors"] == model.n_neighbors_
 
 
-class _Extended(CMOT):
-    """A CMOT that also computes what a later estimator may add: the optional attributes
-    that transfer writes when present (mapping_score_, feature_scores_, label predictions)."""
-
-    def predict(self, target_y):
-        out = super().predict(target_y)
-        n = out.shape[0]
-        self.mapping_score_ = np.linspace(0, 1, n)
-        self.feature_scores_ = np.linspace(-0.5, 1, self.n_features_out_)
-        classes = ["t0", "t1", "t2"]
-        probs = np.tile([0.2, 0.5, 0.3], (n, 1))
-        probs[0] = [0.7, 0.2, 0.1]
-        self.predicted_label_scores_ = pd.DataFrame(probs, columns=classes)
-        self.predicted_labels_ = np.array(classes)[probs.argmax(axis=1)]
-        return out
-
-
-def test_optional_model_attributes_are_written_when_present(d, monkeypatch):
-    monkeypatch.setattr(tools, "CMOT", _Extended)
+def test_labels_and_feature_scores_are_written_as_the_model_computes_them(d):
     q = _query(d)
     model = _run(q, _reference(d), modality="protein", labels_key="cell_type")
-    n = q.n_obs
-    np.testing.assert_allclose(q.obs["cmot_mapping_score"].to_numpy(), np.linspace(0, 1, n))
-    assert "cmot_outlier_score" not in q.obs
-    assert list(q.obs["cmot_cell_type"].astype(str)[:2]) == ["t0", "t1"]
-    np.testing.assert_allclose(q.obs["cmot_cell_type_score"].to_numpy()[:2], [0.7, 0.5])
-    assert list(q.obsm["cmot_cell_type_scores"].columns) == ["t0", "t1", "t2"]
-    assert list(q.obsm["cmot_cell_type_scores"].index) == list(q.obs_names)
+    # the independent path: the estimator on arrays, the obs column passed as labels
+    labels = np.array([f"t{v}" for v in d.source_labels])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m0 = CMOT(**P).fit(d.source_x, d.source_y, labels=labels)
+        m0.predict(d.target_y)
+    assert list(q.obs["cmot_cell_type"].astype(str)) == list(m0.predicted_labels_["labels"].astype(str))
+    assert isinstance(q.obs["cmot_cell_type"].dtype, pd.CategoricalDtype)
+    table = q.obsm["cmot_cell_type_scores"]
+    assert list(table.columns) == ["t0", "t1", "t2"] and list(table.index) == list(q.obs_names)
+    np.testing.assert_allclose(table.to_numpy(), m0.predicted_label_scores_["labels"].to_numpy(), atol=1e-10)
+    np.testing.assert_allclose(table.to_numpy().sum(axis=1), 1.0)
+    np.testing.assert_allclose(q.obs["cmot_cell_type_score"].to_numpy(), table.to_numpy().max(axis=1))
+    assert (q.obs["cmot_cell_type"].astype(str).to_numpy() == [f"t{v}" for v in d.target_labels]).mean() > 0.9
     scores = q.uns["cmot"]["feature_scores"]
     assert list(scores) == list(q.obsm["cmot"].columns)
-    np.testing.assert_allclose(list(scores.values()), model.feature_scores_)
+    np.testing.assert_allclose(list(scores.values()), m0.feature_scores_.to_numpy())
     assert q.uns["cmot"]["fitted"]["labels_transferred"] is True
+    assert model.predicted_labels_.columns.tolist() == ["cell_type"]
+
+
+def _pca_reference(d, n=8):
+    from sklearn.decomposition import PCA
+
+    ref = _reference(d)
+    pca = PCA(n, random_state=0).fit(ref.X)
+    ref.obsm["X_pca"] = pca.transform(ref.X).astype(np.float32)  # scanpy stores float32
+    ref.varm["PCs"] = pca.components_.T
+    return ref, pca
+
+
+def _direct_precomputed(d, src, tgt, labels=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = CMOT(**P, representation="precomputed").fit(d.source_x, src, labels=labels)
+        return model.predict(tgt), model
+
+
+def test_use_rep_with_the_embedding_in_both(d):
+    ref, pca = _pca_reference(d)
+    q = _query(d)
+    q.obsm["X_pca"] = pca.transform(q.X) + 0.01
+    model = _run(q, ref, modality="protein", use_rep="X_pca")
+    expected, _ = _direct_precomputed(d, ref.obsm["X_pca"].astype(float), q.obsm["X_pca"])
+    np.testing.assert_allclose(q.obsm["cmot"].to_numpy(), expected, atol=1e-10)
+    assert model.representation == "precomputed" and model.n_pcs_ == 8
+    assert q.uns["cmot"]["inputs"]["use_rep"] == "X_pca" and q.uns["cmot"]["inputs"]["query_rep"] == "obsm"
+
+
+def test_use_rep_x_pca_projects_the_query_with_the_reference_mean(d):
+    ref, pca = _pca_reference(d)
+    genes = np.random.default_rng(3).permutation(ref.n_vars)
+    q = ad.AnnData(d.target_y[:, genes], obs=pd.DataFrame(index=_names("q", d.target_y.shape[0])),
+                   var=pd.DataFrame(index=[f"g{j}" for j in genes]))
+    _run(q, ref, modality="protein", use_rep="X_pca", labels_key="cell_type")
+    # sklearn's transform is (X - mean of the reference) @ components.T
+    expected, m0 = _direct_precomputed(d, ref.obsm["X_pca"].astype(float), pca.transform(d.target_y),
+                                       labels=ref.obs["cell_type"].astype(str).to_numpy())
+    np.testing.assert_allclose(q.obsm["cmot"].to_numpy(), expected, atol=1e-6)
+    assert "X_pca" not in q.obsm  # the projection is not written into the query
+    assert q.uns["cmot"]["inputs"]["query_rep"] == "projected with reference.varm['PCs']"
+    assert list(q.obs["cmot_cell_type"].astype(str)) == list(m0.predicted_labels_["labels"].astype(str))
+
+
+def test_use_rep_errors_name_the_argument(d):
+    ref, pca = _pca_reference(d)
+    with pytest.raises(ValueError, match=r"use_rep: expected an obsm key of reference, found 'X_harmony'"):
+        _run(_query(d), ref, modality="protein", use_rep="X_harmony")
+    ref.obsm["X_harmony"] = ref.obsm["X_pca"]
+    with pytest.raises(ValueError, match=r"use_rep: expected 'X_harmony' in query.obsm too"):
+        _run(_query(d), ref, modality="protein", use_rep="X_harmony")
+    q = _query(d)
+    q.obsm["X_harmony"] = np.zeros((q.n_obs, 3))
+    with pytest.raises(ValueError, match=r"use_rep: expected query.obsm\['X_harmony'\] with the 8 columns"):
+        _run(q, ref, modality="protein", use_rep="X_harmony")
+    with pytest.raises(ValueError, match=r"representation: expected 'precomputed' \(or nothing\) with use_rep"):
+        _run(_query(d), ref, modality="protein", use_rep="X_pca", representation="pca")
+    with pytest.raises(ValueError, match=r"use_highly_variable: expected None or False with use_rep='X_pca'"):
+        _run(_query(d), ref, modality="protein", use_rep="X_pca", use_highly_variable=True)
+    short = _query(d)[:, 1:].copy()
+    with pytest.raises(ValueError, match=r"query: expected every one of the 60 genes of the reference's PCA .* g0"):
+        _run(short, ref, modality="protein", use_rep="X_pca")
+    scaled = ref.copy()
+    scaled.X = (scaled.X - scaled.X.mean(axis=0)) / scaled.X.std(axis=0)  # scaled after its PCA
+    with pytest.raises(ValueError, match=r"use_rep: expected reference.obsm\['X_pca'\] to be the reference's matrix"):
+        _run(_query(d), scaled, modality="protein", use_rep="X_pca")
 
 
 def test_sparse_matrices_give_the_direct_result(d):
@@ -424,10 +481,8 @@ def test_feature_scores_in_the_forms_a_model_may_give():
 
 
 class _BadLabels(CMOT):
-    def predict(self, target_y):
-        out = super().predict(target_y)
-        self.predicted_labels_ = np.array(["t0"])  # one label, not one per query cell
-        return out
+    # one label, not one per query cell
+    predicted_labels_ = property(lambda self: pd.DataFrame({"cell_type": pd.Categorical(["t0"])}))
 
 
 def test_a_failure_while_writing_leaves_the_query_unchanged(d, monkeypatch):

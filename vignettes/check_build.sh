@@ -2,8 +2,9 @@
 # Check that the R package, built as users get it (R CMD build, then installed
 # from the tarball), ships its vignettes: vignette(package = "cmot") must list
 # every r-wrapper/vignettes/*.Rmd.  The real data is not used here (CMOT_DATA
-# unset): the data vignettes stop early with a note, cmot_quickstart runs on
-# simulated data.  Needs what render.sh needs.
+# unset, and R CMD build knits in a copy of the package where the default
+# ../shared/data is not found): every vignette runs on data the package
+# simulates.  Needs what render.sh needs.
 #
 #   vignettes/check_build.sh
 set -euo pipefail

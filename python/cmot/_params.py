@@ -276,7 +276,8 @@ def check_params(params: dict) -> dict:
     ...
     ValueError: k: unknown parameter; valid parameters are n_components, align_neighbors, mu, match_neighbors, \
 reg_e, reg_cl, reg_m, n_clusters, n_neighbors, n_features, scale, n_pcs, representation, barycentric_weight, \
-correction, shrinkage, weight_scale, max_iter, max_inner_iter, tol, outlier_threshold, outlier_method, random_state, verbose.
+correction, shrinkage, weight_scale, max_iter, max_inner_iter, tol, outlier_threshold, outlier_method, \
+random_state, verbose.
     """
     if not isinstance(params, dict):
         raise TypeError(f"params: expected a dict of CMOT parameters, found {type(params).__name__}.")

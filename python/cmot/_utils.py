@@ -49,9 +49,11 @@ def timed_step(name: str, verbose: bool = True, log: logging.Logger | None = Non
 def verbose_output(verbose: bool, log: logging.Logger | None = None):
     """While ``verbose``, make the ``cmot`` logger's INFO messages visible without any logging set-up.
 
-    When logging is configured so that the ``cmot`` logger's INFO messages reach a
-    handler (for example ``logging.basicConfig(level=logging.INFO)``), nothing
-    changes and they go where the user sends them.  Otherwise a handler that
+    When the ``cmot`` logger has handlers of its own (an application such as the
+    command line or the R package set it up, with its own level), or logging is
+    configured so that its INFO messages reach a handler (for example
+    ``logging.basicConfig(level=logging.INFO)``), nothing changes and they go where
+    the user sends them.  Otherwise a handler that
     prints them to standard error is attached for the duration, the logger's
     level set to INFO and propagation to the root logger switched off (so no
     handler of the user's prints them a second time); all three are restored on
@@ -63,7 +65,7 @@ def verbose_output(verbose: bool, log: logging.Logger | None = None):
     ...     pass
     """
     log = log or logger
-    if not verbose or (log.isEnabledFor(logging.INFO) and log.hasHandlers()):
+    if not verbose or log.handlers or (log.isEnabledFor(logging.INFO) and log.hasHandlers()):
         yield
         return
     handler = logging.StreamHandler()  # the current sys.stderr

@@ -35,9 +35,9 @@ from .choices import (  # noqa: F401  (re-exported: the automatic choices' publi
     select_shrinkage,
 )
 from .composition import COMPOSITION_NEIGHBORS, robust_move, robust_transport
-from .feature_scores import RELIABLE_R, loo_feature_scores, unreliable_features
+from .feature_scores import FeatureScoresMixin
 from .infer import move_source
-from .label_transfer import LabelPrediction, check_transfer_labels
+from .label_transfer import LabelTransferMixin, check_transfer_labels
 from .labels import source_labels, ward_labels
 from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped
 from .representation import SCALE_CLIP, Representation  # noqa: F401
@@ -72,7 +72,7 @@ class PoorlyMappedWarning(UserWarning):
     """Some target cells are mapped unlike the rest (see ``CMOT.outliers_``)."""
 
 
-class CMOT(BaseEstimator):
+class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
     """Cross-Modality Optimal Transport: infer modality X of target cells measured in Y only.
 
     Source cells are measured in both X (the modality to infer) and Y (the shared
@@ -467,7 +467,8 @@ class CMOT(BaseEstimator):
         check_memory(fit_bytes(n_y, min(p["n_features"], ym.shape[1])), f"source_y: fitting {n_y} source cells",
                      "Subsample the reference (source) cells.")
         if p["n_clusters"] > n_y and labels is None:
-            raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), found {p['n_clusters']}.")
+            raise ValueError(f"n_clusters: expected at most the number of source cells ({n_y}), "
+                             f"found {p['n_clusters']}.")
 
     def _fit_space(self, y, source_x_rows, p):
         """The Step B/C space and the automatic choices: ``representation_``, ``source_rep_``, ``n_pcs_``, ..."""
@@ -488,28 +489,6 @@ class CMOT(BaseEstimator):
             self.n_pcs_ = int(full.shape[1])
         self.weight_scale_ = reference_weight_scale(self.source_rep_, chosen.n_neighbors, p["weight_scale"],
                                                     random_state=p["random_state"])
-
-    def _fit_feature_scores(self, p):
-        """``feature_scores_``: leave-one-out feature-wise r on the source (:mod:`cmot.feature_scores`)."""
-        with timed_step("feature scores (leave-one-out on the source)", p["verbose"]):
-            self.feature_score_values_ = loo_feature_scores(
-                self.source_rep_, self.source_x_, self.n_neighbors_, weight_scale=self.weight_scale_,
-                shrinkage=self.shrinkage_, x_mean=self.x_mean_, random_state=p["random_state"])
-        message = unreliable_features(self.feature_score_values_, self.feature_names_x_, RELIABLE_R)
-        if p["verbose"] and message:
-            logger.info("cmot: %s", message)
-
-    @property
-    def feature_scores_(self):
-        """Leave-one-out feature-wise Pearson r on the source, a Series by X feature (see the class)."""
-        import pandas as pd
-
-        values = self.__dict__.get("feature_score_values_")
-        if values is None:
-            raise AttributeError("feature_scores_: not set; fit the model again with this version of cmot.")
-        names = self.feature_names_x_
-        index = pd.Index([str(n) for n in names]) if names is not None else pd.RangeIndex(values.size)
-        return pd.Series(values, index=index, name="feature_score")
 
     def _align(self, xm, ym, correspondence, p):
         """Step A when the source is partly paired: the X profile of each source Y cell."""
@@ -560,8 +539,9 @@ class CMOT(BaseEstimator):
             if cols is not None:
                 tm.data = tm.data[:, cols]
         elif tm.shape[1] != self.n_features_in_:
+            what = "columns of the embedding" if self.params_.get("representation") == "precomputed" else "features"
             raise ValueError(
-                f"target_y: expected {self.n_features_in_} features (as source_y in fit), found {tm.shape[1]}."
+                f"target_y: expected {self.n_features_in_} {what} (as source_y in fit), found {tm.shape[1]}."
             )
         return tm
 
@@ -667,50 +647,8 @@ class CMOT(BaseEstimator):
             result.cost = None
             x_hat, votes = self._infer(result.coupling, tgt_rep, result.shift, self.n_neighbors_,
                                        sketch_factor=result.shift_factor)
-            lt = getattr(self, "label_transfer_", None)
-            names = None if tm.cell_names is None else np.array([str(c) for c in tm.cell_names])
-            self.label_prediction_ = None if lt is None else LabelPrediction(lt.names, lt.classes, votes, names)
+            self._set_label_prediction(votes, tm.cell_names)
         return _wrap_output(x_hat, tm, self.feature_names_x_)
-
-    def predict_labels(self, target_y):
-        """Transfer the source cells' labels to ``target_y``: :meth:`predict`, then ``predicted_labels_``.
-
-        Returns
-        -------
-        labels : pandas.DataFrame of shape (n_target, n_names)
-            One categorical column per transferred name (``fit``'s
-            ``transfer_labels``, or ``labels``); per-class scores are in
-            ``predicted_label_scores_``, the best class's in ``predicted_label_score_``.
-
-        Examples
-        --------
-        >>> from cmot import CMOT
-        >>> from cmot.datasets import make_multimodal
-        >>> d = make_multimodal(150, 40, random_state=0)
-        >>> model = CMOT(n_neighbors=10, random_state=0).fit(d.source_x, d.source_y, labels=d.source_labels)
-        >>> pred = model.predict_labels(d.target_y)
-        >>> pred.shape, float((pred["labels"].to_numpy() == d.target_labels).mean()) > 0.9
-        ((40, 1), True)
-        """
-        self._check_fitted()
-        if getattr(self, "label_transfer_", None) is None:
-            raise ValueError("predict_labels: expected a model fitted with labels to transfer, found none; "
-                             "pass labels= or transfer_labels= to fit.")
-        self.predict(target_y)
-        return self.predicted_labels_
-
-    def _label_output(self, what):
-        if "label_prediction_" not in self.__dict__:
-            raise AttributeError(f"predicted_{what}: set by predict.")
-        pred = self.label_prediction_
-        return None if pred is None else getattr(pred, what)()
-
-    predicted_labels_ = property(lambda self: self._label_output("labels"),
-                                 doc="Transferred labels of the last predict (DataFrame), or None.")
-    predicted_label_scores_ = property(lambda self: self._label_output("score_frames"),
-                                       doc="Per-class scores of the last predict (dict of DataFrames), or None.")
-    predicted_label_score_ = property(lambda self: self._label_output("max_scores"),
-                                      doc="Best class score of the last predict (DataFrame), or None.")
 
     def _poorly_mapped(self, target, result):
         p = self.params_
@@ -724,23 +662,7 @@ class CMOT(BaseEstimator):
         self.outlier_n_components_ = found.n_components
         self.outliers_, self.outlier_scores_ = found.flags, found.scores
         self.mapping_score_, self.query_unlike_ = found.mapping_score, found.query_unlike
-        if found.query_unlike:
-            warnings.warn(
-                f"{QUERY_UNLIKE_MESSAGE}. Its cells lie farther from the source cells than source cells "
-                "lie from each other, even after removing the offset they share; all "
-                f"{found.flags.size} are reported poorly mapped and their inferred values are unreliable. "
-                "See outliers_ and mapping_score_.",
-                PoorlyMappedWarning,
-                stacklevel=3,
-            )
-        elif found.flags.any():
-            warnings.warn(
-                f"{found.flags.sum()} of {found.flags.size} target cells ({100 * found.flags.mean():.1f}%) are "
-                "poorly mapped (unlike every source cell); their inferred values are less reliable. "
-                "See the fitted attribute outliers_.",
-                PoorlyMappedWarning,
-                stacklevel=3,
-            )
+        _warn_poorly_mapped(found)
 
     def _outlier_components(self, p):
         """Most components of the poorly-mapped detector's joint PCA: a given ``n_pcs``, else 30."""
@@ -814,6 +736,27 @@ class CMOT(BaseEstimator):
         from ._persist import load_model
 
         return load_model(path, allow_pickle=allow_pickle)
+
+
+def _warn_poorly_mapped(found):
+    """The ``PoorlyMappedWarning`` of a predict (pointing at the caller of ``predict``)."""
+    if found.query_unlike:
+        warnings.warn(
+            f"{QUERY_UNLIKE_MESSAGE}. Its cells lie farther from the source cells than source cells "
+            "lie from each other, even after removing the offset they share; all "
+            f"{found.flags.size} are reported poorly mapped and their inferred values are unreliable. "
+            "See outliers_ and mapping_score_.",
+            PoorlyMappedWarning,
+            stacklevel=4,
+        )
+    elif found.flags.any():
+        warnings.warn(
+            f"{found.flags.sum()} of {found.flags.size} target cells ({100 * found.flags.mean():.1f}%) are "
+            "poorly mapped (unlike every source cell); their inferred values are less reliable. "
+            "See the fitted attribute outliers_.",
+            PoorlyMappedWarning,
+            stacklevel=4,
+        )
 
 
 def _wrap_output(x_hat, tm: Matrix, x_names):

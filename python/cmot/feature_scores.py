@@ -16,11 +16,11 @@ import logging
 
 import numpy as np
 
-from ._utils import to_dense
+from ._utils import timed_step, to_dense
 from .choices import LOO_MAX_CELLS
 from .infer import exp_weights, leave_one_out_neighbors, weighted_average
 
-__all__ = ["RELIABLE_R", "loo_feature_scores", "unreliable_features"]
+__all__ = ["RELIABLE_R", "NAMED_MAX", "loo_feature_scores", "unreliable_features", "FeatureScoresMixin"]
 
 logger = logging.getLogger("cmot")
 
@@ -62,20 +62,55 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
     return _rowwise_pearson(to_dense(x[query]).T.astype(np.float64), pred.T.astype(np.float64))
 
 
+#: At most this many unreliable features are named (the lowest scores first).
+NAMED_MAX = 20
+
+
 def unreliable_features(scores, names=None, threshold: float = RELIABLE_R) -> str | None:
-    """A sentence naming the features whose score is below ``threshold`` or NaN (None when none).
+    """A sentence naming the features whose score is below ``threshold`` or NaN (None when none):
+    the ``NAMED_MAX`` lowest, then how many more.
 
     Examples
     --------
-    >>> unreliable_features(np.array([0.9, 0.1, np.nan]), ["CD3", "CD25", "IgG"])
-    '2 of 3 features cannot be inferred reliably (leave-one-out r on the reference below 0.3): CD25 (r = 0.10), IgG (constant)'
+    >>> print(unreliable_features(np.array([0.9, 0.1, np.nan]), ["CD3", "CD25", "IgG"]))
+    2 of 3 features cannot be inferred reliably (leave-one-out r on the reference below 0.3): CD25 (r = 0.10), \
+IgG (constant)
     """
     scores = np.asarray(scores, dtype=float)
     bad = np.flatnonzero(~(scores >= threshold))
     if bad.size == 0:
         return None
     names = [str(n) for n in names] if names is not None else [str(j) for j in range(scores.size)]
+    order = bad[np.argsort(np.nan_to_num(scores[bad], nan=2.0), kind="stable")]
     shown = [f"{names[j]} ({'constant' if np.isnan(scores[j]) else f'r = {scores[j]:.2f}'})"
-             for j in bad[np.argsort(np.nan_to_num(scores[bad], nan=2.0), kind="stable")]]
+             for j in order[:NAMED_MAX]]
+    more = f", ... ({bad.size - NAMED_MAX} more)" if bad.size > NAMED_MAX else ""
     return (f"{bad.size} of {scores.size} features cannot be inferred reliably (leave-one-out r on the reference "
-            f"below {threshold:g}): {', '.join(shown)}")
+            f"below {threshold:g}): {', '.join(shown)}{more}")
+
+
+class FeatureScoresMixin:
+    """``CMOT.feature_scores_``: computed by ``fit`` (``_fit_feature_scores``), stored as an
+    array (``feature_score_values_``, so that model files hold no pandas objects)."""
+
+    def _fit_feature_scores(self, p):
+        """``feature_scores_``: leave-one-out feature-wise r on the source (:mod:`cmot.feature_scores`)."""
+        with timed_step("feature scores (leave-one-out on the source)", p["verbose"]):
+            self.feature_score_values_ = loo_feature_scores(
+                self.source_rep_, self.source_x_, self.n_neighbors_, weight_scale=self.weight_scale_,
+                shrinkage=self.shrinkage_, x_mean=self.x_mean_, random_state=p["random_state"])
+        message = unreliable_features(self.feature_score_values_, self.feature_names_x_, RELIABLE_R)
+        if p["verbose"] and message:
+            logger.info("cmot: %s", message)
+
+    @property
+    def feature_scores_(self):
+        """Leave-one-out feature-wise Pearson r on the source, a Series by X feature (see the class)."""
+        import pandas as pd
+
+        values = self.__dict__.get("feature_score_values_")
+        if values is None:
+            raise AttributeError("feature_scores_: not set; fit the model again with this version of cmot.")
+        names = self.feature_names_x_
+        index = pd.Index([str(n) for n in names]) if names is not None else pd.RangeIndex(values.size)
+        return pd.Series(values, index=index, name="feature_score")

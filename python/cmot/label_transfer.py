@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from ._validation import _align_series, _is_dataframe, _where, check_labels
 from .infer import weighted_average
 
-__all__ = ["LabelTransfer", "LabelPrediction", "check_transfer_labels", "label_votes"]
+__all__ = ["LabelTransfer", "LabelPrediction", "LabelTransferMixin", "check_transfer_labels", "label_votes"]
 
 
 @dataclass
@@ -200,3 +200,54 @@ class LabelPrediction:
 
         best = {name: np.max(scores, axis=1) for name, scores in zip(self.names, self.scores)}
         return pd.DataFrame(best, index=self._index())
+
+
+class LabelTransferMixin:
+    """``CMOT.predict_labels`` and the ``predicted_label*_`` attributes, built from the
+    :class:`LabelPrediction` that ``predict`` stores (``label_prediction_``: arrays only,
+    so that model files hold no pandas objects)."""
+
+    def _set_label_prediction(self, votes, cell_names):
+        lt = getattr(self, "label_transfer_", None)
+        names = None if cell_names is None else np.array([str(c) for c in cell_names])
+        self.label_prediction_ = None if lt is None else LabelPrediction(lt.names, lt.classes, votes, names)
+
+    def predict_labels(self, target_y):
+        """Transfer the source cells' labels to ``target_y``: :meth:`predict`, then ``predicted_labels_``.
+
+        Returns
+        -------
+        labels : pandas.DataFrame of shape (n_target, n_names)
+            One categorical column per transferred name (``fit``'s
+            ``transfer_labels``, or ``labels``); per-class scores are in
+            ``predicted_label_scores_``, the best class's in ``predicted_label_score_``.
+
+        Examples
+        --------
+        >>> from cmot import CMOT
+        >>> from cmot.datasets import make_multimodal
+        >>> d = make_multimodal(150, 40, random_state=0)
+        >>> model = CMOT(n_neighbors=10, random_state=0).fit(d.source_x, d.source_y, labels=d.source_labels)
+        >>> pred = model.predict_labels(d.target_y)
+        >>> pred.shape, float((pred["labels"].to_numpy() == d.target_labels).mean()) > 0.9
+        ((40, 1), True)
+        """
+        self._check_fitted()
+        if getattr(self, "label_transfer_", None) is None:
+            raise ValueError("predict_labels: expected a model fitted with labels to transfer, found none; "
+                             "pass labels= or transfer_labels= to fit.")
+        self.predict(target_y)
+        return self.predicted_labels_
+
+    def _label_output(self, what):
+        if "label_prediction_" not in self.__dict__:
+            raise AttributeError(f"predicted_{what}: set by predict.")
+        pred = self.label_prediction_
+        return None if pred is None else getattr(pred, what)()
+
+    predicted_labels_ = property(lambda self: self._label_output("labels"),
+                                 doc="Transferred labels of the last predict (DataFrame), or None.")
+    predicted_label_scores_ = property(lambda self: self._label_output("score_frames"),
+                                       doc="Per-class scores of the last predict (dict of DataFrames), or None.")
+    predicted_label_score_ = property(lambda self: self._label_output("max_scores"),
+                                      doc="Best class score of the last predict (DataFrame), or None.")

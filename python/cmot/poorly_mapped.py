@@ -15,9 +15,20 @@ Two detectors, chosen by ``outlier_method``:
   query cells that match the reference (trimmed and re-estimated), so that
   neither the offset nor a large population of an unseen cell type biases it;
   no cell has more than twice the median offset removed (:func:`_cap_offsets`).
-  When that shared offset is itself larger than the distance at which a cell
-  is flagged, or half the query is flagged, the query as a whole is unlike the
-  reference (wrong features, other normalization): every cell is flagged.
+  What is left of a shared difference, a query whose best-matching quarter
+  still lies farther from the reference than the reference's own best quarter
+  (a noisier run), is taken off every cell's score (:func:`shared_excess`).  A
+  cell is flagged when it lies farther than ``threshold`` robust standard
+  deviations from the reference, or when it lies beyond the null's 99th
+  percentile and, among the cells within ``threshold``, Benjamini-Hochberg
+  selects it from its conformal p-value (:func:`tail_selection`): a group of
+  cells beyond the reference's tail, an unseen type on a small reference whose
+  null has a short tail, is flagged; the ~1% of known cells that lie there by
+  chance are not.  The query as a whole is unlike the reference (wrong
+  features, other normalization) when its shared offset or its shared excess
+  exceeds ``threshold``, when half of it is flagged, or when its cells lie
+  outside the reference's signal (:func:`outside_reference_signal`): then every
+  cell is flagged.
 * ``"isolation_forest"`` (the paper, :func:`poorly_mapped_by_isolation_forest`):
   an IsolationForest on the PCA of coupling x cost.
 
@@ -26,7 +37,9 @@ for better mapped cells (as Seurat's ``MappingScore`` reads), is ``min(1, 2 p)``
 where ``p`` is the share of reference cells that lie at least as far from their
 own 10th nearest reference cell as this cell lies from its: 1 for a cell at
 least as close to the reference as the median reference cell, 0.1 for one as
-isolated as the 5% most isolated reference cells, 0 for a cell farther than any.
+isolated as the 5% most isolated reference cells, 0 for a cell farther than any;
+the shared excess is taken off first, so that a good query from another donor
+reads high.
 It is computed with either detector.
 
 :func:`detect_poorly_mapped` runs the chosen one and returns a :class:`PoorlyMapped`.
@@ -47,7 +60,8 @@ from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
            "distance_scores", "local_offsets", "QUERY_UNLIKE_MESSAGE", "poorly_mapped_by_isolation_forest",
-           "signal_components", "joint_signal_embedding"]
+           "signal_components", "joint_signal_embedding", "shared_excess", "outside_reference_signal",
+           "tail_selection"]
 
 #: The query-level warning.
 QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its features and normalization"
@@ -55,6 +69,19 @@ QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its 
 QUERY_UNLIKE_SHARE = 0.5
 #: No target cell has more than this many times the median offset removed (:func:`map_quality`).
 OFFSET_CAP = 2.0
+#: A cell farther from the reference than this share of reference cells can be flagged below the
+#: z threshold, when the false discovery rate allows it (:func:`map_quality`).
+NULL_QUANTILE = 0.99
+#: False discovery rate of the Benjamini-Hochberg selection in :func:`tail_selection`.
+FDR = 0.1
+#: Percentiles of the query and the null compared by :func:`shared_excess` (its best-matching quarter).
+EXCESS_PERCENTILES = (5.0, 10.0, 15.0, 20.0, 25.0)
+#: Fewest target cells from which :func:`shared_excess` is estimated: a smaller query is judged as it
+#: is (its best quarter would be a handful of cells, and a single cell's excess its whole distance).
+MIN_EXCESS_CELLS = 20
+#: :func:`outside_reference_signal`: the query is outside when its median share lies below this
+#: percentile of the reference's.
+SIGNAL_PERCENTILE = 1.0
 
 
 def signal_components(explained_variance, n_samples: int, n_features: int, mean_variance: float) -> int:
@@ -169,17 +196,18 @@ def reference_null(source, *, n_neighbors: int = 10, max_cells: int = 2000, rand
     return np.sort(np.log(np.maximum(d, np.finfo(float).tiny)))
 
 
-def distance_scores(target, source, null, *, n_neighbors: int = 10):
+def distance_scores(target, source, null, *, n_neighbors: int = 10, excess: float = 0.0):
     """Robust z-score (higher: farther) and mapping score (in [0, 1], higher: better)
     of each target cell's log distance to its ``n_neighbors``-th nearest source cell,
-    against ``null`` (:func:`reference_null`).
+    against ``null`` (:func:`reference_null`), ``excess`` robust standard deviations
+    (a difference the whole target shares, :func:`shared_excess`) taken off first.
 
     Returns
     -------
     z : ndarray of shape (n_target,)
-        ``(log d - median(null)) / (1.4826 MAD(null))``.
+        ``(log d - median(null)) / (1.4826 MAD(null)) - excess``.
     score : ndarray of shape (n_target,)
-        ``min(1, 2 p)``, ``p`` the share of ``null`` at or above ``log d``.
+        ``min(1, 2 p)``, ``p`` the share of ``null`` at or above ``log d`` (less the excess).
 
     Examples
     --------
@@ -190,14 +218,44 @@ def distance_scores(target, source, null, *, n_neighbors: int = 10):
     (True, [1.0, 0.0])
     """
     null = np.sort(np.asarray(null, dtype=np.float64))
-    med = float(np.median(null))
-    spread = float(1.4826 * np.median(np.abs(null - med))) or float(np.std(null)) or 1.0
+    med, spread = _center_spread(null)
     k = min(int(n_neighbors), source.shape[0])
     _, dist = nearest_neighbors(target, source, k)
-    logd = np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny))
+    logd = np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny)) - float(excess) * spread
     above = null.size - np.searchsorted(null, logd, side="left")
     score = np.minimum(1.0, 2.0 * above / null.size)
     return (logd - med) / spread, score
+
+
+def _center_spread(null):
+    """Median and robust standard deviation (1.4826 MAD; else the sd; else 1) of ``null``."""
+    med = float(np.median(null))
+    return med, float(1.4826 * np.median(np.abs(null - med))) or float(np.std(null)) or 1.0
+
+
+def shared_excess(z, null_z) -> float:
+    """How much farther from the reference the target's best-matching quarter lies than
+    the reference's own: the median, over the 5th to 25th percentiles, of the target's
+    percentile of ``z`` less the null's (``null_z``, on the same scale), at least 0.
+
+    A query from another donor or run, with its offset removed, can still lie a little
+    farther from the reference cells than they lie from each other (noisier cells);
+    that difference is the whole query's and is taken off every cell's score.  The
+    lower quarter is used so that an unseen population, even 40% of the query,
+    does not count.  A target of fewer than ``MIN_EXCESS_CELLS`` (20) cells has
+    none: its best quarter would be a few cells, a single cell's its whole distance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> null = np.random.default_rng(0).normal(size=1000)
+    >>> round(shared_excess(null[:500] + 1.0, null), 1), shared_excess(null[:500] - 1.0, null)
+    (1.0, 0.0)
+    """
+    if len(z) < MIN_EXCESS_CELLS:
+        return 0.0
+    q = np.asarray(EXCESS_PERCENTILES)
+    return max(0.0, float(np.median(np.percentile(z, q) - np.percentile(null_z, q))))
 
 
 def local_offsets(target, source, shift, use, bandwidth: float):
@@ -245,6 +303,38 @@ def local_offsets(target, source, shift, use, bandwidth: float):
     return mean * np.clip(factor, 0.0, 1.0)[:, None]
 
 
+def tail_selection(logd, null, *, fdr: float = FDR) -> np.ndarray:
+    """Target cells that Benjamini-Hochberg selects at false discovery rate ``fdr`` from
+    their conformal p-values ``(1 + #{null >= logd}) / (1 + len(null))``: the share of
+    reference cells at least as isolated.
+
+    Reference cells are as isolated as each other's tails, so about 1% of the cells
+    of a known type lie beyond the null's 99th percentile; a few such cells are
+    not selected (their p-values are what chance gives among that many cells),
+    while a group of cells beyond the reference's tail, an unseen type, is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> null = np.arange(100.0)
+    >>> tail_selection(np.r_[np.arange(95.0), 99.5], null).sum()  # one cell in the tail: chance
+    0
+    >>> int(tail_selection(np.r_[np.arange(90.0), np.full(10, 99.5)], null).sum())  # ten: selected
+    10
+    """
+    null = np.sort(np.asarray(null, dtype=np.float64))
+    logd = np.asarray(logd, dtype=np.float64)
+    m = logd.size
+    if m == 0:
+        return np.zeros(0, dtype=bool)
+    pval = (1.0 + null.size - np.searchsorted(null, logd, side="left")) / (1.0 + null.size)
+    ranked = np.sort(pval)
+    passed = np.flatnonzero(ranked <= fdr * np.arange(1, m + 1) / m)
+    if passed.size == 0:
+        return np.zeros(m, dtype=bool)
+    return pval <= ranked[passed[-1]]
+
+
 @dataclass
 class MappingResult:
     """Result of :func:`map_quality`.
@@ -254,7 +344,7 @@ class MappingResult:
     flags : ndarray of bool
         Poorly mapped target cells.
     z : ndarray of float
-        Robust z-scores (higher: farther from the reference).
+        Robust z-scores (higher: farther from the reference), the shared excess taken off.
     score : ndarray of float
         Mapping scores in [0, 1] (higher: better mapped).
     offset : ndarray of shape (n_target, n_dims)
@@ -263,6 +353,11 @@ class MappingResult:
         The median offset length on the z scale of the reference's own distances.
     query_unlike : bool
         The query as a whole is unlike the reference.
+    excess : float
+        The shared excess (:func:`shared_excess`) taken off every z.
+    threshold : float
+        The lower of ``threshold`` and the null's 99th percentile (z scale): cells
+        between it and ``threshold`` are flagged when :func:`tail_selection` selects them.
     """
 
     flags: np.ndarray
@@ -271,23 +366,29 @@ class MappingResult:
     offset: np.ndarray
     offset_z: float
     query_unlike: bool
+    excess: float = 0.0
+    threshold: float = 3.5
 
 
 def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10, n_rounds: int = 4,
-                max_cells: int = 2000, random_state=None) -> MappingResult:
+                max_cells: int = 2000, query_unlike: bool = False, random_state=None) -> MappingResult:
     """Flag and score target cells against the reference (see the module docstring).
 
-    The shared offset is estimated by :func:`cmot.composition.robust_shift`
-    (on at most ``max_cells`` reference cells) from the target cells not
-    flagged in the previous round (all cells in the first), ``n_rounds`` times.
-    No cell has more than ``OFFSET_CAP`` (2) times the median offset over the
-    target removed: the offset is what the target shares, so an unseen
-    population lying just within the threshold, which counts as matched, does
-    not have its whole displacement removed as a local offset.  A target
-    whose offset lies beyond ``threshold````
-    on the reference's z scale, or whose cells are flagged for at least half,
-    is unlike the reference as a whole (``query_unlike``): then every cell is
-    flagged and scored without the offset removed.
+    A cell is flagged when its z exceeds ``threshold``, or the null's
+    ``NULL_QUANTILE`` (99th) percentile where that is lower and
+    :func:`tail_selection` selects it among the cells within ``threshold``.
+    The shared offset is estimated by :func:`cmot.composition.robust_shift` (on at most
+    ``max_cells`` reference cells) from the target cells below that in the
+    previous round (in the first, also the best-matching quarter),
+    ``n_rounds`` times.  No cell has more than ``OFFSET_CAP`` (2) times the
+    median offset removed: the offset is what the target shares, so an
+    unseen population lying just within the threshold does not have its whole
+    displacement removed as a local offset.  Then the shared excess
+    (:func:`shared_excess`) is taken off.  A target whose offset or excess
+    lies beyond ``threshold`` on the reference's z scale, whose cells are
+    flagged for at least half, or that is given as ``query_unlike``, is unlike
+    the reference as a whole: every cell is flagged and scored as it is
+    (no offset, no excess).
 
     Examples
     --------
@@ -304,32 +405,44 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     null = reference_null(source, n_neighbors=n_neighbors, random_state=random_state)
+    med, spread = _center_spread(null)
+    thr = min(float(threshold), (float(np.quantile(null, NULL_QUANTILE)) - med) / spread)
+    z0, _ = distance_scores(target, source, null, n_neighbors=n_neighbors)
+    offset = _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cells, random_state)
+    z, _ = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)
+    excess = shared_excess(z, (null - med) / spread) if z.size else 0.0
+    z, score = distance_scores(target - offset, source, null, n_neighbors=n_neighbors, excess=excess)
+    size = float(np.median(np.linalg.norm(offset, axis=1))) if offset.size else 0.0
+    offset_z = (np.log(size) - med) / spread if size > 0 else -np.inf
+    flags = z > threshold
+    # below it, the cells beyond the null's 99th percentile that stand out as a group
+    rest = np.flatnonzero(~flags)
+    flags[rest] = (z[rest] > thr) & tail_selection(z[rest] * spread + med, null)
+    unlike = bool(query_unlike or offset_z > threshold or excess > threshold
+                  or (flags.size and flags.mean() >= QUERY_UNLIKE_SHARE))
+    if unlike:
+        z, score = distance_scores(target, source, null, n_neighbors=n_neighbors)
+        flags = np.ones(target.shape[0], dtype=bool)
+    return MappingResult(flags, z, score, offset, float(offset_z), unlike, float(excess), float(thr))
+
+
+def _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cells, random_state):
+    """The offset removed from each target cell (:func:`map_quality`)."""
     bandwidth = float(np.exp(np.median(null)))
-    med = float(np.median(null))
-    spread = float(1.4826 * np.median(np.abs(null - med))) or float(np.std(null)) or 1.0
     # the offset from at most max_cells reference cells (a fixed subset: the query does not choose it)
     rng = np.random.default_rng(random_state)
     sub = source if source.shape[0] <= max_cells else source[np.sort(rng.choice(source.shape[0], max_cells, False))]
-    z0, score0 = distance_scores(target, source, null, n_neighbors=n_neighbors)
     # seed the offset with the cells that already match (at least the best-matching quarter)
-    use = z0 <= max(threshold, float(np.percentile(z0, 25))) if z0.size else z0.astype(bool)
+    use = z0 <= max(thr, float(np.percentile(z0, 25))) if z0.size else z0.astype(bool)
     offset = np.zeros_like(target)
-    z, score = z0, score0
-    for _ in range(max(1, int(n_rounds))):
+    for i in range(max(1, int(n_rounds))):
         if not use.any():
             break
         res = robust_shift(sub, target, target_weights=use.astype(float), max_inner_iter=200)
         offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth))
-        z, score = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)
-        use = z <= threshold
-    size = float(np.median(np.linalg.norm(offset, axis=1))) if offset.size else 0.0
-    offset_z = (np.log(size) - med) / spread if size > 0 else -np.inf
-    flags = z > threshold
-    unlike = bool(offset_z > threshold or flags.mean() >= QUERY_UNLIKE_SHARE) if flags.size else False
-    if unlike:
-        z, score = distance_scores(target, source, null, n_neighbors=n_neighbors)
-        flags = np.ones(target.shape[0], dtype=bool)
-    return MappingResult(flags, z, score, offset, float(offset_z), unlike)
+        if i + 1 < n_rounds:
+            use = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)[0] <= thr
+    return offset
 
 
 def _cap_offsets(offset, cap: float = OFFSET_CAP):
@@ -357,6 +470,62 @@ def joint_signal_embedding(source, target, *, max_components: int = 30, random_s
     d = signal_components(pca.explained_variance_, n, p, mean_variance=float(both.var(axis=0).mean()))
     emb = pca.transform(both)[:, :d]
     return emb[: source.shape[0]], emb[source.shape[0] :], d
+
+
+def outside_reference_signal(source, target, *, max_components: int = 30, max_cells: int = 2000,
+                             random_state=None):
+    """Whether the target cells lie outside the reference's signal: the share of each
+    cell's (centred) squared norm that the reference's principal components above the
+    noise (:func:`signal_components`) explain, for the target against the same share
+    of reference cells left out of the PCA.
+
+    The reference is split in two random halves (at most ``max_cells`` cells each);
+    the PCA is fitted on one and the null is the other.  A target whose median share
+    lies below the null's ``SIGNAL_PERCENTILE`` (1st) percentile is outside: its
+    cells vary along directions the reference does not (misordered features,
+    another modality), even where it lies near the reference in a PCA that the
+    target itself shaped.
+
+    Returns
+    -------
+    outside : bool
+    target_share : float
+        The target's median share.
+    null_share : float
+        The null's ``SIGNAL_PERCENTILE`` percentile.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> centres = rng.normal(scale=0.5, size=(4, 300))
+    >>> src = rng.normal(size=(400, 300)) + np.repeat(centres, 100, axis=0)
+    >>> tgt = rng.normal(size=(80, 300)) + np.repeat(centres, 20, axis=0)
+    >>> outside_reference_signal(src, tgt, random_state=0)[0]
+    False
+    >>> outside_reference_signal(src, tgt[:, rng.permutation(300)], random_state=0)[0]
+    True
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    n, p = source.shape
+    if n < 6 or target.shape[0] == 0:
+        return False, float("nan"), float("nan")
+    order = np.random.default_rng(random_state).permutation(n)
+    half = min(n // 2, int(max_cells))
+    fit, held = source[order[:half]], source[order[half: 2 * half]]
+    pca = make_pca(int(min(max_components, half - 1, p)), fit.shape, random_state).fit(fit)
+    d = signal_components(pca.explained_variance_, half, p, mean_variance=float(fit.var(axis=0).mean()))
+
+    def share(x):
+        xc = x - pca.mean_
+        total = np.einsum("ij,ij->i", xc, xc)
+        proj = xc @ pca.components_[:d].T
+        return np.einsum("ij,ij->i", proj, proj) / np.maximum(total, np.finfo(float).tiny)
+
+    target_share = float(np.median(share(target)))
+    null_share = float(np.percentile(share(held), SIGNAL_PERCENTILE))
+    return bool(target_share < null_share), target_share, null_share
 
 
 @dataclass
@@ -398,7 +567,9 @@ def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None
     if source is not None and target is not None:
         emb_s, emb_t, d = joint_signal_embedding(source, target, max_components=max_components,
                                                  random_state=random_state)
-        mapped = map_quality(emb_s, emb_t, threshold=threshold, random_state=random_state)
+        outside = outside_reference_signal(source, target, max_components=max_components,
+                                           random_state=random_state)[0]
+        mapped = map_quality(emb_s, emb_t, threshold=threshold, query_unlike=outside, random_state=random_state)
     if method == "isolation_forest":
         flags, scores = poorly_mapped_by_isolation_forest(coupling, cost, threshold=threshold, labels=labels,
                                                           random_state=random_state)

@@ -26,7 +26,7 @@ _LIST_MAX = 10  # names shown in an error before "..."
 
 
 def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=None, reference_layer=None,
-             use_highly_variable=None, key_added="cmot", copy=False, overwrite=False, **cmot_params):
+             use_highly_variable=None, use_rep=None, key_added="cmot", copy=False, overwrite=False, **cmot_params):
     """Infer a modality of the ``query`` cells from a ``reference`` and write it into the query.
 
     Parameters
@@ -48,9 +48,10 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
         With MuData input: the key of the shared modality (e.g. ``"rna"``).  Results are
         then written into ``query.mod[shared]``.
     labels_key : str, optional
-        A column of the reference's ``obs`` (cell types) used as the labels of the
-        transport (``fit(..., labels=...)``); missing values are an error.  None uses
-        Ward clusters.  When the model transfers labels, they are written too (below).
+        A column of the reference's ``obs`` (cell types): the labels of the transport
+        (``fit(..., labels=...)``), transferred to the query cells by the same
+        transport and neighbours (``transfer_labels``, written below); missing values
+        are an error.  None uses Ward clusters and transfers no labels.
     layer : str, optional
         Layer of the query (and, by default, of the reference) holding the shared
         modality; None uses ``.X``.
@@ -60,6 +61,23 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
         Restrict the shared genes to the reference's ``var["highly_variable"]``.  None
         does so when the column exists; True requires it.  Unless ``n_features`` is
         given, every flagged gene is then used (``n_features`` = their number).
+    use_rep : str, optional
+        An ``obsm`` key of an embedding the user computed (``"X_pca"``, ``"X_harmony"``,
+        an LSI, ...): the transport and the neighbours then work in it
+        (``CMOT(representation="precomputed")``; genes, ``layer`` and
+        ``use_highly_variable`` only serve the projection below).  The reference must
+        have it; the query too, with the same columns, except for ``"X_pca"`` when the
+        reference has ``varm["PCs"]`` (scanpy's ``sc.pp.pca``): the query is then
+        projected into the reference's PCA, ``(X_q - m) @ PCs``, with ``X_q`` the query's
+        ``.X`` (or ``layer``) on the genes whose loadings are not all zero and ``m``
+        those genes' mean over the reference cells (in the matrix ``transfer`` reads
+        for the reference: ``.X`` or ``reference_layer``).  Centring with the
+        reference's mean, as Seurat's ``pcaproject`` does, keeps an offset between
+        query and reference for the transport to measure (scanpy's ``ingest``
+        centres the query with its own mean).  The query's matrix must be on the
+        scale the reference's PCA saw (if the reference was scaled before its PCA,
+        scale the query the same way); a reference whose ``obsm["X_pca"]`` is not
+        the projection of its own matrix is an error.
     key_added : str, default="cmot"
         Prefix of everything written into the query (below).
     copy : bool, default=False
@@ -84,14 +102,16 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
     - ``obs[f"{key}_poorly_mapped"]``: bool, cells unlike every reference cell;
     - ``obs[f"{key}_mapping_score"]`` when the model computes ``mapping_score_``, else
       ``obs[f"{key}_outlier_score"]``: the robust z-score ``outlier_scores_`` (higher is worse);
-    - with ``labels_key``, when the model transfers labels: ``obs[f"{key}_{labels_key}"]``,
-      ``obs[f"{key}_{labels_key}_score"]`` and, with per-class scores,
-      ``obsm[f"{key}_{labels_key}_scores"]``;
+    - with ``labels_key``: ``obs[f"{key}_{labels_key}"]`` (categorical, the transferred
+      label, ``predicted_labels_``), ``obs[f"{key}_{labels_key}_score"]`` (its score, 0-1,
+      ``predicted_label_score_``) and ``obsm[f"{key}_{labels_key}_scores"]`` (a DataFrame
+      of every class's score, rows summing to 1, ``predicted_label_scores_``);
     - ``uns[key]`` (JSON-safe): ``"params"`` (of the CMOT), ``"fitted"`` (what ``fit``
       and ``predict`` chose: ``n_neighbors``, ``n_pcs``, ``shrinkage``, ``reg_e``, the
       number of poorly mapped cells, whether labels were transferred), ``"inputs"``
-      (where each modality was read, the number of shared genes), ``"versions"``, and
-      ``"feature_scores"`` (by feature) when the model has ``feature_scores_``.
+      (where each modality was read, the number of shared genes, the embedding used),
+      ``"versions"``, and ``"feature_scores"``: ``feature_scores_`` (how well each inferred
+      feature can be inferred: leave-one-out r on the reference), by feature.
 
     Examples
     --------
@@ -111,6 +131,21 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
     ((40, 30), 'p0')
     >>> query.obs["cmot_poorly_mapped"].dtype, query.uns["cmot"]["fitted"]["n_neighbors"]
     (dtype('bool'), 10)
+    >>> len(query.uns["cmot"]["feature_scores"])
+    30
+
+    Labels from an obs column, and the transport in a PCA the user computed:
+
+    >>> from sklearn.decomposition import PCA
+    >>> ref.obs["cell_type"] = pd.Categorical([f"type{t}" for t in d.source_labels])
+    >>> pca = PCA(10, random_state=0).fit(ref.X)
+    >>> ref.obsm["X_pca"], ref.varm["PCs"] = pca.transform(ref.X), pca.components_.T
+    >>> model = transfer(query, ref, modality="protein", labels_key="cell_type", use_rep="X_pca",
+    ...                  key_added="cmot_pca", n_neighbors=10, random_state=0)
+    >>> float((query.obs["cmot_pca_cell_type"] == [f"type{t}" for t in d.target_labels]).mean()) > 0.9
+    True
+    >>> query.obsm["cmot_pca_cell_type_scores"].shape, model.n_pcs_
+    ((40, 3), 10)
     """
     if shared is not None and not (_is_mudata(query) or _is_mudata(reference)):
         raise ValueError(f"shared: expected None when neither query nor reference is a MuData, found {shared!r}.")
@@ -119,23 +154,29 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
     target_keys = _planned_keys(key_added, labels_key)
     _refuse_existing(q_ad, target_keys, overwrite)
     ref_layer = layer if reference_layer is None else reference_layer
-    used, hv_used = _shared_features(r_ad, use_highly_variable)
-    source_y = _as_anndata(_layer(r_ad, ref_layer, "reference_layer" if reference_layer else "layer", "reference"),
-                           r_ad.obs_names, r_ad.var_names, columns=used)
-    q_cols = _query_columns(q_ad, used)
-    target_y = _as_anndata(_layer(q_ad, layer, "layer", "query"), q_ad.obs_names, q_ad.var_names, columns=q_cols)
+    ref_arg = "reference_layer" if reference_layer else "layer"
+    if use_rep is None:
+        used, hv_used = _shared_features(r_ad, use_highly_variable)
+        source_y = _as_anndata(_layer(r_ad, ref_layer, ref_arg, "reference"), r_ad.obs_names, r_ad.var_names,
+                               columns=used)
+        q_cols = _query_columns(q_ad, used)
+        target_y = _as_anndata(_layer(q_ad, layer, "layer", "query"), q_ad.obs_names, q_ad.var_names, columns=q_cols)
+        rep_info = {"use_highly_variable": hv_used, "n_shared_features": int(used.size)}
+        if hv_used and "n_features" not in cmot_params:
+            cmot_params["n_features"] = int(used.size)
+    else:
+        source_y, target_y, rep_info = _embeddings(q_ad, r_ad, use_rep, layer, ref_layer, ref_arg,
+                                                   use_highly_variable, cmot_params)
     source_x, x_info = _modality(reference, r_ad, modality)
     labels = _labels(r_ad, labels_key)
-    if hv_used and "n_features" not in cmot_params:
-        cmot_params["n_features"] = int(used.size)
     model = _model(cmot_params)
-    model.fit(source_x, source_y, labels=labels)
+    model.fit(source_x, source_y, labels=labels, transfer_labels=None if labels is None else {labels_key: labels})
     pred = _as_frame(model.predict(target_y), q_ad.obs_names)
     out = query.copy() if copy else query
     out_ad = _unpack(out, "query", shared)
     info = {"modality": x_info, "shared": shared, "layer": layer, "reference_layer": ref_layer,
-            "labels_key": labels_key, "use_highly_variable": hv_used, "n_shared_features": int(used.size)}
-    _write(out_ad, model, pred, target_y, key_added, labels_key, info)
+            "labels_key": labels_key, **rep_info}
+    _write(out_ad, model, pred, key_added, labels_key, info)
     return (out, model) if copy else model
 
 
@@ -261,6 +302,72 @@ def _query_columns(q_ad, used):
     return used
 
 
+def _embeddings(q_ad, r_ad, key, layer, ref_layer, ref_arg, use_highly_variable, cmot_params):
+    """``use_rep``: the reference's and the query's embedding (the query projected when it
+    lacks one, see :func:`transfer`), for ``CMOT(representation="precomputed")``."""
+    _check_str(key, "use_rep")
+    if cmot_params.get("representation", "precomputed") != "precomputed":
+        raise ValueError(f"representation: expected 'precomputed' (or nothing) with use_rep={key!r}, found "
+                         f"{cmot_params['representation']!r}.")
+    if use_highly_variable:
+        raise ValueError(f"use_highly_variable: expected None or False with use_rep={key!r} (the embedding "
+                         "fixes the features), found True.")
+    cmot_params["representation"] = "precomputed"
+    _check_unique(r_ad.obs_names, "reference", "obs names")
+    if key not in r_ad.obsm:
+        raise ValueError(f"use_rep: expected an obsm key of reference, found {key!r}; its obsm keys: "
+                         f"{', '.join(map(str, r_ad.obsm)) or 'none'}.")
+    ref_emb = _dense_embedding(r_ad.obsm[key])
+    if key in q_ad.obsm:
+        q_emb, how = _dense_embedding(q_ad.obsm[key]), "obsm"
+        if q_emb.shape[1] != ref_emb.shape[1]:
+            raise ValueError(f"use_rep: expected query.obsm[{key!r}] with the {ref_emb.shape[1]} columns of "
+                             f"reference.obsm[{key!r}], found {q_emb.shape[1]}.")
+    elif key == "X_pca" and "PCs" in r_ad.varm:
+        q_emb = _project_pca(q_ad, r_ad, ref_emb, _layer(q_ad, layer, "layer", "query"),
+                             _layer(r_ad, ref_layer, ref_arg, "reference"))
+        how = "projected with reference.varm['PCs']"
+    else:
+        raise ValueError(f"use_rep: expected {key!r} in query.obsm too (only 'X_pca' can be projected, with "
+                         f"reference.varm['PCs']), found obsm keys: {', '.join(map(str, q_ad.obsm)) or 'none'}.")
+    cols = pd.Index([f"{key}_{j + 1}" for j in range(ref_emb.shape[1])])
+    source_y = _as_anndata(ref_emb, r_ad.obs_names, cols)
+    target_y = _as_anndata(q_emb, q_ad.obs_names, cols)
+    return source_y, target_y, {"use_rep": key, "query_rep": how, "n_rep_columns": int(ref_emb.shape[1])}
+
+
+def _dense_embedding(value):
+    values = value.to_numpy() if _is_dataframe(value) else value
+    values = values.toarray() if hasattr(values, "toarray") else np.asarray(values)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _project_pca(q_ad, r_ad, ref_emb, q_matrix, r_matrix):
+    """The query in the reference's PCA: ``(X_q - reference mean) @ PCs`` on the genes with loadings."""
+    pcs = np.asarray(r_ad.varm["PCs"], dtype=np.float64)
+    if pcs.shape[1] < ref_emb.shape[1]:
+        raise ValueError(f"use_rep: expected reference.varm['PCs'] with at least the {ref_emb.shape[1]} columns "
+                         f"of reference.obsm['X_pca'], found {pcs.shape[1]}.")
+    used = np.flatnonzero(np.any(pcs != 0, axis=1))
+    _check_unique(r_ad.var_names, "reference", "var names")
+    genes = pd.Index([str(g) for g in r_ad.var_names[used]])
+    q_names = pd.Index([str(g) for g in q_ad.var_names])
+    _check_unique(q_names, "query", "var names")
+    pos = q_names.get_indexer(genes)
+    if (pos < 0).any():
+        raise ValueError(f"query: expected every one of the {genes.size} genes of the reference's PCA (matched by "
+                         f"var_names), found {int((pos < 0).sum())} missing: {_shown(genes[pos < 0])}.")
+    basis = pcs[used][:, : ref_emb.shape[1]]
+    mean = np.asarray(r_matrix[:, used].mean(axis=0), dtype=np.float64).ravel()
+    check = min(r_ad.n_obs, 500)
+    ref_proj = (_dense_embedding(r_matrix[:check][:, used]) - mean) @ basis
+    if np.linalg.norm(ref_proj - ref_emb[:check]) > 1e-3 * max(np.linalg.norm(ref_emb[:check]), 1e-12):
+        raise ValueError("use_rep: expected reference.obsm['X_pca'] to be the reference's matrix (.X or the layer "
+                         "read), centred, times varm['PCs'], found otherwise (was .X changed, e.g. scaled, after "
+                         "the PCA?); pass the query's embedding in query.obsm['X_pca'].")
+    return (_dense_embedding(q_matrix[:, pos]) - mean) @ basis
+
+
 def _cell_positions(names, ref_cells, arg):
     """Positions in ``names`` of each reference cell; missing reference cells are an error and
     cells that are not reference cells are reported (a warning), never silently dropped."""
@@ -380,7 +487,7 @@ def _per_cell(values, n, name):
     return arr
 
 
-def _write(adata, model, pred, target_y, key, labels_key, info):
+def _write(adata, model, pred, key, labels_key, info):
     """Everything :func:`transfer` writes into the query's AnnData, all computed and
     checked before the first write."""
     n = adata.n_obs
@@ -393,7 +500,7 @@ def _write(adata, model, pred, target_y, key, labels_key, info):
     obsm = {key: pred}
     transferred = None
     if labels_key is not None:
-        label_obs, label_obsm = _label_columns(model, target_y, adata.obs_names, key, labels_key)
+        label_obs, label_obsm = _label_columns(model, adata.obs_names, key, labels_key)
         obs.update(label_obs)
         obsm.update(label_obsm)
         transferred = bool(label_obs)
@@ -405,37 +512,19 @@ def _write(adata, model, pred, target_y, key, labels_key, info):
     adata.uns[key] = record
 
 
-def _label_predictions(model, target_y):
-    """The model's transferred labels, if it computes them: the fitted attributes
-    ``predicted_labels_`` (and ``predicted_label_scores_``) set by ``predict``, else
-    ``predict_labels(target_y)`` (labels, or a DataFrame of per-class scores)."""
-    labels = getattr(model, "predicted_labels_", None)
-    scores = getattr(model, "predicted_label_scores_", None)
-    if labels is None and callable(getattr(model, "predict_labels", None)):
-        out = model.predict_labels(target_y)
-        if _is_dataframe(out) or (getattr(out, "ndim", 1) == 2):
-            scores = pd.DataFrame(out) if not _is_dataframe(out) else out
-            labels = scores.columns.to_numpy()[np.asarray(scores.to_numpy()).argmax(axis=1)]
-        else:
-            labels = out
-    return labels, scores
-
-
-def _label_columns(model, target_y, obs_names, key, labels_key):
-    """obs and obsm entries of the transferred labels (empty when the model has none)."""
-    labels, scores = _label_predictions(model, target_y)
-    if labels is None:
+def _label_columns(model, obs_names, key, labels_key):
+    """obs and obsm entries of the labels transferred under ``labels_key`` (empty when none)."""
+    labels = model.predicted_labels_
+    if labels is None or labels_key not in labels.columns:
         return {}, {}
     n = len(obs_names)
-    obs = {f"{key}_{labels_key}": pd.Categorical(_per_cell(labels, n, "predicted_labels_"))}
-    obsm = {}
-    if scores is not None:
-        table = scores if _is_dataframe(scores) else None
-        best = table.to_numpy().max(axis=1) if table is not None else _per_cell(scores, n, "predicted_label_scores_")
-        obs[f"{key}_{labels_key}_score"] = np.asarray(best, dtype=float)
-        if table is not None:
-            obsm[f"{key}_{labels_key}_scores"] = table.set_axis(obs_names, axis=0)
-    return obs, obsm
+    table = model.predicted_label_scores_[labels_key]
+    obs = {f"{key}_{labels_key}": pd.Categorical(_per_cell(labels[labels_key].to_numpy(), n, "predicted_labels_"),
+                                                 categories=labels[labels_key].cat.categories),
+           f"{key}_{labels_key}_score": _per_cell(model.predicted_label_score_[labels_key].to_numpy(), n,
+                                                  "predicted_label_score_").astype(float)}
+    scores = table.set_axis(obs_names, axis=0).set_axis(pd.Index([str(c) for c in table.columns]), axis=1)
+    return obs, {f"{key}_{labels_key}_scores": scores}
 
 
 def feature_score_series(scores, names=None) -> pd.Series:

@@ -95,7 +95,15 @@
 #'   \code{NULL} when \code{k} was given), \code{n.pcs} (the number of
 #'   principal components used, chosen by the core when \code{n.pcs = "auto"};
 #'   \code{NULL} in paper mode), \code{shrinkage} (the weight of the reference
-#'   mean in each prediction, chosen by the core when \code{shrinkage = "auto"})
+#'   mean in each prediction, chosen by the core when \code{shrinkage = "auto"}),
+#'   \code{feature.scores} (the predictability of each inferred feature: the
+#'   feature-wise Pearson r of the reference's own cells predicted from their
+#'   neighbours, leave-one-out, named by feature; below 0.3 a feature cannot be
+#'   inferred reliably, and \code{verbose} names such features),
+#'   \code{labels} (with \code{transfer.labels}: for each name, a list of
+#'   \code{labels} (per query cell), \code{score} (the best class's score, 0
+#'   to 1) and \code{scores} (classes x query cells, columns summing to 1);
+#'   else \code{NULL}),
 #'   \code{params} (the parameters
 #'   passed to the core, with its names, as its \code{check_params()} returned
 #'   them), \code{args} (the CMOT arguments as given, with R names),
@@ -127,8 +135,25 @@ RunCMOT <- function(object, ...) {
 #' @param reference The reference in the shared modality Y, features x cells
 #'   (default method), or a \code{Seurat} / \code{SingleCellExperiment} object
 #'   holding it (other methods).
-#' @param refdata The reference in the modality to infer, X, features x cells
-#'   (default method).  Same cells as \code{reference} unless \code{pairs} is given.
+#' @param refdata The default method: the reference in the modality to infer,
+#'   X, features x cells; same cells as \code{reference} unless \code{pairs}
+#'   is given.  The Seurat and SingleCellExperiment methods: what to transfer,
+#'   as \code{TransferData()} takes it, a named list such as
+#'   \code{list(celltype = "celltype", ADT = "ADT")} whose elements each name
+#'   \itemize{
+#'     \item a column of the reference's cell metadata (meta.data / colData),
+#'       or are labels given as values (one per reference cell): labels,
+#'       transferred to the query (see the object methods' sections);
+#'     \item an assay of \code{reference.x} (when given) or \code{reference}
+#'       (Seurat) or an \code{altExp} (SingleCellExperiment): a modality,
+#'       inferred into a new assay / altExp named after the list element.
+#'   }
+#'   One transport and one neighbour search serve every element (the assays'
+#'   features are inferred together; each assay keeps its own feature names).
+#'   With labels only, the modality used to choose \code{k} and the other
+#'   automatic settings is the one-hot encoding of the first labels.
+#'   \code{NULL} (default): only \code{refdata.assay} / \code{refdata.altexp}
+#'   is inferred, as before; both may be given.
 #' @param pairs Which reference X and Y cells are the same cells: \code{NULL}
 #'   (fully paired), \code{"names"}, or a two-column table of known pairs; see
 #'   Details.
@@ -136,7 +161,17 @@ RunCMOT <- function(object, ...) {
 #'   such as cell types: a vector with one value per reference cell (default
 #'   method) or the name of a column of the reference's cell metadata (other
 #'   methods).  \code{NULL} uses \code{n.clusters} Ward clusters of the
-#'   reference in Y.
+#'   reference in Y.  These labels shape the transport (they are an input); labels to
+#'   predict for the query are given in \code{refdata} (object methods) or
+#'   \code{transfer.labels} (default method).  The same column may be used for
+#'   both, e.g. \code{labels = "celltype", refdata = list(celltype =
+#'   "celltype", ADT = "ADT")}.
+#' @param transfer.labels Default method: labels to transfer to the query, a
+#'   named list of vectors with one value per reference (Y) cell, e.g.
+#'   \code{list(celltype = types)}; \code{NULL} (default) transfers none.
+#'   Each query cell gets the class with the largest weighted vote of its
+#'   \code{k} transported reference neighbours (the weights of the inference
+#'   of X), in \code{attr(result, "cmot")$labels}.
 #' @param n.components Dimension of the common space of manifold alignment
 #'   (partly paired references only).
 #' @param align.neighbors Neighbours in the graphs of manifold alignment
@@ -174,6 +209,12 @@ RunCMOT <- function(object, ...) {
 #' @param n.features Most variable shared features (by variance in the
 #'   reference) used for the transport and the neighbours; all of them when
 #'   there are fewer.
+#' @param representation Where the transport cost and the neighbours are
+#'   computed: \code{"pca"} (default) computes cmot's own representation from
+#'   the shared features (\code{n.features}, \code{scale}, \code{n.pcs});
+#'   \code{"precomputed"} uses \code{reference} and \code{object} as they are,
+#'   as embeddings in one space (rows = dimensions), such as a PCA, LSI or
+#'   Harmony embedding.  The Seurat method sets it with \code{reference.reduction}.
 #' @param scale Standardize each of those features by its mean and standard
 #'   deviation in the reference (clipped to +-10), for reference and query
 #'   alike, before the PCA, as \code{ScaleData} does (default \code{TRUE});
@@ -245,7 +286,9 @@ RunCMOT <- function(object, ...) {
 #'   \code{NULL} for none.  On large data (randomized PCA, subsamples) and
 #'   for partly paired references the result can depend on it; set it for
 #'   reproducible results.
-#' @param verbose Print progress messages.
+#' @param verbose Print progress messages, including the core's steps
+#'   (\code{"cmot: <step> ..."}) as they happen; they are R messages, which
+#'   \code{suppressMessages()} silences.  \code{FALSE} prints nothing.
 #' @export
 #' @rdname RunCMOT
 RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = NULL, transfer.labels = NULL,
@@ -278,7 +321,8 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   labels <- .check_labels(labels$value, ncol(ref.y$value), labels$name)
   transfer.labels <- .check_transfer_labels(transfer.labels, ncol(ref.y$value))
   res <- .run_cmot(ref.y$value, ref.x$value, query$value, args, pairs = pr$pairs, labels = labels,
-                   verbose = verbose, transfer.labels = transfer.labels)
+                   verbose = verbose, transfer.labels = transfer.labels,
+                   report.features = !identical(ref.x$name, .onehot_name))
   out <- res$x.hat
   .warn_poorly_mapped(res$poorly.mapped, query$where)
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score,
@@ -307,7 +351,33 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' @param reference.x Optional second \code{Seurat} object holding
 #'   \code{refdata.assay}, for references whose two modalities were measured in
 #'   different (partly overlapping) cells; see Details and \code{pairs}.
-#' @param new.assay.name Name of the assay to store the inferred modality in.
+#' @param new.assay.name Name of the assay to store the inferred modality of
+#'   \code{refdata.assay} in; also names the meta.data columns of the mapping
+#'   (\code{<name>.poorly.mapped}, \code{<name>.mapping.score}, with
+#'   \code{<name>} = \code{tolower(new.assay.name)}), with or without
+#'   \code{refdata.assay}.
+#' @param reference.reduction Seurat method: a reduction of \code{reference}
+#'   (PCA, LSI, Harmony, ...) whose embeddings (\code{dims}) are the
+#'   reference's shared modality, used as they are (\code{representation =
+#'   "precomputed"}) instead of cmot's own PCA.  The query is projected onto it
+#'   as \code{FindTransferAnchors(reduction = "pcaproject")} does: its
+#'   \code{layer} of \code{query.assay} on the features of the reduction's
+#'   loadings, centred and scaled by each feature's mean and standard
+#'   deviation in the reference's \code{reference.assay} (clipped at 10, a
+#'   zero deviation taken as 1), times the loadings; query features missing
+#'   from the loadings are left out with a warning.  \code{NULL} (default):
+#'   cmot's own representation of the assay.
+#' @param dims Seurat method: the dimensions of \code{reference.reduction} to
+#'   use (default \code{1:30}, or all when fewer), e.g. \code{2:30} for an LSI.
+#' @param query.reduction Seurat method: a reduction of the query already in
+#'   the space of \code{reference.reduction} (e.g. both halves of a joint
+#'   Harmony run), whose dimensions \code{dims} are used instead of a
+#'   projection; needed when the reduction has no loadings.
+#' @param features Seurat method: the shared features to use, as given (every
+#'   one must be in both assays).  \code{NULL} (default): the
+#'   \code{VariableFeatures()} of \code{reference.assay} when set (those also in
+#'   the query), else cmot's own selection (\code{n.features}).  Not used with
+#'   \code{reference.reduction}.
 #' @param layer Layer of the assays to read (\code{"data"}, \code{"counts"} or
 #'   \code{"scale.data"}), for all three assays.  In a Seurat 5 assay
 #'   (\code{Assay5}) split into layers per sample (\code{split(object[["RNA"]],
@@ -347,10 +417,35 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
 #' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
 #' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, the assays and other details of the
-#' last run; the same record, less the feature map, stays with each inferred
+#' last run, with \code{feature.scores} (a list, per inferred assay, of the
+#' predictability of each feature, named by original feature name); the same
+#' record, less the feature map, stays with each inferred
 #' assay as \code{Misc(object[[new.assay.name]], "cmot.run")}, so runs into
 #' different assays keep theirs.  The default assay and everything else in
 #' the query are left unchanged.
+#'
+#' Each inferred assay's feature meta data (\code{object[[assay]][[]]}) has
+#' a column \code{cmot.predictability}: the leave-one-out feature-wise r on the
+#' reference (see \code{feature.scores} in Value; \code{\link{PlotCMOT}} draws
+#' it).
+#'
+#' \strong{refdata.}  With \code{refdata = list(celltype = "celltype", ADT =
+#' "ADT")}, as \code{TransferData()} takes it, an element naming an assay is
+#' inferred into a new assay named after the element (\code{ADT}), as above;
+#' an element naming a meta.data column of \code{reference} (or giving labels
+#' as values) is transferred as \code{TransferData()} stores labels: meta.data
+#' columns \code{predicted.<name>} (the class with the largest score) and
+#' \code{predicted.<name>.score} (that score, 0 to 1), and an assay
+#' \code{prediction.score.<name>} whose \code{data} holds the score of every
+#' class (classes x cells; each cell's scores sum to 1; class names with
+#' \code{_} or \code{|} rewritten as for features, the original names in its
+#' \code{cmot.original.name}).  Unlike \code{TransferData()}'s assay it has
+#' no \code{max} row: the best score is \code{predicted.<name>.score}.
+#' Existing columns or assays are an error unless \code{overwrite = TRUE}; an
+#' element that is neither an assay nor a column, or both, is an error.
+#' The score of a class is the share of the query cell's neighbour weight
+#' (the \code{k} transported reference cells and the weights that infer X)
+#' held by reference cells of that class.
 #'
 #' @export
 #' @rdname RunCMOT
@@ -369,6 +464,12 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #'                    layer = "counts", labels = "celltype", k = 10, n.features = 20, seed = 1)
 #'   query[["CMOT"]]
 #'   head(query$cmot.poorly.mapped)
+#'   # labels and a modality in one call, as TransferData() takes them
+#'   query <- RunCMOT(query, reference = reference, reference.assay = "ATAC",
+#'                    refdata = list(celltype = "celltype", RNA = "RNA"), layer = "counts",
+#'                    labels = "celltype", k = 10, n.features = 20, seed = 1, overwrite = TRUE)
+#'   table(query$predicted.celltype, sim$query.labels)
+#'   head(query[["RNA"]][[]])   # cmot.predictability of each inferred feature
 #'   if (utils::packageVersion("SeuratObject") >= "5.0.0") {
 #'     # Seurat 5: read layers with LayerData(); an assay split per sample works as it is
 #'     x.hat <- SeuratObject::LayerData(query, assay = "CMOT", layer = "data")

@@ -232,7 +232,7 @@
 # The core checks the parameters before any data is converted.  Returns a list
 # with x.hat (X features x query cells), params (as passed to the core) etc.
 .run_cmot <- function(ref.y, ref.x, query.y, args, pairs = NULL, labels = NULL, verbose = TRUE,
-                      context = "RunCMOT", transfer.labels = NULL) {
+                      context = "RunCMOT", transfer.labels = NULL, report.features = TRUE) {
   .require_cmot()
   params <- .core_params(args, context = context)
   if (verbose) {
@@ -278,7 +278,7 @@
   }
   feature.scores <- if (is.null(res$feature_scores)) NULL else
     stats::setNames(as.numeric(res$feature_scores), rownames(ref.x))
-  if (verbose && !is.null(feature.scores)) .report_feature_scores(feature.scores)
+  if (verbose && report.features && !is.null(feature.scores)) .report_feature_scores(feature.scores)
   list(x.hat = x.hat, params = params, poorly.mapped = outliers, score = scores, feature.scores = feature.scores,
        labels = .labels_result(res$labels, names(transfer.labels), colnames(query.y)),
        outlier.score = outlier.scores, query.unlike = isTRUE(res$query_unlike), reg.e = res$reg_e,
@@ -305,6 +305,10 @@
   })
   out
 }
+
+# The name of the one-hot labels that stand for the modality to infer when an object method transfers
+# labels only (no feature of theirs is reported or stored).
+.onehot_name <- "the one-hot labels"
 
 # The verbose summary of the predictability of each inferred feature (leave-one-out r on the reference).
 .report_feature_scores <- function(fs, threshold = 0.3) {

@@ -105,7 +105,7 @@
     classes <- sort(unique(lab))
     m <- Matrix::sparseMatrix(i = match(lab, classes), j = seq_along(lab), x = 1,
                               dims = c(length(classes), length(lab)), dimnames = list(classes, NULL))
-    return(list(value = m, name = "the one-hot labels", rows = list()))
+    return(list(value = m, name = .onehot_name, rows = list()))
   }
   parts <- lapply(names(targets$assays), function(a) .get_data(ref.x.obj, targets$assays[[a]], layer, x.obj.name))
   n <- vapply(parts, nrow, 1L)
@@ -147,8 +147,8 @@
     stop(if (!is.null(dims)) "dims" else "query.reduction", ": only used with reference.reduction, which is NULL.",
          call. = FALSE)
   }
+  query <- .get_data(object, query.assay, layer, "the query")   # the query first, as before: its errors first
   ref <- .get_data(reference, reference.assay, layer, "reference")
-  query <- .get_data(object, query.assay, layer, "the query")
   used <- .select_features(features, reference, reference.assay, rownames(ref), rownames(query), verbose)
   if (!is.null(used)) {
     ref <- ref[used, , drop = FALSE]

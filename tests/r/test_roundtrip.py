@@ -26,6 +26,11 @@ pc_partly_paired_table         the same with 30 known pairs given as a data.fram
 pbmc_protein_from_rna          pbmc10k, 14 CLR proteins from 4,000 log-normalized genes
                                (sparse); cell-type labels; query genes in another order,
                                extra ADT assay, a reduction and custom idents.
+pbmc_refdata_labels_protein    pbmc10k, one call with refdata = list(celltype = "cell_type",
+                               ADT = "ADT") as TransferData takes it: cell types transferred
+                               (predicted.celltype, its score, prediction.score.celltype;
+                               class names with '+' and ' ') and proteins inferred; query
+                               cells shuffled.
 =============================  ==========================================================
 """
 
@@ -177,6 +182,24 @@ class Scenario:
     x_features: list = field(default_factory=list)
     query_cells: list = field(default_factory=list)
     new_assay: str = "CMOT"
+    transfer_labels: dict | None = None  # name -> per-source-cell labels (refdata naming meta.data columns)
+    meta_prefix: str | None = None  # of <prefix>.poorly.mapped etc.: tolower(new.assay.name), "cmot" by default
+    truth: object = None  # the query cells' true labels, where known
+
+    @property
+    def added_assays(self) -> list:
+        return sorted([self.new_assay] + [f"prediction.score.{n}" for n in (self.transfer_labels or {})])
+
+    @property
+    def prefix(self) -> str:
+        return self.meta_prefix or self.new_assay.lower()
+
+    @property
+    def added_meta(self) -> list:
+        cols = [f"{self.prefix}.poorly.mapped", f"{self.prefix}.mapping.score"]
+        for n in self.transfer_labels or {}:
+            cols += [f"predicted.{n}", f"predicted.{n}.score"]
+        return cols
 
     def r_params(self, rp: RParams) -> dict:
         """Every CMOT parameter (R names): the R package's defaults, these tests' settings, the scenario's."""
@@ -294,6 +317,24 @@ def make_scenarios(pc: Pancancer, pb: Pbmc) -> list:
         source_x=pb.adt[tr], source_y=pb.rna[tr], target_y=pb.rna[te], labels=pb.cell_type[tr],
         x_features=pb.proteins, query_cells=list(pb.cells[te]),
     ))
+
+    # 8: refdata = list(celltype = "cell_type", ADT = "ADT"): labels and proteins in one call, query shuffled
+    qperm = rng.permutation(len(te))
+    sc.append(Scenario(
+        name="pbmc_refdata_labels_protein",
+        query={"assays": {"RNA": _assay(pb.rna[te][qperm], pb.cells[te][qperm], pb.genes, "sparse")},
+               "default": "RNA", "meta": {}},
+        reference={"assays": {"RNA": _assay(pb.rna[tr], pb.cells[tr], pb.genes, "sparse"),
+                              "ADT": _assay(pb.adt[tr], pb.cells[tr], pb.proteins, "dense")},
+                   "default": "RNA", "meta": {"cell_type": pb.cell_type[tr]}},
+        reference_x=None,
+        r_args={"reference.assay": "RNA", "query.assay": "RNA", "labels": "cell_type",
+                "refdata": {"celltype": "cell_type", "ADT": "ADT"}},
+        params={"reg.e": None, "k": 30, "n.features": 150},
+        source_x=pb.adt[tr], source_y=pb.rna[tr], target_y=pb.rna[te][qperm], labels=pb.cell_type[tr],
+        x_features=pb.proteins, query_cells=list(pb.cells[te][qperm]), new_assay="ADT",
+        transfer_labels={"celltype": pb.cell_type[tr]}, truth=pb.cell_type[te][qperm], meta_prefix="cmot",
+    ))
     return sc
 
 
@@ -365,6 +406,8 @@ def _r_value(ro, v):
         return ro.IntVector([int(v)])
     if isinstance(v, float):
         return ro.FloatVector([v])
+    if isinstance(v, dict):  # a named list, e.g. refdata
+        return ro.ListVector({k: _r_value(ro, x) for k, x in v.items()})
     if isinstance(v, pd.DataFrame):
         return ro.DataFrame({c: ro.StrVector(v[c].astype(str).tolist()) for c in v.columns})
     raise TypeError(type(v))
@@ -409,7 +452,8 @@ def roundtrip(r_stack, shared_data, run_rscript, r_params):
 
 
 SCENARIOS = ["pc_rna_from_atac_sparse", "pc_rna_from_atac_dense", "pc_atac_from_rna_labels",
-             "pc_reference_x_reordered", "pc_partly_paired_names", "pc_partly_paired_table", "pbmc_protein_from_rna"]
+             "pc_reference_x_reordered", "pc_partly_paired_names", "pc_partly_paired_table", "pbmc_protein_from_rna",
+             "pbmc_refdata_labels_protein"]
 
 
 # ----------------------------------------------------------------- R -> Python
@@ -433,7 +477,7 @@ R_UNCHANGED = r"""
 function(before, after, new.assay, meta.added) {
   out <- list()
   for (a in SeuratObject::Assays(before)) out[[paste0("assay ", a, " unchanged")]] <- identical(before[[a]], after[[a]])
-  out[["assays: only the new one added"]] <- identical(sort(setdiff(SeuratObject::Assays(after), SeuratObject::Assays(before))), new.assay)
+  out[["assays: only the new ones added"]] <- identical(sort(setdiff(SeuratObject::Assays(after), SeuratObject::Assays(before))), sort(new.assay))
   out[["DefaultAssay unchanged"]] <- identical(SeuratObject::DefaultAssay(before), SeuratObject::DefaultAssay(after))
   old <- colnames(before[[]])
   out[["meta.data: old columns unchanged"]] <- identical(before[[]], after[[]][, old, drop = FALSE])
@@ -456,7 +500,8 @@ def python_core(s: Scenario, rp: RParams):
     model = CMOT(**s.python_params(rp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(s.source_x, s.source_y, correspondence=s.correspondence, labels=s.labels)
+        model.fit(s.source_x, s.source_y, correspondence=s.correspondence, labels=s.labels,
+                  transfer_labels=s.transfer_labels)
         x_hat = model.predict(s.target_y)
     return np.asarray(x_hat), model
 
@@ -510,7 +555,7 @@ def test_runcmot_matches_python_core(roundtrip, python_results, r_stack, name):
     assert x_r.shape == x_hat.shape
     np.testing.assert_allclose(x_r, x_hat, rtol=RTOL, atol=ATOL)
     # documented meta.data columns = the core's poorly mapped cells and scores
-    prefix = s.new_assay.lower()
+    prefix = s.prefix
     np.testing.assert_array_equal(adata.obs[f"{prefix}.poorly.mapped"].to_numpy(dtype=bool), model.outliers_)
     # the mapping score reads like Seurat's MappingScore: 0-1, higher = better mapped
     np.testing.assert_allclose(adata.obs[f"{prefix}.mapping.score"].to_numpy(dtype=float), model.mapping_score_,
@@ -522,9 +567,8 @@ def test_runcmot_changes_nothing_else(roundtrip, r_stack, name):
     ro = r_stack
     o = roundtrip[name]
     assert o.result.rx2("error") is ro.NULL
-    prefix = o.scenario.new_assay.lower()
-    checks = ro.r(R_UNCHANGED)(o.before, o.result.rx2("object"), o.scenario.new_assay,
-                               ro.StrVector([f"{prefix}.poorly.mapped", f"{prefix}.mapping.score"]))
+    checks = ro.r(R_UNCHANGED)(o.before, o.result.rx2("object"), ro.StrVector(o.scenario.added_assays),
+                               ro.StrVector(o.scenario.added_meta))
     failed = [k for k, v in zip(checks.names, checks) if not bool(v[0])]
     assert not failed, f"RunCMOT changed the query beyond the new assay: {failed}"
 
@@ -549,3 +593,39 @@ def test_child_r_used_this_python(roundtrip):
     py = str(sess.rx2("python")[0])
     assert os.path.realpath(py) == os.path.realpath(sys.executable) or Path(py).parent == Path(sys.executable).parent, (
         f"reticulate used {py}, the tests run {sys.executable}")
+
+
+def test_refdata_labels_match_python_core(roundtrip, python_results, r_stack):
+    """refdata = list(celltype = "cell_type", ADT = "ADT"): the transferred labels, their scores and the per-class
+    scores are the core's (fit(transfer_labels=)), for the query's cells in the query's order; class names as the
+    reference has them in meta.data, Seurat-renamed only as features of the score assay (originals kept)."""
+    ro = r_stack
+    name = "pbmc_refdata_labels_protein"
+    o = roundtrip[name]
+    s = o.scenario
+    assert o.result.rx2("error") is ro.NULL
+    after = o.result.rx2("object")
+    _, model = python_results[name]
+    adata = back_to_python(ro, after, "prediction.score.celltype")
+    cells = [str(c) for c in s.query_cells]
+    assert list(adata.obs_names) == cells
+    predicted = model.predicted_labels_["celltype"]
+    assert len(predicted) == len(cells)
+    assert adata.obs["predicted.celltype"].astype(str).tolist() == predicted.astype(str).tolist()
+    np.testing.assert_allclose(adata.obs["predicted.celltype.score"].to_numpy(dtype=float),
+                               model.predicted_label_score_["celltype"].to_numpy(dtype=float), rtol=RTOL, atol=ATOL)
+    table = model.predicted_label_scores_["celltype"]
+    classes = [str(c) for c in table.columns]
+    assert sorted(classes) == sorted(set(map(str, s.transfer_labels["celltype"])))
+    assert list(adata.var["cmot.original.name"]) == classes
+    assert list(adata.var_names) == [seurat_name(c) for c in classes]
+    x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    np.testing.assert_allclose(x, table.to_numpy(dtype=float), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(x.sum(axis=1), 1.0, rtol=1e-9)
+    # the inferred proteins' predictability = the core's feature_scores_
+    prot = back_to_python(ro, after, "ADT")
+    np.testing.assert_allclose(prot.var["cmot.predictability"].to_numpy(dtype=float),
+                               np.asarray(model.feature_scores_, dtype=float), rtol=RTOL, atol=ATOL)
+    # the transfer is right for most held-out cells (the cell types are clear from RNA)
+    acc = np.mean(adata.obs["predicted.celltype"].astype(str).to_numpy() == np.asarray(s.truth, dtype=str))
+    assert acc > 0.7, acc

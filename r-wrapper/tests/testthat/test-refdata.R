@@ -67,8 +67,11 @@ test_that("refdata: class names with '_' keep their original names in the score 
 test_that("refdata: only labels (no assay) transfers them from the one-hot labels, as the core does", {
   skip_if_no_cmot()
   p <- refdata_pair()
-  q <- do.call(run_quiet, c(list(p$query, reference = p$reference, refdata = list(celltype = "celltype")),
-                            refdata_args()))
+  msgs <- capture_messages(
+    q <- do.call(run_quiet, c(list(p$query, reference = p$reference, refdata = list(celltype = "celltype")),
+                              refdata_args(verbose = TRUE))))
+  expect_false(any(grepl("Predictability of the", msgs)))   # the one-hot labels are no inferred features
+  expect_match(msgs, "Stored labels 'celltype'", all = FALSE)
   expect_identical(setdiff(SeuratObject::Assays(q), SeuratObject::Assays(p$query)), "prediction.score.celltype")
   classes <- sort(unique(p$reference$celltype))
   onehot <- 1 * outer(classes, p$reference$celltype, "==")
@@ -129,4 +132,30 @@ test_that("refdata: clear errors, nothing overwritten without overwrite = TRUE",
                              refdata_args(refdata = list(celltype = "celltype"), overwrite = TRUE, k = 5)))
   expect_identical(SeuratObject::Tool(q2, "RunCMOT")$k.used, 5L)
   expect_identical(colnames(q2[[]]), colnames(q[[]]))
+})
+
+test_that("matrix method: transfer.labels gives attr(x, \"cmot\")$labels, as the core does", {
+  skip_if_no_cmot()
+  sim <- sim_data()
+  lab <- unname(sim$reference.labels)
+  x <- run_quiet(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
+                 transfer.labels = list(ct = lab), k = 8, n.features = 20, seed = 0, verbose = FALSE)
+  got <- attr(x, "cmot")$labels$ct
+  core <- attr(python_direct(sim$reference.x, sim$reference.y, sim$query.y, transfer_labels = list(ct = lab)),
+               "core")$labels$ct
+  expect_identical(unname(got$labels), core$labels)
+  expect_identical(names(got$labels), colnames(sim$query.y))
+  expect_equal(unname(got$score), core$score, tolerance = 1e-10)
+  expect_equal(unname(got$scores), unname(core$scores[rownames(got$scores), ]), tolerance = 1e-10)
+  expect_identical(colnames(got$scores), colnames(sim$query.y))
+  # x is unchanged by transferring labels
+  x0 <- run_quiet(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x, k = 8, n.features = 20,
+                  seed = 0, verbose = FALSE)
+  expect_equal(plain(x), plain(x0), tolerance = 1e-12)
+  expect_null(attr(x0, "cmot")$labels)
+  expect_error(run_quiet(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
+                         transfer.labels = list(lab), verbose = FALSE), "transfer.labels: expected a list of label vectors")
+  expect_error(run_quiet(sim$query.y, reference = sim$reference.y, refdata = sim$reference.x,
+                         transfer.labels = list(ct = lab[-1]), verbose = FALSE),
+               "transfer.labels\\$ct: expected one label per reference")
 })

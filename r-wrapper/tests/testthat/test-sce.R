@@ -71,3 +71,31 @@ test_that("SingleCellExperiment: shared modality in an altExp, partly paired ref
   expect_error(do.call(cmot::RunCMOT, c(list(s$query, reference = ref.y, reference.x = ref.x), fast)),
                "Mismatched cells")
 })
+
+test_that("SingleCellExperiment: refdata = list(colData column, altExp) as for Seurat, as the core does", {
+  skip_if_no_cmot()
+  skip_if_not_installed("SingleCellExperiment")
+  sim <- sim_data()
+  s <- sce_pair(sim)
+  q <- do.call(run_quiet, c(list(s$query, reference = s$reference, refdata = list(type = "type", RNA.x = "RNA")), fast))
+  cd <- SummarizedExperiment::colData(q)
+  expect_true(all(c("predicted.type", "predicted.type.score", "cmot.mapping.score") %in% colnames(cd)))
+  expect_setequal(SingleCellExperiment::altExpNames(q), c("RNA.x", "prediction.score.type"))
+  direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y,
+                          transfer_labels = list(type = unname(sim$reference.labels)))
+  core <- attr(direct, "core")$labels$type
+  expect_identical(cd$predicted.type, core$labels)
+  expect_equal(cd$predicted.type.score, core$score, tolerance = 1e-10)
+  sc <- SummarizedExperiment::assay(SingleCellExperiment::altExp(q, "prediction.score.type"), "scores")
+  expect_equal(unname(sc), unname(core$scores[rownames(sc), ]), tolerance = 1e-10)
+  expect_identical(colnames(sc), colnames(q))
+  ae <- SingleCellExperiment::altExp(q, "RNA.x")
+  expect_equal(plain(SummarizedExperiment::assay(ae, "logcounts")), plain(direct), tolerance = 1e-10)
+  expect_equal(SummarizedExperiment::rowData(ae)$cmot.predictability, attr(direct, "core")$feature.scores,
+               tolerance = 1e-10)
+  expect_gt(mean(cd$predicted.type == unname(sim$query.labels)), 0.9)
+  expect_error(do.call(cmot::RunCMOT, c(list(s$query, reference = s$reference, refdata = list(x = "nope")), fast)),
+               "refdata\\$x: 'nope' is neither an altExp of reference \\(altExps: RNA\\) nor a column")
+  expect_error(do.call(cmot::RunCMOT, c(list(q, reference = s$reference, refdata = list(type = "type")), fast)),
+               "refdata\\$type: the query's colData already has column\\(s\\) 'predicted.type'")
+})

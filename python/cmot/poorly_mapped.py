@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composition import robust_shift
-from .infer import leave_one_out_neighbors, nearest_neighbors
+from .infer import leave_one_out_neighbors, nearest_neighbors, weighted_average
 from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
@@ -294,7 +294,7 @@ def local_offsets(target, source, shift, use, bandwidth: float):
     ok = wsum > 1e-12
     w[ok] /= wsum[ok, None]
     w[~ok] = 0.0
-    mean = np.einsum("na,nad->nd", w, d[idx])
+    mean = weighted_average(d, idx, w)  # (no n x k x dims array)
     noise = np.einsum("na,na->n", w, np.einsum("ad,ad->a", d, d)[idx])
     n_eff = np.where(ok, 1.0 / np.maximum(np.einsum("na,na->n", w, w), 1e-300), 0.0)
     sq = np.einsum("nd,nd->n", mean, mean)

@@ -212,26 +212,32 @@ def _sketched_shift(source, target, b, ot, *, n_neighbors, n_passes) -> ShiftRes
     The offset is a mean over the query, so it is estimated on a sketch: the dense
     :func:`robust_shift` between random subsets of the reference and of the query
     (:data:`cmot.sparse_transport.SKETCH_SOURCE`, :data:`cmot.sparse_transport.SKETCH_TARGET`
-    cells, seeded), at the entropic weight of the whole problem.  The coupling that the
-    barycentric map and the coverage need is then computed on every cell, on the
-    sparse support of :mod:`cmot.sparse_transport` around the query moved back by that
-    offset.
+    cells, seeded), at the entropic weight of the whole problem (measured on the
+    reference cells the sketch uses).  One neighbour search of every query cell, moved
+    back by that offset, among every reference cell then gives the query's composition
+    (the first ``n_neighbors``) and the sparse support of the coupling that the
+    barycentric map and the coverage need (:mod:`cmot.sparse_transport`).
     """
-    ns, nt = source.shape[0], target.shape[0]
+    ns = source.shape[0]
     rng = np.random.default_rng(0)
     cols = np.flatnonzero(b > 0)
     t_sub = np.sort(rng.choice(cols, min(cols.size, sparse_transport.SKETCH_TARGET), replace=False))
     s_sub = np.sort(rng.choice(ns, min(ns, sparse_transport.SKETCH_SOURCE), replace=False))
-    a = query_composition(source, target, n_neighbors, b)
     sk = dict(ot)
-    if sk["reg_e"] is None:
-        sk["reg_e"] = sparse_transport.auto_reg_e_sparse(source[a > 0], target[cols])
     labels = ot["labels"]
     sk["labels"] = None if labels is None else np.asarray(labels)[s_sub]
+    if sk["reg_e"] is None:
+        used = query_composition(source[s_sub], target[t_sub], n_neighbors, b[t_sub]) > 0
+        sk["reg_e"] = sparse_transport.auto_reg_e_sparse(source[s_sub][used], target[cols])
     sketch = _dense_shift(source[s_sub], target[t_sub], b[t_sub], sk, n_neighbors=n_neighbors, n_passes=n_passes)
-    a = query_composition(source, target - sketch.shift, n_neighbors, b)
+    k = min(max(int(n_neighbors), sparse_transport.SUPPORT_NEIGHBORS), ns)
+    idx, dist = nearest_neighbors(target[cols] - sketch.shift, source, k)
+    kc = min(int(n_neighbors), ns)
+    a = np.bincount(idx[:, :kc].ravel(), weights=np.repeat(b[cols] / kc, kc), minlength=ns)
+    a /= a.sum()
     sk["labels"] = labels
-    full = _shift_from_sparse(source, target, a, b, offset=sketch.shift, **sk)
+    full = _shift_from_sparse(source, target[cols], a, b[cols], offset=sketch.shift,
+                              neighbors=(idx, dist), **sk)
     return ShiftResult(sketch.shift, sketch.raw, sketch.factor, a, full.coupling, sketch.reg_e, full.n_iter,
                        full.marginal_error, support="sparse")
 
@@ -350,15 +356,25 @@ def _shift_from(source, target, a_full, b, *, labels, reg_cl, reg_e, reg_m, max_
     return ShiftResult(shift, raw, factor, a_full, coupling, float(reg_e), int(log["n_iter"]), float(log["err"]))
 
 
-def _shift_from_sparse(source, target, a_full, b, *, offset, labels, reg_cl, reg_e, reg_m, max_inner_iter):
-    """:func:`_shift_from` on the sparse support of :mod:`cmot.sparse_transport` (each
-    target cell's nearest source cells, searched at ``target - offset``); the coupling
-    is a CSR matrix (used source cells x used target cells)."""
+def _shift_from_sparse(source, target, a_full, b, *, offset, neighbors, labels, reg_cl, reg_e, reg_m,
+                       max_inner_iter):
+    """:func:`_shift_from` on the sparse support of :mod:`cmot.sparse_transport`: each
+    target cell's nearest source cells (``neighbors``: indices and distances of the
+    search at ``target - offset``), those with a positive ``a_full``; the coupling is a
+    CSR matrix (used source cells x target cells)."""
     import warnings
 
-    rows, cols = np.flatnonzero(a_full > 0), np.flatnonzero(b > 0)
-    a, bt, src, tg = a_full[rows] / a_full[rows].sum(), b[cols] / b[cols].sum(), source[rows], target[cols]
-    cost = sparse_transport.support_cost(src, tg, offset=offset)
+    rows = np.flatnonzero(a_full > 0)
+    pos = np.full(a_full.size, -1)
+    pos[rows] = np.arange(rows.size)
+    idx, dist = neighbors
+    keep = a_full[idx] > 0  # every target keeps its nearest ones (they vote)
+    k = int(keep.sum(axis=1).min())
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, nearest first
+    idx_used = pos[np.take_along_axis(idx, order, axis=1)]
+    dist_used = np.take_along_axis(dist, order, axis=1)
+    a, bt, src = a_full[rows] / a_full[rows].sum(), b / b.sum(), source[rows]
+    cost = sparse_transport.support_cost(src, target, offset=offset, neighbors=(idx_used, dist_used))
     reg_m = reg_e if reg_m == "auto" else reg_m
     lab = np.zeros(len(rows), dtype=np.int64) if labels is None else np.asarray(labels)[rows]
     with warnings.catch_warnings():  # an approximate coupling is enough for the barycentric map
@@ -367,7 +383,7 @@ def _shift_from_sparse(source, target, a_full, b, *, offset, labels, reg_cl, reg
             cost, lab, reg_e=reg_e, reg_cl=reg_cl if labels is not None else 0.0, a=a, b=bt, reg_m=reg_m,
             max_inner_iter=max_inner_iter, return_log=True)
     del cost
-    shift, raw, factor = shrunk_displacement(coupling, src, tg)
+    shift, raw, factor = shrunk_displacement(coupling, src, target)
     return ShiftResult(shift, raw, factor, a_full, coupling, float(reg_e), int(log["n_iter"]), float(log["err"]),
                        support="sparse")
 

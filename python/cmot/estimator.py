@@ -39,7 +39,7 @@ from .feature_scores import FeatureScoresMixin
 from .infer import move_source
 from .label_transfer import LabelTransferMixin, check_transfer_labels
 from .labels import source_labels, ward_labels
-from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped
+from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped, detector_reference
 from .representation import SCALE_CLIP, Representation  # noqa: F401
 from .sparse_transport import sparse_bytes, uses_sparse
 from .step_c import infer_chunked
@@ -655,7 +655,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         rep = self.representation_
         with timed_step("poorly mapped cells", p["verbose"]):
             found = detect_poorly_mapped(
-                p["outlier_method"], source=rep.selected(self.source_y_), target=rep.selected(target),
+                p["outlier_method"], target=rep.selected(target),
+                source=rep.selected(self.source_y_[detector_reference(self.source_y_.shape[0], p["random_state"])]),
                 coupling=result.coupling, cost=result.cost, labels=self.labels_, threshold=p["outlier_threshold"],
                 random_state=p["random_state"], max_components=self._outlier_components(p),
             )

@@ -542,6 +542,27 @@ class PoorlyMapped:
     query_unlike: bool = False
 
 
+#: The distance detector judges the query against at most this many reference cells (a
+#: seeded random subset above it): query distances and their null come from the same cells.
+DETECTOR_REFERENCE = 20_000
+
+
+def detector_reference(n_source: int, random_state=None):
+    """Rows of the reference the distance detector uses: all of them up to
+    :data:`DETECTOR_REFERENCE`, else a seeded random subset of that size (sorted).
+
+    Examples
+    --------
+    >>> detector_reference(5).tolist()
+    [0, 1, 2, 3, 4]
+    >>> detector_reference(50_000, random_state=0).size
+    20000
+    """
+    if n_source <= DETECTOR_REFERENCE:
+        return np.arange(n_source)
+    return np.sort(np.random.default_rng(random_state).choice(n_source, DETECTOR_REFERENCE, replace=False))
+
+
 def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None, cost=None, labels=None,
                          threshold=3.5, max_components: int = 30, random_state=None) -> PoorlyMapped:
     """Run the ``method`` detector: "distance" needs ``source`` and ``target`` (cells x

@@ -68,7 +68,7 @@ def sparse_bytes(n_source: int, n_target: int, n_dims: int = 50) -> int:
     return int(support + sketch + 3 * n_source * n_dims * 8)
 
 
-def support_cost(source, target, n_neighbors: int | None = None, *, offset=None) -> sp.csr_matrix:
+def support_cost(source, target, n_neighbors: int | None = None, *, offset=None, neighbors=None) -> sp.csr_matrix:
     """Squared Euclidean costs between each target cell and its ``n_neighbors`` nearest
     source cells, as a CSR matrix of shape ``(n_source, n_target)`` (zero costs are kept
     as stored entries).
@@ -76,7 +76,8 @@ def support_cost(source, target, n_neighbors: int | None = None, *, offset=None)
     The neighbours are searched for ``target - offset`` (the offset between the two
     sets, when known), the costs are those of the cells as given: an offset shared
     by all target cells does not change a balanced coupling, but it would move the
-    raw nearest neighbours away from the cells the coupling pairs.
+    raw nearest neighbours away from the cells the coupling pairs.  ``neighbors``:
+    the ``(indices, distances)`` of that search when already done (nearest first).
 
     Examples
     --------
@@ -90,10 +91,12 @@ def support_cost(source, target, n_neighbors: int | None = None, *, offset=None)
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     ns, nt = source.shape[0], target.shape[0]
-    k = min(int(SUPPORT_NEIGHBORS if n_neighbors is None else n_neighbors), ns)
     off = np.zeros(source.shape[1]) if offset is None else np.asarray(offset, dtype=np.float64)
     moved = target - off
-    idx, dist = nearest_neighbors(moved, source, k)
+    if neighbors is None:
+        neighbors = nearest_neighbors(moved, source, min(int(SUPPORT_NEIGHBORS if n_neighbors is None else n_neighbors), ns))
+    idx, dist = neighbors
+    k = idx.shape[1]
     rows = idx.ravel()
     cols = np.repeat(np.arange(nt), k)
     # |s - t|^2 = |s - (t - o)|^2 - 2 <s - (t - o), o> + |o|^2

@@ -139,9 +139,16 @@ def test_transport_step_c_moves_source_by_shift_and_barycentric_map(data, weight
     shift = (coupling[:, :, None] * (b[None, :, :] - a[:, None, :])).sum((0, 1)) / coupling.sum()
     np.testing.assert_allclose(model.shift_, shift, atol=1e-10)
     bary = (coupling / coupling.sum(1, keepdims=True)) @ b
-    expected, _ = _knn_by_hand(b, (1 - weight) * (a + shift) + weight * bary, data.source_x, model.n_neighbors_,
-                               scale=model.weight_scale_)
-    np.testing.assert_allclose(x_hat, expected, atol=1e-10)
+    knn, _ = _knn_by_hand(b, (1 - weight) * (a + shift) + weight * bary, data.source_x, model.n_neighbors_,
+                          scale=model.weight_scale_)
+    # shrinkage="auto": blended with the linear map (ridge of X on the source components,
+    # applied to the target moved back by the shift), then pulled toward the source mean
+    from sklearn.linear_model import Ridge
+
+    linear = Ridge(alpha=model.linear_map_.alpha).fit(a, data.source_x).predict(b - shift)
+    lw, s = model.linear_weight_, model.shrinkage_
+    expected = (1 - s) * ((1 - lw) * knn + lw * linear) + s * data.source_x.mean(0)
+    np.testing.assert_allclose(x_hat, expected, atol=1e-8)
 
 
 def test_weight_scale_is_fixed_by_the_reference(data):

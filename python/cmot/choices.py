@@ -1,6 +1,7 @@
-"""The automatic choices of ``n_pcs``, ``n_neighbors`` and ``shrinkage``, by
-leave-one-out prediction of the source cells' X from their nearest other source
-cells in the Step C space.
+"""The automatic choices of ``n_pcs``, ``n_neighbors``, the linear map's weight and
+``shrinkage``, by leave-one-out prediction of the source cells' X from their
+nearest other source cells in the Step C space (and, for the linear map, from a
+ridge regression fitted without them).
 
 :func:`choose` makes every choice a fit asks for and returns them in a
 :class:`Choices`; it writes to nothing else.
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._utils import timed_step, to_dense
-from .infer import exp_weights, leave_one_out_neighbors, nearest_neighbors, weighted_average
+from .infer import LinearMap, exp_weights, leave_one_out_neighbors, nearest_neighbors, weighted_average
 
 __all__ = ["Choices", "choose", "fit_bytes", "LOO_MAX_CELLS", "select_n_neighbors", "select_shrinkage", "select_n_pcs",
-           "reference_weight_scale",
-           "AUTO_K_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN"]
+           "reference_weight_scale", "fit_linear_map", "select_linear_weight",
+           "AUTO_K_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN",
+           "AUTO_LINEAR_GRID", "AUTO_RIDGE_GRID"]
 
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)
@@ -28,6 +30,11 @@ AUTO_PCS_GRID = (5, 10, 20, 30, 50)
 AUTO_PCS_PROBE_K = 30
 #: Candidate weights of the source mean for ``shrinkage="auto"``.
 AUTO_SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Candidate weights of the linear map in Step C's prediction (with ``shrinkage="auto"``).
+AUTO_LINEAR_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: Candidate ridge penalties of the linear map, in units of the components' summed
+#: squares over their number (the mean eigenvalue of the centred Gram matrix).
+AUTO_RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 #: ``shrinkage="auto"`` at or above this warns that Y predicts X little better than the mean.
 SHRINKAGE_WARN = 0.5
 #: Source cells predicted by leave-one-out (a random subset above this).
@@ -48,6 +55,16 @@ def fit_bytes(n_source: int, n_features: int) -> int:
     59.6
     """
     return int(max(32 * min(n_source, LOO_MAX_CELLS) * n_source, 24 * n_source * n_features))
+
+
+def _loo_score(x_true, pred) -> float:
+    """The leave-one-out score of every choice: the mean of the mean cell-wise and the
+    mean feature-wise Pearson r (cell-wise alone for one feature; -1 when undefined)."""
+    from .metrics import _rowwise_pearson
+
+    cell = np.nanmean(_rowwise_pearson(x_true, pred))
+    feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
+    return float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
 
 
 def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cells: int = LOO_MAX_CELLS,
@@ -79,8 +96,6 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cel
     >>> sorted(scores), k  # 200 is not below the 120 cells: left out
     ([5, 10], 5)
     """
-    from .metrics import _rowwise_pearson
-
     n = rep.shape[0]
     ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
     query, idx, dist = leave_one_out_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
@@ -88,9 +103,7 @@ def select_n_neighbors(rep, x, *, grid=AUTO_K_GRID, weight_scale="auto", max_cel
     scores, best, best_pred = {}, None, None
     for k in ks:  # ascending: on a tie the smaller k stays best
         pred = weighted_average(x, idx[:, :k], exp_weights(dist[:, :k], weight_scale))
-        cell = np.nanmean(_rowwise_pearson(x_true, pred))
-        feat = np.nanmean(_rowwise_pearson(x_true.T, pred.T)) if x_true.shape[1] > 1 else cell
-        scores[k] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
+        scores[k] = _loo_score(x_true, pred)
         if best is None or scores[k] > scores[best]:
             best, best_pred = k, pred
     if return_loo:
@@ -187,6 +200,109 @@ def select_n_pcs(rep, x, k=None, *, grid=AUTO_PCS_GRID, weight_scale="auto", ran
     return best_d, {int(d): float(s) for d, s in scores.items()}, loo
 
 
+def fit_linear_map(rep, x, query, x_true, *, grid=AUTO_RIDGE_GRID):
+    """Ridge regression of ``x`` on ``rep`` (intercept not penalized), its penalty chosen
+    by the exact leave-one-out prediction of the ``query`` cells (whose X is ``x_true``).
+
+    The penalty is ``f`` times the mean eigenvalue of the centred Gram matrix of
+    ``rep``, ``f`` from ``grid``; each left-out prediction is
+    ``x_i - e_i / (1 - h_ii)`` (``e_i`` the residual of the fit on every cell,
+    ``h_ii`` its leverage), exact for ridge regression, so the map is fitted once per
+    penalty on every source cell.  The score is :func:`select_n_neighbors`'.
+
+    Returns
+    -------
+    linear : cmot.infer.LinearMap
+        Fitted on every row of ``rep`` at the best penalty.
+    loo : ndarray of shape (len(query), n_x_features)
+        The leave-one-out predictions of the ``query`` cells at that penalty.
+    scores : dict
+        ``{f: score}`` of every candidate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(50, 2))
+    >>> x = 1.0 + z @ np.array([[2.0, 0.0], [-1.0, 1.0]])
+    >>> lin, loo, _ = fit_linear_map(z, x, np.arange(50), x, grid=(1e-9,))
+    >>> np.round(lin.intercept, 3).tolist(), np.round(lin.coef, 3).tolist(), bool(np.allclose(loo, x))
+    ([1.0, 1.0], [[2.0, 0.0], [-1.0, 1.0]], True)
+    """
+    rep = np.asarray(rep, dtype=np.float64)
+    n, d = rep.shape
+    z_mean = rep.mean(axis=0)
+    zc = rep - z_mean
+    x_mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+    evals, vecs = np.linalg.eigh(zc.T @ zc)
+    evals = np.maximum(evals, 0.0)
+    cross = vecs.T @ np.asarray(x.T @ zc, dtype=np.float64).T  # d x p: V' Zc' X (Zc' 1 = 0)
+    proj = zc[query] @ vecs
+    unit = evals.sum() / d if evals.sum() > 0 else 1.0
+    scores, best, best_loo = {}, None, None
+    for f in sorted(float(v) for v in grid):
+        inv = 1.0 / (evals + f * unit)
+        fitted = x_mean + proj @ (inv[:, None] * cross)
+        leverage = 1.0 / n + (proj**2) @ inv
+        loo = x_true - (x_true - fitted) / np.maximum(1.0 - leverage, 1e-12)[:, None]
+        scores[f] = _loo_score(x_true, loo)
+        if best is None or scores[f] > scores[best]:
+            best, best_loo = f, loo
+    coef = vecs @ (cross / (evals + best * unit)[:, None])
+    return LinearMap(intercept=x_mean - z_mean @ coef, coef=coef, alpha=float(best * unit)), best_loo, scores
+
+
+def select_linear_weight(x_true, knn, linear, *, grid=AUTO_LINEAR_GRID):
+    """The weight ``l`` of the linear map in ``(1 - l) * knn + l * linear`` with the best
+    leave-one-out score (:func:`select_n_neighbors`'; on a tie the smaller ``l``).
+
+    ``knn`` and ``linear`` are the leave-one-out predictions of the cells whose X is
+    ``x_true`` (:func:`select_n_neighbors` with ``return_loo=True``, :func:`fit_linear_map`).
+
+    Returns
+    -------
+    best_l : float
+    scores : dict
+        ``{l: score}`` of every candidate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [1.0, 2.0, 0.0]])
+    >>> select_linear_weight(truth, truth[::-1], truth, grid=(0.0, 0.5, 1.0))[0]
+    1.0
+    """
+    x_true, knn, linear = (np.asarray(m, dtype=np.float64) for m in (x_true, knn, linear))
+    # Pearson r of a blend from sums of products computed once (cells: axis 1, features: axis 0)
+    stats = [_blend_stats(x_true, knn, linear, axis) for axis in ((1, 0) if x_true.shape[1] > 1 else (1,))]
+    scores = {}
+    for v in sorted(float(g) for g in grid):
+        means = [np.nanmean(_blend_r(st, v)) for st in stats]
+        cell, feat = means[0], (means[1] if len(means) > 1 else means[0])
+        scores[v] = float(np.nan_to_num((cell + np.nan_to_num(feat)) / 2, nan=-1.0))
+    return max(scores, key=lambda v: (scores[v], -v)), scores
+
+
+def _blend_stats(x, a, b, axis):
+    """Centred sums of products along ``axis`` for the Pearson r of ``x`` with ``(1 - l) a + l b``."""
+    xc, ac, bc = (m - m.mean(axis=axis, keepdims=True) for m in (x, a, b))
+    sums = [np.einsum("ij,ij->i" if axis == 1 else "ij,ij->j", u, w)
+            for u, w in ((xc, ac), (xc, bc), (ac, ac), (ac, bc), (bc, bc), (xc, xc))]
+    return sums, np.ptp(x, axis=axis) == 0, np.ptp(a, axis=axis) == 0, np.ptp(b, axis=axis) == 0
+
+
+def _blend_r(stats, v):
+    """Pearson r of each row (or column) at blend weight ``v`` (NaN where either side is constant)."""
+    (xa, xb, aa, ab, bb, xx), x_const, a_const, b_const = stats
+    num = (1 - v) * xa + v * xb
+    var = (1 - v) ** 2 * aa + 2 * v * (1 - v) * ab + v**2 * bb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = num / np.sqrt(xx * var)
+    const = x_const | ((v == 1 or a_const) & (v == 0 or b_const))
+    r[const | ~(var > 0) | ~(xx > 0)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
 def reference_weight_scale(rep, k: int, weight_scale="auto", *, random_state=None) -> float:
     """Step C's distance unit (``weight_scale_``): a given ``weight_scale``, or with "auto"
     the median distance of (at most ``LOO_MAX_CELLS`` random) source cells to their
@@ -217,6 +333,9 @@ class Choices:
     n_pcs_scores: dict | None = None
     k_scores: dict | None = None
     shrinkage_scores: dict | None = None
+    linear_weight: float = 0.0
+    linear_weight_scores: dict | None = None
+    linear_map: LinearMap | None = None
 
 
 def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random_state=None,
@@ -234,6 +353,9 @@ def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random
     n_neighbors : int or "auto"
         An int larger than the number of source cells is capped at it, with a warning.
     shrinkage : float or "auto"
+        "auto" also chooses the weight of Step C's linear map (:func:`fit_linear_map`,
+        :func:`select_linear_weight`; none without a PCA) before the shrinkage, which is
+        then chosen for the blended prediction.
     """
     n = rep.shape[0]
     k = None if n_neighbors == "auto" else int(n_neighbors)
@@ -257,6 +379,10 @@ def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random
         with timed_step("choosing n_neighbors by leave-one-out on the source", verbose):
             k, k_scores, loo = select_n_neighbors(space, x, weight_scale=weight_scale, random_state=random_state,
                                                   return_loo=True)
+    lin = _choose_linear(space, x, k, loo, weight_scale, random_state, verbose) if (
+        shrinkage == "auto" and d is not None) else None
+    if lin is not None:
+        loo = lin[3]
     shrink, shrinkage_scores = shrinkage, None
     if shrinkage == "auto":
         with timed_step("choosing shrinkage by leave-one-out on the source", verbose):
@@ -265,7 +391,20 @@ def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random
         if shrink >= SHRINKAGE_WARN:
             _warn_shrinkage(shrink, shrinkage_scores, k)
     return Choices(n_pcs=None if d is None else int(d), n_neighbors=int(k), shrinkage=float(shrink),
-                   n_pcs_scores=n_pcs_scores, k_scores=k_scores, shrinkage_scores=shrinkage_scores)
+                   n_pcs_scores=n_pcs_scores, k_scores=k_scores, shrinkage_scores=shrinkage_scores,
+                   **({} if lin is None else dict(linear_map=lin[0], linear_weight=lin[1], linear_weight_scores=lin[2])))
+
+
+def _choose_linear(space, x, k, loo, weight_scale, random_state, verbose):
+    """Step C's linear map and its weight: ``(map, weight, scores, blended loo)``."""
+    with timed_step("choosing the weight of the linear map by leave-one-out on the source", verbose):
+        if loo is None:
+            _, _, loo = select_n_neighbors(space, x, grid=(k,), weight_scale=weight_scale,
+                                           random_state=random_state, return_loo=True)
+        query, x_true, knn = loo
+        linear, linear_loo, _ = fit_linear_map(space, x, query, x_true)
+        weight, scores = select_linear_weight(x_true, knn, linear_loo)
+    return linear, weight, scores, (query, x_true, (1 - weight) * knn + weight * linear_loo)
 
 
 def _warn_shrinkage(shrink, scores, k):

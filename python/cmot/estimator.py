@@ -36,7 +36,7 @@ from .choices import (  # noqa: F401  (re-exported: the automatic choices' publi
 )
 from .composition import COMPOSITION_NEIGHBORS, robust_move, robust_transport
 from .feature_scores import FeatureScoresMixin
-from .infer import move_source
+from .infer import blend_linear, move_source
 from .label_transfer import LabelTransferMixin, check_transfer_labels
 from .labels import source_labels, ward_labels
 from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped, detector_reference
@@ -184,6 +184,11 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         (:func:`select_shrinkage`, one-standard-error rule, so 0 unless the mean
         clearly helps; fitted attribute ``shrinkage_``) and warns at 0.5 or more.
         It does not change feature-wise correlations or AUROCs.  0 is the paper.
+        With a PCA, "auto" first blends the neighbours' average with a linear map
+        (``(1 - l) * knn + l * linear``, ridge of X on the source's components applied
+        to the target moved back by ``shift_``; ``l`` from 0 to 1 chosen by the same
+        leave-one-out; :func:`cmot.choices.fit_linear_map`) and chooses ``s`` for the
+        blend; a number keeps the neighbours' average alone.
     weight_scale : float or "auto", default="auto"
         Step C weights are ``exp(-distance / weight_scale)``, normalized to sum to
         one.  1.0 is the paper's ``exp(-distance)``, which depends on the units of
@@ -263,6 +268,12 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         The weight of the source mean in each prediction (see ``shrinkage``).
     shrinkage_scores_ : dict or None
         With ``shrinkage="auto"``: ``{s: leave-one-out mean cell-wise r}``.
+    linear_map_ : cmot.infer.LinearMap or None
+        With ``shrinkage="auto"`` and a PCA: Step C's ridge map of X on the components.
+    linear_weight_ : float
+        Its weight ``l`` in each prediction (0 without it).
+    linear_weight_scores_ : dict or None
+        ``{l: leave-one-out score}`` of each candidate weight.
     x_mean_ : ndarray of shape (n_x_features,)
         Source mean of X (of ``source_x_``).
     feature_names_y_, feature_names_x_ : ndarray of str or None
@@ -509,6 +520,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         self.n_pcs_scores_ = chosen.n_pcs_scores
         self.k_scores_ = chosen.k_scores
         self.shrinkage_scores_ = chosen.shrinkage_scores
+        self.linear_map_, self.linear_weight_ = chosen.linear_map, chosen.linear_weight
+        self.linear_weight_scores_ = chosen.linear_weight_scores
 
     # the representation's fitted attributes, under the names they have always had
     features_ = property(lambda self: self.representation_.features_, doc="Columns of Y used for Steps B and C.")
@@ -678,10 +691,14 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             mapped = self._move(coupling, tgt_rep, shift, sketch_factor)
             # models saved by cmot < 0.4 have no weight_scale_
             scale = getattr(self, "weight_scale_", self.params_["weight_scale"])
-            return infer_chunked(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
-                                 shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
-                                 x_mean=getattr(self, "x_mean_", None),
-                                 label_transfer=getattr(self, "label_transfer_", None), verbose=verbose)
+            x_hat, votes = infer_chunked(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
+                                         shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
+                                         x_mean=getattr(self, "x_mean_", None),
+                                         label_transfer=getattr(self, "label_transfer_", None), verbose=verbose)
+            # models saved before Step C had a linear map have none (no blend)
+            return blend_linear(x_hat, tgt_rep, getattr(self, "linear_map_", None), getattr(self, "linear_weight_", 0.0),
+                                offset=self.shift_, shrinkage=getattr(self, "shrinkage_", 0.0),
+                                x_mean=getattr(self, "x_mean_", None)), votes
 
     def _move(self, coupling, tgt_rep, shift, sketch_factor=None):
         """The source cells moved into target space; sets ``shift_``, ``shift_factor_``, ``coverage_``."""

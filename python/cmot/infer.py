@@ -10,10 +10,12 @@ which shrinks every prediction towards zero as distances grow).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
+__all__ = ["LinearMap", "blend_linear", "variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
            "infer_x"]
 
 
@@ -192,22 +194,88 @@ def move_source(coupling, source, target, *, barycentric_weight: float, shift) -
     return (1 - barycentric_weight) * (source + shift) + barycentric_weight * bary
 
 
-def infer_x(target, mapped, x, n_neighbors: int, *, weight_scale="auto", shrinkage: float = 0.0, x_mean=None):
+@dataclass
+class LinearMap:
+    """Step C's global linear map ``x = intercept + rep @ coef``: ridge regression of X
+    on the source cells' Step C components (fitted by :func:`cmot.choices.fit_linear_map`).
+
+    Attributes
+    ----------
+    intercept : ndarray of shape (n_x_features,)
+    coef : ndarray of shape (n_dims, n_x_features)
+    alpha : float
+        The ridge penalty (on the centred components; the intercept is not penalized).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> LinearMap(np.array([1.0]), np.array([[2.0]]), 0.0).predict(np.array([[3.0]])).tolist()
+    [[7.0]]
+    """
+
+    intercept: np.ndarray
+    coef: np.ndarray
+    alpha: float
+
+    def predict(self, rep) -> np.ndarray:
+        """X predicted from cells ``rep`` in the Step C space."""
+        return self.intercept + np.asarray(rep, dtype=np.float64) @ self.coef
+
+
+def infer_x(target, mapped, x, n_neighbors: int, *, weight_scale="auto", shrinkage: float = 0.0, x_mean=None,
+            linear=None, linear_weight: float = 0.0, offset=None):
     """Step C: each target cell's X is the weighted average of the X of its
-    ``n_neighbors`` nearest ``mapped`` source cells (:func:`knn_weights`), pulled
-    ``shrinkage`` of the way toward ``x_mean``.
+    ``n_neighbors`` nearest ``mapped`` source cells (:func:`knn_weights`), blended
+    with ``linear_weight`` of the :class:`LinearMap` ``linear`` at ``target - offset``
+    (the target moved back into source space by the transport's shift), then pulled
+    ``shrinkage`` of the way toward ``x_mean``:
+    ``(1 - s) * ((1 - l) * knn + l * linear) + s * mean``.
 
     Examples
     --------
     >>> import numpy as np
     >>> infer_x(np.array([[0.0]]), np.array([[0.0], [9.0]]), np.array([[1.0], [3.0]]), 1).tolist()
     [[1.0]]
+    >>> lin = LinearMap(np.array([0.0]), np.array([[1.0]]), 0.0)
+    >>> infer_x(np.array([[0.0]]), np.array([[0.0], [9.0]]), np.array([[1.0], [3.0]]), 1, linear=lin,
+    ...         linear_weight=0.5, offset=np.array([-2.0])).tolist()
+    [[1.5]]
     """
     idx, w = knn_weights(target, mapped, n_neighbors, scale=weight_scale)
     pred = weighted_average(x, idx, w)
     if shrinkage > 0:
         pred *= 1 - shrinkage
         pred += shrinkage * x_mean.astype(pred.dtype, copy=False)
+    return blend_linear(pred, target, linear, linear_weight, offset=offset, shrinkage=shrinkage, x_mean=x_mean)
+
+
+def blend_linear(pred, target, linear, linear_weight: float, *, offset=None, shrinkage: float = 0.0, x_mean=None,
+                 chunk_size: int = 8192):
+    """Step C's linear part, added to a prediction ``pred = (1 - s) * knn + s * mean`` (in place):
+    ``(1 - l) * pred + l * ((1 - s) * linear(target - offset) + s * mean)``, which is
+    ``(1 - s) * ((1 - l) * knn + l * linear) + s * mean``.  ``pred`` unchanged when
+    ``linear`` is None or ``linear_weight`` is 0; the map is applied ``chunk_size`` rows at a time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lin = LinearMap(np.array([0.0]), np.array([[1.0]]), 0.0)
+    >>> blend_linear(np.array([[1.0]]), np.array([[4.0]]), lin, 0.5, offset=np.array([1.0])).tolist()
+    [[2.0]]
+    >>> blend_linear(np.array([[1.0]]), np.array([[4.0]]), lin, 0.5, shrinkage=0.5, x_mean=np.array([0.0])).tolist()
+    [[1.5]]
+    """
+    if linear is None or not linear_weight > 0:
+        return pred
+    target = np.asarray(target, dtype=np.float64)
+    shift = 0.0 if offset is None else np.asarray(offset, dtype=np.float64)
+    for start in range(0, target.shape[0], chunk_size):
+        part = linear.predict(target[start:start + chunk_size] - shift)
+        if shrinkage > 0:
+            part *= 1 - shrinkage
+            part += shrinkage * np.asarray(x_mean, dtype=np.float64)
+        pred[start:start + chunk_size] *= 1 - linear_weight
+        pred[start:start + chunk_size] += linear_weight * part
     return pred
 
 

@@ -51,6 +51,8 @@ test_that("feature predictability: attr(x, \"cmot\")$feature.scores and the new 
   expect_gt(min(fs[names(fs) != "noise1"]), 0.3)
   # named in the verbose summary
   expect_match(msgs, "1 with r < 0.3 \\(cannot be inferred reliably\\): noise1", all = FALSE)
+  # once, by name (the core, given unnamed arrays, would name it by position)
+  expect_identical(sum(grepl("reliabl", msgs)), 1L)
   # Seurat: the new assay's feature meta data
   so <- seurat_pair(sim)
   ref <- data_assay(so$reference, "RNA2", x)

@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/scale.py --sizes 1000,2000           # quick
     .venv/bin/python benchmarks/scale.py                              # 1000 ... 20000
     .venv/bin/python benchmarks/scale.py --data pbmc --sizes 1000,2000,5000
+    .venv/bin/python benchmarks/scale.py --sizes 10000x20000,200000x50000 --plot out.png   # reference x query
 
-Each size n runs in a fresh Python process (``n`` source and ``n`` target cells):
+Each size runs in a fresh Python process: ``n`` source and ``n`` target cells, or
+``NSxNT`` for ``NS`` source (reference) and ``NT`` target (query) cells:
 
 - ``--data synthetic`` (default): ``cmot.datasets.make_multimodal(n, n,
   n_x_features=50, n_y_features=200, random_state=0)``;
@@ -49,25 +51,31 @@ def _rss_mb(key="VmRSS"):
     return _status_kb(key) / 1024
 
 
-def child(n: int, data: str, seed: int, threads: int | None) -> dict:
+def _size(text: str) -> tuple[int, int]:
+    ns, _, nt = text.strip().partition("x")
+    return int(ns), int(nt or ns)
+
+
+def child(size: str, data: str, seed: int, threads: int | None) -> dict:
     import numpy as np
 
     from _common import limit_threads
 
     limit_threads(threads)
     warnings.simplefilter("ignore")
+    ns, nt = _size(size)
     if data == "synthetic":
         from cmot.datasets import make_multimodal
 
-        d = make_multimodal(n, n, n_x_features=50, n_y_features=200, random_state=seed)
+        d = make_multimodal(ns, nt, n_x_features=50, n_y_features=200, random_state=seed)
         sx, sy, ty = d.source_x, d.source_y, d.target_y
     elif data == "pbmc":
         import _data
 
         task = _data.load("pbmc10k_to_pbmc5k")
         rng = np.random.default_rng(seed)
-        i = rng.integers(0, task.train_x.shape[0], n)
-        j = rng.integers(0, task.test_y.shape[0], n)
+        i = rng.integers(0, task.train_x.shape[0], ns)
+        j = rng.integers(0, task.test_y.shape[0], nt)
         sx, sy, ty = task.train_x[i], task.train_y[i], task.test_y[j]
         del task
     else:
@@ -85,8 +93,11 @@ def child(n: int, data: str, seed: int, threads: int | None) -> dict:
     t1 = time.perf_counter()
     pred = model.predict(ty)
     t2 = time.perf_counter()
+    from cmot.sparse_transport import uses_sparse
+
     return {
-        "n": n, "fit s": t1 - t0, "predict s": t2 - t1, "total s": t2 - t0, "data MB": data_mb,
+        "n": size, "ns": ns, "nt": nt, "support": "sparse" if uses_sparse(ns, nt, model.correction) else "dense",
+        "fit s": t1 - t0, "predict s": t2 - t1, "total s": t2 - t0, "data MB": data_mb,
         "peak RSS MB": _rss_mb("VmHWM") if can_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "outl %": 100 * float(np.mean(model.outliers_)), "OT iters": int(getattr(model, "n_iter_", -1)), "finite": bool(np.isfinite(pred).all()),
     }
@@ -94,14 +105,16 @@ def child(n: int, data: str, seed: int, threads: int | None) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="1000,2000,5000,10000,20000", help="comma-separated cell counts")
+    ap.add_argument("--sizes", default="1000,2000,5000,10000,20000",
+                    help="comma-separated cell counts: N (N source and N target cells) or NSxNT")
+    ap.add_argument("--plot", help="also draw time and peak memory against the reference size to this PNG")
     ap.add_argument("--data", default="synthetic", help="synthetic (default) or pbmc")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per size (default 1800)")
     ap.add_argument("--mem-limit-gb", type=float, default=12.0, help="address-space cap per child (default 12; 0: none)")
     ap.add_argument("--threads", type=int, default=None, help="cap BLAS/OpenMP threads")
     ap.add_argument("--out", help="also write the markdown table to this file")
-    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.child is not None:
@@ -119,10 +132,10 @@ def main(argv=None):
 
     from _common import emit, fmt, machine_note, markdown_table
 
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    header = ["n source = n target", "fit s", "predict s", "total s", "data MB", "peak RSS MB", "extra MB", "x time", "x mem",
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    header = ["source cells", "target cells", "transport", "fit s", "predict s", "total s", "data MB", "peak RSS MB", "extra MB", "x time", "x mem",
               "time exp", "OT iters", "outl %"]
-    rows, prev = [], None
+    rows, prev, results = [], None, []
     print(f"# scale: data={args.data}, sizes {sizes}", flush=True)
     for n in sizes:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n), "--data", args.data, "--seed",
@@ -139,7 +152,8 @@ def main(argv=None):
             res = {"n": n, "error": f"timeout after {args.timeout:g} s"}
         if "error" in res:
             print(f"  n={n}: FAILED {res['error']} ({time.perf_counter() - t0:.0f} s)", flush=True)
-            rows.append([n, "FAILED: " + res["error"][:70]] + ["-"] * (len(header) - 2))
+            ns, nt = _size(n)
+            rows.append([ns, nt, "FAILED: " + res["error"][:70]] + ["-"] * (len(header) - 3))
             continue
         xt = xm = ex = "-"
         if prev is not None:
@@ -147,15 +161,45 @@ def main(argv=None):
             m0 = max(prev["peak RSS MB"] - prev["data MB"], 1e-9)
             rm = (res["peak RSS MB"] - res["data MB"]) / m0
             xt, xm = fmt(rt, 2), fmt(rm, 2)
-            ex = fmt(math.log(rt) / math.log(n / prev["n"]), 2)
-        row = [n, fmt(res["fit s"], 2), fmt(res["predict s"], 2), fmt(res["total s"], 2), fmt(res["data MB"], 0),
+            grow = res["ns"] * res["nt"] / (prev["ns"] * prev["nt"])
+            ex = fmt(math.log(rt) / math.log(grow), 2) if grow != 1 else "-"
+        row = [res["ns"], res["nt"], res["support"], fmt(res["fit s"], 2), fmt(res["predict s"], 2), fmt(res["total s"], 2), fmt(res["data MB"], 0),
                fmt(res["peak RSS MB"], 0), fmt(res["peak RSS MB"] - res["data MB"], 0), xt, xm, ex, res["OT iters"], fmt(res["outl %"], 1)]
         rows.append(row)
+        results.append(res)
         prev = res
         print("  " + " | ".join(str(c) for c in row), flush=True)
     text = (f"CMOT scaling (data {args.data}, default parameters; {machine_note()})\n\n"
             + markdown_table(header, rows) + "\n")
     emit(text, args.out)
+    if args.plot and results:
+        _plot(results, args.plot)
+
+
+def _plot(results, path):
+    """Time and peak memory against the number of reference cells, one line per query size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for nt in sorted({r["nt"] for r in results}):
+        pts = sorted((r["ns"], r["total s"], r["peak RSS MB"] / 1024) for r in results if r["nt"] == nt)
+        xs = [p[0] for p in pts]
+        axes[0].plot(xs, [p[1] for p in pts], "o-", label=f"{nt:,} query cells")
+        axes[1].plot(xs, [p[2] for p in pts], "o-", label=f"{nt:,} query cells")
+    axes[0].set_ylabel("fit + predict (s)")
+    axes[1].set_ylabel("peak memory, inputs included (GiB)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("reference cells")
+        ax.grid(alpha=0.3)
+    axes[0].axhline(600, color="grey", ls="--", lw=0.8)
+    axes[1].axhline(12, color="grey", ls="--", lw=0.8)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

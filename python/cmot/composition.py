@@ -36,7 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
+from . import sparse_transport
 from ._utils import timed_step
 from .infer import nearest_neighbors
 from .transport import (
@@ -82,6 +84,10 @@ class ShiftResult:
         Sinkhorn iterations of the last transport.
     marginal_error : float
         Its final relative target-marginal error.
+    support : str
+        ``"dense"``, or ``"sparse"`` when the problem was above
+        :data:`cmot.sparse_transport.SPARSE_ABOVE` pairs: the offset then comes from a
+        sketch and ``coupling`` is a CSR matrix on the sparse support.
     """
 
     shift: np.ndarray
@@ -92,6 +98,7 @@ class ShiftResult:
     reg_e: float
     n_iter: int = 0
     marginal_error: float = 0.0
+    support: str = "dense"
 
 
 def query_composition(source, target, n_neighbors: int = 30, target_weights=None) -> np.ndarray:
@@ -184,12 +191,55 @@ def robust_shift(source, target, *, labels=None, reg_cl: float = 0.0, reg_e=None
             f"shape {b.shape}" + (f" and sum {b.sum():g}" if b.shape == (target.shape[0],) else "") + "."
         )
     ot = dict(labels=labels, reg_cl=reg_cl, reg_e=reg_e, reg_m=reg_m, max_inner_iter=max_inner_iter)
+    if source.shape[0] * int(np.count_nonzero(b)) > sparse_transport.SPARSE_ABOVE:
+        return _sketched_shift(source, target, b, ot, n_neighbors=n_neighbors, n_passes=n_passes)
+    return _dense_shift(source, target, b, ot, n_neighbors=n_neighbors, n_passes=n_passes)
+
+
+def _dense_shift(source, target, b, ot, *, n_neighbors, n_passes) -> ShiftResult:
+    """:func:`robust_shift`'s passes with dense couplings."""
     shift = np.zeros(source.shape[1])
     for _ in range(max(1, int(n_passes))):
         a = query_composition(source, target - shift, n_neighbors, b)
         res = _shift_from(source, target, a, b, **ot)
         shift = res.shift
     return res
+
+
+def _sketched_shift(source, target, b, ot, *, n_neighbors, n_passes) -> ShiftResult:
+    """:func:`robust_shift` for problems above :data:`cmot.sparse_transport.SPARSE_ABOVE` pairs.
+
+    The offset is a mean over the query, so it is estimated on a sketch: the dense
+    :func:`robust_shift` between random subsets of the reference and of the query
+    (:data:`cmot.sparse_transport.SKETCH_SOURCE`, :data:`cmot.sparse_transport.SKETCH_TARGET`
+    cells, seeded), at the entropic weight of the whole problem (measured on the
+    reference cells the sketch uses).  One neighbour search of every query cell, moved
+    back by that offset, among every reference cell then gives the query's composition
+    (the first ``n_neighbors``) and the sparse support of the coupling that the
+    barycentric map and the coverage need (:mod:`cmot.sparse_transport`).
+    """
+    ns = source.shape[0]
+    rng = np.random.default_rng(0)
+    cols = np.flatnonzero(b > 0)
+    t_sub = np.sort(rng.choice(cols, min(cols.size, sparse_transport.SKETCH_TARGET), replace=False))
+    s_sub = np.sort(rng.choice(ns, min(ns, sparse_transport.SKETCH_SOURCE), replace=False))
+    sk = dict(ot)
+    labels = ot["labels"]
+    sk["labels"] = None if labels is None else np.asarray(labels)[s_sub]
+    if sk["reg_e"] is None:
+        used = query_composition(source[s_sub], target[t_sub], n_neighbors, b[t_sub]) > 0
+        sk["reg_e"] = sparse_transport.auto_reg_e_sparse(source[s_sub][used], target[cols])
+    sketch = _dense_shift(source[s_sub], target[t_sub], b[t_sub], sk, n_neighbors=n_neighbors, n_passes=n_passes)
+    k = min(max(int(n_neighbors), sparse_transport.SUPPORT_NEIGHBORS), ns)
+    idx, dist = nearest_neighbors(target[cols] - sketch.shift, source, k)
+    kc = min(int(n_neighbors), ns)
+    a = np.bincount(idx[:, :kc].ravel(), weights=np.repeat(b[cols] / kc, kc), minlength=ns)
+    a /= a.sum()
+    sk["labels"] = labels
+    full = _shift_from_sparse(source, target[cols], a, b[cols], offset=sketch.shift,
+                              neighbors=(idx, dist), **sk)
+    return ShiftResult(sketch.shift, sketch.raw, sketch.factor, a, full.coupling, sketch.reg_e, full.n_iter,
+                       full.marginal_error, support="sparse")
 
 
 def composition_coverage(coupling) -> float:
@@ -254,11 +304,11 @@ def shrunk_displacement(coupling, source, target):
     >>> shrunk_displacement(np.full((10, 1), 0.1), src, src[:1] + 3)[2]           # one target cell
     0.0
     """
-    coupling = np.asarray(coupling)
+    coupling = coupling if sp.issparse(coupling) else np.asarray(coupling)
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     raw = transport_shift(coupling, source, target)
-    received = np.asarray(coupling.sum(axis=0), dtype=np.float64)
+    received = np.asarray(coupling.sum(axis=0), dtype=np.float64).ravel()
     b = received / received.sum()
     received[received == 0] = 1.0
     d = target - np.asarray(coupling.T @ source, dtype=np.float64) / received[:, None]
@@ -306,6 +356,38 @@ def _shift_from(source, target, a_full, b, *, labels, reg_cl, reg_e, reg_m, max_
     return ShiftResult(shift, raw, factor, a_full, coupling, float(reg_e), int(log["n_iter"]), float(log["err"]))
 
 
+def _shift_from_sparse(source, target, a_full, b, *, offset, neighbors, labels, reg_cl, reg_e, reg_m,
+                       max_inner_iter):
+    """:func:`_shift_from` on the sparse support of :mod:`cmot.sparse_transport`: each
+    target cell's nearest source cells (``neighbors``: indices and distances of the
+    search at ``target - offset``), those with a positive ``a_full``; the coupling is a
+    CSR matrix (used source cells x target cells)."""
+    import warnings
+
+    rows = np.flatnonzero(a_full > 0)
+    pos = np.full(a_full.size, -1)
+    pos[rows] = np.arange(rows.size)
+    idx, dist = neighbors
+    keep = a_full[idx] > 0  # every target keeps its nearest ones (they vote)
+    k = int(keep.sum(axis=1).min())
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, nearest first
+    idx_used = pos[np.take_along_axis(idx, order, axis=1)]
+    dist_used = np.take_along_axis(dist, order, axis=1)
+    a, bt, src = a_full[rows] / a_full[rows].sum(), b / b.sum(), source[rows]
+    cost = sparse_transport.support_cost(src, target, offset=offset, neighbors=(idx_used, dist_used))
+    reg_m = reg_e if reg_m == "auto" else reg_m
+    lab = np.zeros(len(rows), dtype=np.int64) if labels is None else np.asarray(labels)[rows]
+    with warnings.catch_warnings():  # an approximate coupling is enough for the barycentric map
+        warnings.simplefilter("ignore", OTConvergenceWarning)
+        coupling, log = sparse_transport.sinkhorn_lpl1_sparse(
+            cost, lab, reg_e=reg_e, reg_cl=reg_cl if labels is not None else 0.0, a=a, b=bt, reg_m=reg_m,
+            max_inner_iter=max_inner_iter, return_log=True)
+    del cost
+    shift, raw, factor = shrunk_displacement(coupling, src, target)
+    return ShiftResult(shift, raw, factor, a_full, coupling, float(reg_e), int(log["n_iter"]), float(log["err"]),
+                       support="sparse")
+
+
 def robust_transport(source, target, labels, *, reg_e=None, reg_cl: float = 1.0, reg_m="auto",
                      n_neighbors: int = COMPOSITION_NEIGHBORS, max_inner_iter: int = 1000, keep_cost: bool = False,
                      random_state=None, verbose: bool = False, reg_e_hint: str = "") -> TransportResult:
@@ -334,18 +416,24 @@ def robust_transport(source, target, labels, *, reg_e=None, reg_cl: float = 1.0,
     if reg_e is not None:
         cost_used = sqeuclidean_cost(source[used], target)
         _warn_far_reg_e(float(reg_e), resolve_reg_e(None, cost_used, random_state=random_state), reg_e_hint)
-    coupling = np.zeros((ns, nt), dtype=res.coupling.dtype)
-    coupling[used] = res.coupling
+    if sp.issparse(res.coupling):  # the sparse support: rows of the used source cells only
+        c = res.coupling.tocoo()
+        coupling = sp.csr_matrix((c.data, (np.flatnonzero(used)[c.row], c.col)), shape=(ns, nt))
+    else:
+        coupling = np.zeros((ns, nt), dtype=res.coupling.dtype)
+        coupling[used] = res.coupling
     cost = sqeuclidean_cost(source, target) if keep_cost else None
     return TransportResult(coupling=coupling, reg_e=res.reg_e, shift=res.shift, n_iter=res.n_iter,
-                           marginal_error=res.marginal_error, cost=cost)
+                           marginal_error=res.marginal_error, cost=cost, support=res.support,
+                           shift_factor=res.factor if res.support == "sparse" else None)
 
 
-def robust_move(coupling, source, target, *, barycentric_weight: float):
+def robust_move(coupling, source, target, *, barycentric_weight: float, shift=None, factor=None):
     """Source cells moved into target space before Step C with ``correction="robust"``.
 
     ``shift`` is the coupling's :func:`shrunk_displacement` over the source cells that
-    send mass; the barycentric share is ``barycentric_weight`` times
+    send mass (unless ``shift`` and its James-Stein ``factor`` are given: the sketch's,
+    when the coupling is on a sparse support); the barycentric share is ``barycentric_weight`` times
     :func:`composition_coverage`; source cells that send no mass (types absent from
     the query) move by ``shift`` only.
 
@@ -367,7 +455,8 @@ def robust_move(coupling, source, target, *, barycentric_weight: float):
     """
     source = np.asarray(source, dtype=np.float64)
     sent = np.asarray(coupling.sum(axis=1)).ravel() > 0
-    shift, _, factor = shrunk_displacement(coupling[sent], source[sent], target)
+    if shift is None:
+        shift, _, factor = shrunk_displacement(coupling[sent], source[sent], target)
     coverage = composition_coverage(coupling)
     weight = barycentric_weight * coverage
     if not weight > 0:

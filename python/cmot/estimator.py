@@ -39,8 +39,9 @@ from .feature_scores import FeatureScoresMixin
 from .infer import blend_linear, move_source
 from .label_transfer import LabelTransferMixin, check_transfer_labels
 from .labels import source_labels, ward_labels
-from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped
+from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped, detector_reference
 from .representation import SCALE_CLIP, Representation  # noqa: F401
+from .sparse_transport import sparse_bytes, uses_sparse
 from .step_c import infer_chunked
 from .transport import (  # noqa: F401  (re-exported)
     AUTO_REG_FRACTION,
@@ -561,8 +562,14 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
     def _check_memory(self, n_target: int):
         import scipy.sparse as sp
 
+        n_source = self.source_y_.shape[0]
+        if uses_sparse(n_source, n_target, self.params_.get("correction", "transport")):
+            check_memory(sparse_bytes(n_source, n_target, self.source_rep_.shape[1]),
+                         f"target_y: the transport of {n_source} source x {n_target} target cells (sparse support)",
+                         "Predict the target cells in parts, or subsample the reference.")
+            return
         check_transport_memory(
-            self.source_y_.shape[0], n_target, keep_cost=self.params_["outlier_method"] == "isolation_forest",
+            n_source, n_target, keep_cost=self.params_["outlier_method"] == "isolation_forest",
             barycentric=self.params_["barycentric_weight"] > 0,
             sparse_cost=self.representation_.pca_ is None and sp.issparse(self.source_y_),
         )
@@ -652,7 +659,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             self.n_iter_, self.marginal_error_ = result.n_iter, result.marginal_error
             self._poorly_mapped(tm.data, result)
             result.cost = None
-            x_hat, votes = self._infer(result.coupling, tgt_rep, result.shift, self.n_neighbors_)
+            x_hat, votes = self._infer(result.coupling, tgt_rep, result.shift, self.n_neighbors_,
+                                       sketch_factor=result.shift_factor)
             self._set_label_prediction(votes, tm.cell_names)
         return _wrap_output(x_hat, tm, self.feature_names_x_)
 
@@ -661,7 +669,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         rep = self.representation_
         with timed_step("poorly mapped cells", p["verbose"]):
             found = detect_poorly_mapped(
-                p["outlier_method"], source=rep.selected(self.source_y_), target=rep.selected(target),
+                p["outlier_method"], target=rep.selected(target),
+                source=rep.selected(self.source_y_[detector_reference(self.source_y_.shape[0], p["random_state"])]),
                 coupling=result.coupling, cost=result.cost, labels=self.labels_, threshold=p["outlier_threshold"],
                 random_state=p["random_state"], max_components=self._outlier_components(p),
             )
@@ -676,11 +685,11 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             return p["n_pcs"]
         return 30
 
-    def _infer(self, coupling, tgt_rep, shift, k):
+    def _infer(self, coupling, tgt_rep, shift, k, sketch_factor=None):
         """Step C: the inferred X and the label votes of the same neighbours (:mod:`cmot.step_c`)."""
         verbose = self.params_["verbose"]
         with timed_step(f"kNN inference (k={k})", verbose):
-            mapped = self._move(coupling, tgt_rep, shift)
+            mapped = self._move(coupling, tgt_rep, shift, sketch_factor)
             # models saved by cmot < 0.4 have no weight_scale_
             scale = getattr(self, "weight_scale_", self.params_["weight_scale"])
             x_hat, votes = infer_chunked(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
@@ -692,12 +701,13 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
                                 offset=self.shift_, shrinkage=getattr(self, "shrinkage_", 0.0),
                                 x_mean=getattr(self, "x_mean_", None)), votes
 
-    def _move(self, coupling, tgt_rep, shift):
+    def _move(self, coupling, tgt_rep, shift, sketch_factor=None):
         """The source cells moved into target space; sets ``shift_``, ``shift_factor_``, ``coverage_``."""
         p = self.params_
         if p.get("correction", "transport") == "robust":
+            known = {} if sketch_factor is None else dict(shift=shift, factor=sketch_factor)  # sparse support
             mapped, shift, factor, coverage = robust_move(coupling, self.source_rep_, tgt_rep,
-                                                          barycentric_weight=p["barycentric_weight"])
+                                                          barycentric_weight=p["barycentric_weight"], **known)
         else:
             mapped = move_source(coupling, self.source_rep_, tgt_rep, barycentric_weight=p["barycentric_weight"],
                                  shift=shift)

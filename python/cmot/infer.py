@@ -47,10 +47,15 @@ def variable_features(data, n_features: int) -> np.ndarray:
     return np.sort(top)
 
 
+#: Largest ``chunk x n_reference`` block of distances :func:`nearest_neighbors` holds (float64 values).
+NEIGHBOR_BLOCK = 2**24
+
+
 def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
     """The ``n_neighbors`` nearest reference rows of each query row (Euclidean).
 
-    Brute force on BLAS in chunks of ``chunk_size`` query rows: no
+    Brute force on BLAS in chunks of at most ``chunk_size`` query rows, fewer when
+    the reference is large (a block holds at most ``NEIGHBOR_BLOCK`` distances): no
     ``n_query x n_reference`` matrix is held at once.
 
     Returns
@@ -71,6 +76,7 @@ def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2
     n_q = query.shape[0]
     k = min(int(n_neighbors), reference.shape[0])
     ref_sq = np.einsum("ij,ij->i", reference, reference)
+    chunk_size = max(16, min(int(chunk_size), NEIGHBOR_BLOCK // max(1, reference.shape[0])))
     indices = np.empty((n_q, k), dtype=np.int64)
     dists = np.empty((n_q, k))
     for start in range(0, n_q, chunk_size):

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composition import robust_shift
-from .infer import leave_one_out_neighbors, nearest_neighbors
+from .infer import leave_one_out_neighbors, nearest_neighbors, weighted_average
 from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
@@ -284,7 +284,7 @@ def local_offsets(target, source, shift, use, bandwidth: float):
     cols = np.flatnonzero(use)
     coupling = shift.coupling
     rows = np.flatnonzero(shift.source_weights > 0)
-    received = np.asarray(coupling.sum(axis=0), dtype=np.float64)
+    received = np.asarray(coupling.sum(axis=0), dtype=np.float64).ravel()
     received[received == 0] = 1.0
     d = target[cols] - np.asarray(coupling.T @ source[rows], dtype=np.float64) / received[:, None]
     k = min(200, len(cols))
@@ -294,7 +294,7 @@ def local_offsets(target, source, shift, use, bandwidth: float):
     ok = wsum > 1e-12
     w[ok] /= wsum[ok, None]
     w[~ok] = 0.0
-    mean = np.einsum("na,nad->nd", w, d[idx])
+    mean = weighted_average(d, idx, w)  # (no n x k x dims array)
     noise = np.einsum("na,na->n", w, np.einsum("ad,ad->a", d, d)[idx])
     n_eff = np.where(ok, 1.0 / np.maximum(np.einsum("na,na->n", w, w), 1e-300), 0.0)
     sq = np.einsum("nd,nd->n", mean, mean)
@@ -540,6 +540,27 @@ class PoorlyMapped:
     n_components: int | None = None
     mapping_score: np.ndarray | None = None
     query_unlike: bool = False
+
+
+#: The distance detector judges the query against at most this many reference cells (a
+#: seeded random subset above it): query distances and their null come from the same cells.
+DETECTOR_REFERENCE = 20_000
+
+
+def detector_reference(n_source: int, random_state=None):
+    """Rows of the reference the distance detector uses: all of them up to
+    :data:`DETECTOR_REFERENCE`, else a seeded random subset of that size (sorted).
+
+    Examples
+    --------
+    >>> detector_reference(5).tolist()
+    [0, 1, 2, 3, 4]
+    >>> detector_reference(50_000, random_state=0).size
+    20000
+    """
+    if n_source <= DETECTOR_REFERENCE:
+        return np.arange(n_source)
+    return np.sort(np.random.default_rng(random_state).choice(n_source, DETECTOR_REFERENCE, replace=False))
 
 
 def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None, cost=None, labels=None,

@@ -355,12 +355,12 @@ def barycentric_map(coupling, target):
     array([[1.],
            [2.]])
     """
-    rows = coupling.sum(axis=1)
+    rows = np.asarray(coupling.sum(axis=1), dtype=np.float64).ravel()
     rows[rows == 0] = 1.0
     if sp.issparse(target):
-        mapped = np.asarray((target.T @ coupling.T).T)
+        mapped = np.asarray((target.T @ coupling.T).T.todense() if sp.issparse(coupling) else (target.T @ coupling.T).T)
     else:
-        mapped = coupling @ np.asarray(target)
+        mapped = np.asarray(coupling @ np.asarray(target))
     return mapped / rows[:, None]
 
 
@@ -393,8 +393,8 @@ def transport_shift(coupling, source, target) -> np.ndarray:
     total = float(coupling.sum())
     if not np.isfinite(total) or total <= 0:
         raise ValueError(f"coupling: expected a positive total mass, found {total}.")
-    cols = np.asarray(coupling.sum(axis=0), dtype=np.float64)
-    rows = np.asarray(coupling.sum(axis=1), dtype=np.float64)
+    cols = np.asarray(coupling.sum(axis=0), dtype=np.float64).ravel()
+    rows = np.asarray(coupling.sum(axis=1), dtype=np.float64).ravel()
     return (cols @ np.asarray(target, dtype=np.float64) - rows @ np.asarray(source, dtype=np.float64)) / total
 
 
@@ -568,6 +568,10 @@ class TransportResult:
     n_iter: int
     marginal_error: float
     cost: np.ndarray | None = None
+    #: "dense", or "sparse" (a CSR coupling on a sparse support, :mod:`cmot.sparse_transport`)
+    support: str = "dense"
+    #: the James-Stein factor of ``shift`` when the robust correction estimated it on a sketch
+    shift_factor: float | None = None
 
 
 def solve_transport(source, target, labels, *, reg_e=None, reg_cl=1.0, reg_m="auto", max_iter=10,

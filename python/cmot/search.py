@@ -214,8 +214,9 @@ def cross_validate(
     --------
     >>> from cmot.datasets import make_multimodal
     >>> d = make_multimodal(90, 10, random_state=0)
-    >>> res = cross_validate(d.source_x, d.source_y, n_splits=3, random_state=0,
-    ...                      param_grid={"n_neighbors": [1, 20], "n_features": [30]})
+    >>> res = cross_validate(d.source_x, d.source_y, n_splits=3, random_state=0,  # Step C: neighbours only
+    ...                      param_grid={"n_neighbors": [1, 20], "n_features": [30]},
+    ...                      base_params={"shrinkage": 0.0})
     >>> res.best_params_
     {'n_neighbors': 20, 'n_features': 30}
     >>> list(res.results_.columns[:4])

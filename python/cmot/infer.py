@@ -79,9 +79,13 @@ def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2
     chunk_size = max(16, min(int(chunk_size), NEIGHBOR_BLOCK // max(1, reference.shape[0])))
     indices = np.empty((n_q, k), dtype=np.int64)
     dists = np.empty((n_q, k))
+    buf = np.empty((min(chunk_size, n_q), reference.shape[0]))  # one block, reused by every chunk
     for start in range(0, n_q, chunk_size):
         q = query[start : start + chunk_size]
-        d2 = ref_sq[None, :] - 2.0 * (q @ reference.T)
+        d2 = buf[: len(q)]
+        np.matmul(q, reference.T, out=d2)
+        d2 *= 2.0
+        np.subtract(ref_sq[None, :], d2, out=d2)  # |r|^2 - 2 q.r, as one expression would give
         d2 += np.einsum("ij,ij->i", q, q)[:, None]
         np.maximum(d2, 0.0, out=d2)
         if k < reference.shape[0]:

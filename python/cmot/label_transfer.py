@@ -1,5 +1,5 @@
 """Label transfer: the reference's cell labels carried to the query by the same
-transport and the same Step C neighbours as the inferred modality (Seurat's
+transport and the same Step C neighbour search as the inferred modality (Seurat's
 ``TransferData`` with ``refdata = list(celltype = ...)``).
 
 Each target cell's score for a class is the weighted vote of its ``k_label``

@@ -687,7 +687,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         return 30
 
     def _infer(self, coupling, tgt_rep, shift, k):
-        """Step C: the inferred X and the label votes, from one neighbour search (:mod:`cmot.step_c`)."""
+        """Step C: the inferred X and the label votes of the same neighbours (:mod:`cmot.step_c`)."""
         verbose = self.params_["verbose"]
         with timed_step(f"kNN inference (k={k})", verbose):
             mapped = self._move(coupling, tgt_rep, shift)

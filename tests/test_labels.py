@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from cmot import CMOT
+from cmot.choices import AUTO_K_GRID, reference_weight_scale
 from cmot.datasets import make_multimodal
+from cmot.label_transfer import LabelTransfer, select_label_neighbors
 
 pytestmark = pytest.mark.filterwarnings("ignore::cmot.PoorlyMappedWarning")
 
@@ -27,15 +29,31 @@ def _one_hot(codes, n_classes):
     return out
 
 
+def _noisy(labels, share, seed=0):
+    """``labels`` with a random ``share`` of them replaced by another class."""
+    rng = np.random.default_rng(seed)
+    flip = rng.uniform(size=labels.size) < share
+    return np.where(flip, (labels + rng.integers(1, 3, size=labels.size)) % 3, labels)
+
+
 def test_label_scores_are_the_x_inference_of_the_one_hot_labels(d):
-    # Independent answer: the same model inferring the one-hot labels as extra X features
-    # (weighted average of the neighbours' X, no shrinkage) gives the label scores.
-    types = np.array(["B", "NK", "T"])[d.source_labels]
-    onehot = _one_hot(d.source_labels, 3)
-    model = CMOT(**P).fit(np.c_[d.source_x, onehot], d.source_y, labels=types)
-    x_hat = model.predict(d.target_y)
+    # Independent answer: a model whose k is the chosen label_neighbors_ (same distance unit,
+    # weight_scale_) inferring the one-hot labels as extra X features (weighted average of
+    # the neighbours' X, no shrinkage) gives the label scores.  Noisy labels: the votes are
+    # not all one-hot, and the chosen k differs from the X's.
+    codes = _noisy(d.source_labels, 0.3)
+    types = np.array(["B", "NK", "T"])[codes]
+    onehot = _one_hot(codes, 3)
+    model = CMOT(**P).fit(d.source_x, d.source_y, labels=types)
+    model.predict(d.target_y)
+    k = model.label_neighbors_["labels"]
+    assert k != P["n_neighbors"]
+    check = CMOT(**{**P, "n_neighbors": k, "weight_scale": model.weight_scale_}).fit(
+        np.c_[d.source_x, onehot], d.source_y, labels=types)
+    x_hat = check.predict(d.target_y)
     scores = model.predicted_label_scores_["labels"]
     assert list(scores.columns) == ["B", "NK", "T"]
+    assert ((scores.to_numpy() > 0) & (scores.to_numpy() < 1)).any()
     np.testing.assert_allclose(scores.to_numpy(), x_hat[:, -3:], atol=1e-12)
     np.testing.assert_allclose(scores.to_numpy().sum(axis=1), 1.0)
     # the label is the best class, its score the best score
@@ -53,6 +71,44 @@ def test_query_of_reference_cells_gets_their_own_labels_with_score_one(d):
     assert labels.shape == (12, 1)
     np.testing.assert_array_equal(labels["labels"].to_numpy(), d.source_labels[pick])
     assert (model.predicted_label_score_["labels"].to_numpy() > 0.95).all()
+
+
+def test_label_neighbors_loo_takes_few_for_locally_pure_labels_and_many_for_noisy_ones():
+    # Cells uniform in a square; "pure": a 6 x 6 checkerboard (about 40 cells a square, so
+    # votes of many neighbours reach across its edges); "noisy": left or right half with
+    # 30% of the labels flipped at random (a large vote averages the flips out).
+    rng = np.random.default_rng(0)
+    rep = rng.uniform(size=(1500, 2))
+    pure = (np.floor(rep[:, 0] * 6) + np.floor(rep[:, 1] * 6)).astype(int) % 2
+    half = (rep[:, 0] > 0.5).astype(int)
+    noisy = np.where(rng.uniform(size=1500) < 0.3, 1 - half, half)
+    lt = LabelTransfer(["pure", "noisy"], [np.arange(2), np.arange(2)], [pure, noisy])
+    ks, scores = select_label_neighbors(rep, lt, weight_scale=reference_weight_scale(rep, 10, random_state=0),
+                                        random_state=0)
+    assert ks[0] <= 10 and ks[1] >= 50, ks
+    assert sorted(scores[0]) == list(AUTO_K_GRID)  # every candidate below the 1500 cells
+    for k_chosen, sc in zip(ks, scores):
+        assert sc[k_chosen] == max(sc.values())
+    # the score is the leave-one-out accuracy: 1 - 0.3 flips is the best a vote can do on "noisy"
+    assert 0.65 < scores[1][ks[1]] <= 0.75
+    # a label that no left-out cell has leaves nothing to score: the smallest candidate
+    none = LabelTransfer(["few"], [np.arange(1)], [np.r_[0, np.full(1499, -1)]])
+    assert select_label_neighbors(rep, none, weight_scale=1.0, max_cells=10, random_state=1) == ([5], [{}])
+
+
+def test_x_is_the_same_bitwise_whatever_the_label_neighbors(d):
+    # fewer (pure labels) and more (noisy labels) voting neighbours than the X's n_neighbors=10:
+    # one search of max(k, k_label) neighbours gives the X of a model that transfers nothing
+    plain = CMOT(**P).fit(d.source_x, d.source_y, labels=d.source_labels, transfer_labels={})
+    x_plain = plain.predict(d.target_y)
+    assert plain.label_neighbors_ is None
+    table = {"pure": d.source_labels, "noisy": _noisy(d.source_labels, 0.3)}
+    model = CMOT(**P).fit(d.source_x, d.source_y, labels=d.source_labels, transfer_labels=table)
+    assert model.label_neighbors_["pure"] < P["n_neighbors"] < model.label_neighbors_["noisy"]
+    assert model.n_neighbors_ == P["n_neighbors"]
+    np.testing.assert_array_equal(model.predict(d.target_y), x_plain)
+    acc = (model.predicted_labels_.to_numpy() == d.target_labels[:, None]).mean(axis=0)
+    assert (acc >= 0.95).all(), acc
 
 
 def test_label_accuracy_on_simulated_data(d):
@@ -89,7 +145,8 @@ def test_several_names_dataframe_series_by_name_and_missing_labels_do_not_vote(d
     assert list(model.predicted_label_scores_["fine"].columns) == [1.0, 2.0]
     # independent: vote of the labelled neighbours = inferred one-hot over inferred "has a label"
     codes = np.where(d.source_labels == 0, -1, d.source_labels - 1)
-    check = CMOT(**P).fit(np.c_[_one_hot(codes, 2), codes >= 0], sy, labels=d.source_labels)
+    check = CMOT(**{**P, "n_neighbors": model.label_neighbors_["fine"], "weight_scale": model.weight_scale_}).fit(
+        np.c_[_one_hot(codes, 2), codes >= 0], sy, labels=d.source_labels)
     x_hat = check.predict(d.target_y)
     voted = x_hat[:, 2] > 1e-12
     expected = np.full((len(x_hat), 2), np.nan)

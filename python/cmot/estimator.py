@@ -295,13 +295,23 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         ``0..n-1``).
     label_transfer_ : cmot.label_transfer.LabelTransfer or None
         The source cells' labels that ``predict`` transfers (``transfer_labels``).
+    label_neighbors_ : dict or None
+        Each transferred name's number of voting neighbours ``k_label``: the
+        candidate of :data:`cmot.choices.AUTO_K_GRID` with the best leave-one-out
+        label accuracy on the source (at most 2,000 random source cells, each voted
+        on by its nearest other source cells in ``source_rep_``; on a tie the
+        smaller; see :func:`cmot.label_transfer.select_label_neighbors`).  None
+        when nothing is transferred.
+    label_neighbors_scores_ : dict or None
+        name -> ``{k: leave-one-out label accuracy}`` of each candidate.
     predicted_labels_ : pandas.DataFrame or None
         Set by ``predict``: target cells x transferred names, the class of
         highest score (categorical); None when nothing is transferred.
     predicted_label_scores_ : dict of pandas.DataFrame or None
         Set by ``predict``: name -> target cells x classes, each class's share
-        of the Step C weights of the target cell's neighbours (the same
-        neighbours and weights as the inferred X, no shrinkage); rows sum to 1.
+        of the Step C weights of the target cell's ``label_neighbors_[name]``
+        nearest moved source cells (the neighbour search and distance unit of the
+        inferred X, no shrinkage); rows sum to 1.
     predicted_label_score_ : pandas.DataFrame or None
         Set by ``predict``: target cells x names, the highest class score (0-1).
     outliers_ : ndarray of bool, shape (n_target,)
@@ -471,6 +481,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             self.feature_names_y_, self.feature_names_x_ = ym.feature_names, xm.feature_names
             self.n_features_in_, self.n_features_out_ = ym.shape[1], xm.shape[1]
             self._fit_feature_scores(p)
+            self._fit_label_neighbors(p)
             self.version_ = __version__
         return self
 
@@ -695,7 +706,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             x_hat, votes = infer_chunked(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
                                          shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
                                          x_mean=getattr(self, "x_mean_", None),
-                                         label_transfer=getattr(self, "label_transfer_", None), verbose=verbose)
+                                         label_transfer=getattr(self, "label_transfer_", None),
+                                         label_neighbors=self._label_ks(), verbose=verbose)
             # models saved before Step C had a linear map have none (no blend)
             return blend_linear(x_hat, tgt_rep, getattr(self, "linear_map_", None), getattr(self, "linear_weight_", 0.0),
                                 offset=self.shift_, shrinkage=getattr(self, "shrinkage_", 0.0),

@@ -1,12 +1,17 @@
 """Label transfer: the reference's cell labels carried to the query by the same
-transport and the same Step C neighbours as the inferred modality (Seurat's
+transport and the same Step C neighbour search as the inferred modality (Seurat's
 ``TransferData`` with ``refdata = list(celltype = ...)``).
 
-Each target cell's score for a class is the weighted vote of its ``k`` nearest
-moved source cells, with the weights of the X inference
-(:func:`cmot.infer.knn_weights`): the weight of the neighbours of that class over
-the weight of the neighbours that have a label.  No shrinkage toward the
-reference's class frequencies is applied.  Source cells whose label is missing
+Each target cell's score for a class is the weighted vote of its ``k_label``
+nearest moved source cells, with the weights of the X inference
+(:func:`cmot.infer.exp_weights` in the fitted distance unit ``weight_scale_``):
+the weight of the neighbours of that class over the weight of the neighbours that
+have a label.  ``k_label`` is chosen per name at fit, from the same candidates as
+``n_neighbors`` (:data:`cmot.choices.AUTO_K_GRID`), by leave-one-out label
+accuracy on the source (:func:`select_label_neighbors`), so it can differ from
+the ``k`` that predicts X best: locally pure labels take few neighbours, noisy
+ones more.  One neighbour search of ``max(k, k_label)`` serves the X and the
+labels.  No shrinkage toward the reference's class frequencies is applied.  Source cells whose label is missing
 (NaN, None) do not vote; a target cell none of whose neighbours has a label gets
 no label (NaN) and NaN scores.
 
@@ -23,10 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ._utils import timed_step
 from ._validation import _align_series, _is_dataframe, _where, check_labels
-from .infer import weighted_average
+from .infer import exp_weights, leave_one_out_neighbors, weighted_average
 
-__all__ = ["LabelTransfer", "LabelPrediction", "LabelTransferMixin", "check_transfer_labels", "label_votes"]
+__all__ = ["LabelTransfer", "LabelPrediction", "LabelTransferMixin", "check_transfer_labels", "label_votes",
+           "select_label_neighbors"]
 
 
 @dataclass
@@ -152,6 +159,58 @@ def label_votes(one_hot, indices, weights) -> np.ndarray:
         return np.where(total > 0, votes / np.where(total > 0, total, 1.0), np.nan)
 
 
+def select_label_neighbors(rep, label_transfer: LabelTransfer, *, weight_scale: float, grid=None,
+                           max_cells: int | None = None, random_state=None):
+    """Choose each name's number of voting neighbours ``k_label`` by leave-one-out on the source.
+
+    At most ``max_cells`` random source cells (the left-out cells of
+    :func:`cmot.choices.select_n_neighbors`, same ``random_state``) get the vote of
+    their ``k`` nearest other source cells in ``rep`` (Step C's space), weighted by
+    ``exp(-d / weight_scale)`` as at prediction (:func:`label_votes`); each
+    candidate ``k`` of ``grid`` (default :data:`cmot.choices.AUTO_K_GRID`, below
+    the number of cells) is scored by the share of the left-out cells with a
+    label whose best class is their own label (a cell whose neighbours have no
+    label counts as wrong).  The best ``k`` is chosen, on a tie the smaller.  No
+    target cell is used.
+
+    Returns
+    -------
+    ks : list of int
+        One ``k_label`` per name of ``label_transfer``.
+    scores : list of dict
+        Per name, ``{k: leave-one-out accuracy}`` of each candidate (empty when no
+        left-out cell has a label: ``k_label`` is then the smallest candidate).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rep = np.repeat(np.arange(12.0), 5)[:, None]  # 12 tight groups of 5 cells
+    >>> lt = LabelTransfer(["group"], [np.arange(12)], [np.repeat(np.arange(12), 5)])
+    >>> ks, scores = select_label_neighbors(rep, lt, weight_scale=100.0, grid=(2, 20))
+    >>> ks, scores[0]  # 20 neighbours reach into the next groups
+    ([2], {2: 1.0, 20: 0.0})
+    """
+    from .choices import AUTO_K_GRID, LOO_MAX_CELLS
+
+    grid = AUTO_K_GRID if grid is None else grid
+    n = rep.shape[0]
+    ks = sorted({min(int(k), n - 1) for k in grid if k < n} or {max(1, n - 1)})
+    max_cells = LOO_MAX_CELLS if max_cells is None else max_cells
+    query, idx, dist = leave_one_out_neighbors(rep, ks[-1], max_cells=max_cells, random_state=random_state)
+    chosen, all_scores = [], []
+    for i in range(len(label_transfer.names)):
+        one_hot, truth = label_transfer.one_hot(i), label_transfer.codes[i][query]
+        has = truth >= 0
+        scores = {}
+        for k in ks if has.any() and idx.shape[1] > 0 else ():
+            votes = label_votes(one_hot, idx[has, :k], exp_weights(dist[has, :k], weight_scale))
+            best = np.where(np.isnan(votes).any(axis=1), -1, np.argmax(np.nan_to_num(votes, nan=-1.0), axis=1))
+            scores[k] = float(np.mean(best == truth[has]))
+        chosen.append(max(scores, key=lambda k: (scores[k], -k)) if scores else ks[0])
+        all_scores.append(scores)
+    return chosen, all_scores
+
+
 @dataclass
 class LabelPrediction:
     """Per-class scores of the target cells for each transferred name (set by ``predict``).
@@ -203,9 +262,25 @@ class LabelPrediction:
 
 
 class LabelTransferMixin:
-    """``CMOT.predict_labels`` and the ``predicted_label*_`` attributes, built from the
-    :class:`LabelPrediction` that ``predict`` stores (``label_prediction_``: arrays only,
-    so that model files hold no pandas objects)."""
+    """``CMOT.predict_labels``, the choice of ``label_neighbors_`` at fit and the
+    ``predicted_label*_`` attributes, built from the :class:`LabelPrediction` that ``predict``
+    stores (``label_prediction_``: arrays only, so that model files hold no pandas objects)."""
+
+    def _fit_label_neighbors(self, p):
+        """``label_neighbors_``: each transferred name's voting neighbours, by leave-one-out on the source."""
+        lt = self.label_transfer_
+        self.label_neighbors_ = self.label_neighbors_scores_ = None
+        if lt is not None:
+            with timed_step("choosing the label neighbours by leave-one-out on the source", p["verbose"]):
+                ks, scores = select_label_neighbors(self.source_rep_, lt, weight_scale=self.weight_scale_,
+                                                    random_state=p["random_state"])
+            self.label_neighbors_ = dict(zip(lt.names, ks))
+            self.label_neighbors_scores_ = dict(zip(lt.names, scores))
+
+    def _label_ks(self):
+        """The fitted ``label_neighbors_`` in the order of the transferred names (None: models fitted before it)."""
+        chosen, lt = getattr(self, "label_neighbors_", None), getattr(self, "label_transfer_", None)
+        return None if chosen is None or lt is None else [chosen[name] for name in lt.names]
 
     def _set_label_prediction(self, votes, cell_names):
         lt = getattr(self, "label_transfer_", None)

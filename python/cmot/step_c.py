@@ -1,6 +1,7 @@
-"""Step C over the query in chunks: each chunk's nearest moved source cells and
-their weights are computed once and used for the inferred modality and for every
-transferred set of labels (:mod:`cmot.label_transfer`).
+"""Step C over the query in chunks: each chunk's nearest moved source cells are
+searched once (``max(k, k_label)`` of them) and serve the inferred modality (the
+``k`` nearest) and every transferred set of labels (its ``k_label`` nearest, with
+the same distance unit; :mod:`cmot.label_transfer`).
 
 Rows of the query are independent in Step C (the weights' distance unit is
 fixed at fit, ``weight_scale_``), so chunking changes nothing but the memory
@@ -15,7 +16,7 @@ import logging
 
 import numpy as np
 
-from .infer import knn_weights, weighted_average
+from .infer import exp_weights, nearest_neighbors, weighted_average
 from .label_transfer import label_votes
 
 __all__ = ["CHUNK_SIZE", "infer_chunked"]
@@ -29,11 +30,15 @@ CHUNK_SIZE = 8192
 
 
 def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkage: float = 0.0, x_mean=None,
-                  label_transfer=None, verbose: bool = False, chunk_size: int | None = None):
+                  label_transfer=None, label_neighbors=None, verbose: bool = False, chunk_size: int | None = None):
     """Step C: the X of each ``target`` row (the weighted average of the X of its
     ``n_neighbors`` nearest ``mapped`` source cells, pulled ``shrinkage`` of the way
-    toward ``x_mean``, as :func:`cmot.infer.infer_x`) and the label votes of the same
-    neighbours with the same weights (:func:`cmot.label_transfer.label_votes`).
+    toward ``x_mean``, as :func:`cmot.infer.infer_x`) and the label votes of its
+    ``label_neighbors[i]`` nearest (one number per name of ``label_transfer``; None:
+    ``n_neighbors`` for every name) with the weights of the same distance unit
+    (:func:`cmot.label_transfer.label_votes`).  One search of the most neighbours
+    serves both: the X is the same as with a search of ``n_neighbors`` alone (up to
+    which of several source cells at exactly the ``n_neighbors``-th distance is taken).
 
     Returns
     -------
@@ -56,17 +61,22 @@ def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkag
     if isinstance(weight_scale, str):  # "auto" of models saved by cmot < 0.4: a median over all target rows
         chunk_size = max(n, 1)
     one_hots = [] if label_transfer is None else [label_transfer.one_hot(i) for i in range(len(label_transfer.names))]
+    label_ks = [int(n_neighbors)] * len(one_hots) if label_neighbors is None else [int(k) for k in label_neighbors]
+    if len(label_ks) != len(one_hots):
+        raise ValueError(f"label_neighbors: expected one number per transferred name ({len(one_hots)}), "
+                         f"found {len(label_ks)}.")
+    n_search = max([int(n_neighbors), *label_ks])
     starts = list(range(0, n, chunk_size)) or [0]
     x_parts, vote_parts = [], [[] for _ in one_hots]
     for i, start in enumerate(starts):
         if verbose:
             logger.info("cmot: inferring chunk %d/%d", i + 1, len(starts))
-        idx, w = knn_weights(target[start:start + chunk_size], mapped, n_neighbors, scale=weight_scale)
-        pred = weighted_average(x, idx, w)
+        idx, dist = nearest_neighbors(target[start:start + chunk_size], mapped, n_search)
+        pred = weighted_average(x, idx[:, :n_neighbors], exp_weights(dist[:, :n_neighbors], weight_scale))
         if shrinkage > 0:
             pred *= 1 - shrinkage
             pred += shrinkage * x_mean.astype(pred.dtype, copy=False)
         x_parts.append(pred)
-        for parts, one_hot in zip(vote_parts, one_hots):
-            parts.append(label_votes(one_hot, idx, w))
+        for parts, one_hot, k in zip(vote_parts, one_hots, label_ks):
+            parts.append(label_votes(one_hot, idx[:, :k], exp_weights(dist[:, :k], weight_scale)))
     return np.concatenate(x_parts, axis=0), [np.concatenate(p, axis=0) for p in vote_parts]

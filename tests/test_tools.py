@@ -343,7 +343,8 @@ def test_uns_record_is_json_safe_and_survives_h5ad(d, tmp_path):
     rec = q.uns["cmot"]
     json.dumps(rec)
     assert rec["fitted"] == {"n_neighbors": model.n_neighbors_, "n_pcs": model.n_pcs_,
-                             "shrinkage": model.shrinkage_, "reg_e": pytest.approx(model.reg_e_),
+                             "shrinkage": model.shrinkage_, "linear_weight": model.linear_weight_,
+                             "reg_e": pytest.approx(model.reg_e_), "label_neighbors": model.label_neighbors_,
                              "n_poorly_mapped": int(model.outliers_.sum()), "labels_transferred": True}
     assert rec["params"]["n_neighbors"] == 10 and rec["params"]["random_state"] == 0
     assert rec["inputs"]["modality"] == {"source": "obsm", "key": "protein"}
@@ -378,6 +379,9 @@ def test_labels_and_feature_scores_are_written_as_the_model_computes_them(d):
     np.testing.assert_allclose(list(scores.values()), m0.feature_scores_.to_numpy())
     assert q.uns["cmot"]["fitted"]["labels_transferred"] is True
     assert model.predicted_labels_.columns.tolist() == ["cell_type"]
+    # the choices are recorded as the model made them
+    assert q.uns["cmot"]["fitted"]["label_neighbors"] == {"cell_type": model.label_neighbors_["cell_type"]}
+    assert q.uns["cmot"]["fitted"]["linear_weight"] == model.linear_weight_
 
 
 def _pca_reference(d, n=8):

@@ -107,7 +107,8 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
       ``predicted_label_score_``) and ``obsm[f"{key}_{labels_key}_scores"]`` (a DataFrame
       of every class's score, rows summing to 1, ``predicted_label_scores_``);
     - ``uns[key]`` (JSON-safe): ``"params"`` (of the CMOT), ``"fitted"`` (what ``fit``
-      and ``predict`` chose: ``n_neighbors``, ``n_pcs``, ``shrinkage``, ``reg_e``, the
+      and ``predict`` chose: ``n_neighbors``, ``n_pcs``, ``shrinkage``, ``linear_weight``,
+      ``reg_e``, ``label_neighbors`` (per transferred name), the
       number of poorly mapped cells, whether labels were transferred), ``"inputs"``
       (where each modality was read, the number of shared genes, the embedding used),
       ``"versions"``, and ``"feature_scores"``: ``feature_scores_`` (how well each inferred
@@ -582,7 +583,7 @@ def _versions():
 def _record(model, info, features, labels_transferred):
     """``uns[key_added]``: parameters, fitted choices, inputs, feature scores, versions."""
     fitted = {name[:-1]: getattr(model, name, None)
-              for name in ("n_neighbors_", "n_pcs_", "shrinkage_", "reg_e_")}
+              for name in ("n_neighbors_", "n_pcs_", "shrinkage_", "linear_weight_", "reg_e_", "label_neighbors_")}
     fitted["n_poorly_mapped"] = int(np.sum(model.outliers_))
     fitted["labels_transferred"] = labels_transferred
     record = {"params": model.get_params(), "fitted": fitted, "inputs": info, "versions": _versions()}

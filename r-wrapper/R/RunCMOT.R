@@ -416,7 +416,8 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' \code{n.pcs.used} (the principal components used; absent in paper mode).
 #' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
 #' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
-#' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, the assays and other details of the
+#' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, \code{label.neighbors} (the voting
+#' neighbours chosen for each transferred label), the assays and other details of the
 #' last run, with \code{feature.scores} (a list, per inferred assay, of the
 #' predictability of each feature, named by original feature name); the same
 #' record, less the feature map, stays with each inferred
@@ -557,8 +558,11 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
 }
 
 .run_record <- function(info) {
-  list(params = info$params, reg.e.used = info$reg.e, k.used = info$k, k.scores = info$k.scores,
-       n.pcs.used = info$n.pcs, shrinkage.used = info$shrinkage)
+  rec <- list(params = info$params, reg.e.used = info$reg.e, k.used = info$k, k.scores = info$k.scores,
+              n.pcs.used = info$n.pcs, shrinkage.used = info$shrinkage)
+  # the voting neighbours the core chose for each transferred label (refdata naming meta.data columns)
+  if (length(info$labels)) rec$label.neighbors <- vapply(info$labels, function(l) l$neighbors, integer(1))
+  rec
 }
 
 .check_seurat_reference <- function(reference, reference.x) {

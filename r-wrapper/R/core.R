@@ -301,7 +301,8 @@
     scores <- t(matrix(as.numeric(r$scores), nrow = length(cells)))
     dimnames(scores) <- list(as.character(unlist(r$classes)), cells)
     list(labels = stats::setNames(as.character(unlist(r$labels)), cells),
-         score = stats::setNames(as.numeric(r$score), cells), scores = scores)
+         score = stats::setNames(as.numeric(r$score), cells), scores = scores,
+         neighbors = if (is.null(r$neighbors)) NA_integer_ else as.integer(r$neighbors))
   })
   out
 }

@@ -83,12 +83,14 @@ def _log_to(callback):
 
 
 def _labels_out(model):
-    """The transferred labels of the last predict: ``{name: {"labels", "score", "classes", "scores"}}``."""
+    """The transferred labels of the last predict: ``{name: {"labels", "score", "classes", "scores",
+    "neighbors"}}`` (``neighbors``: the voting neighbours chosen for the name, ``label_neighbors_``)."""
     predicted = getattr(model, "predicted_labels_", None)
     if predicted is None:
         return None
     scores = model.predicted_label_scores_
     best = model.predicted_label_score_
+    neighbors = getattr(model, "label_neighbors_", None) or {}
     out = {}
     for name in predicted.columns:
         table = scores[name]
@@ -97,6 +99,7 @@ def _labels_out(model):
             "score": np.asarray(best[name], dtype=np.float64),
             "classes": [str(c) for c in table.columns],
             "scores": np.asarray(table, dtype=np.float64),
+            "neighbors": int(neighbors[name]) if name in neighbors else None,
         }
     return out
 

@@ -94,7 +94,8 @@ python_direct <- function(ref.x, ref.y, query.y, correspondence = NULL, labels =
                               stats::setNames(names(transfer_labels), names(transfer_labels)), function(n) list(
                                 labels = as.character(model$predicted_labels_[[n]]),
                                 score = as.numeric(model$predicted_label_score_[[n]]),
-                                scores = t(as.matrix(model$predicted_label_scores_[[n]])))))
+                                scores = t(as.matrix(model$predicted_label_scores_[[n]])),
+                                neighbors = as.integer(model$label_neighbors_[[n]]))))
   out
 }
 

@@ -44,6 +44,7 @@ test_that("refdata: a meta.data column is transferred as predicted.<name>, its s
   # records
   tool <- SeuratObject::Tool(q, "RunCMOT")
   expect_identical(tool$refdata, list(celltype = "celltype", RNA.x = "RNA"))
+  expect_identical(tool$label.neighbors, c(celltype = core$neighbors))   # chosen by the core
   expect_identical(tool$assays, c(RNA.x = "RNA"))
   expect_identical(SeuratObject::Misc(q[["RNA.x"]], "cmot.run")$new.assay.name, "RNA.x")
   expect_identical(SeuratObject::Misc(q[["RNA.x"]], "cmot.run")$refdata.assay, "RNA")

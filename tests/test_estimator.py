@@ -600,3 +600,20 @@ def test_infer_from_coupling_reproduces_predict_from_the_public_coupling(data):
     np.testing.assert_allclose(model.infer_from_coupling(coupling, data.target_y), x_hat, atol=1e-10)
     with pytest.raises(TypeError):
         model.infer_from_coupling(coupling, data.target_y, order=np.arange(240))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_warns_whenever_the_average_alone_predicts_as_well(seed):
+    """Y says nothing about X (shuffled): whatever mix of neighbours, linear map and average
+    leave-one-out picks (here shrinkage 0.25 to 1, linear weight 0 or 1), the user is warned,
+    and only when the average alone scores at least as well or makes up half the prediction."""
+    d = make_multimodal(90, 30, n_x_features=12, n_y_features=25, random_state=seed)
+    x = d.source_x[np.random.default_rng(seed).permutation(90)]
+    with pytest.warns(UserWarning, match=r"shrinkage: the shared modality predicts X little better"):
+        model = CMOT(n_neighbors=8, n_features=20, random_state=0, outlier_threshold=np.inf).fit(x, d.source_y)
+    s = model.shrinkage_scores_
+    assert model.shrinkage_ >= 0.5 or s[model.shrinkage_] <= s[1.0]
+    # the same cells with X that Y predicts: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        CMOT(n_neighbors=8, n_features=20, random_state=0, outlier_threshold=np.inf).fit(d.source_x, d.source_y)

@@ -388,7 +388,8 @@ def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random
         with timed_step("choosing shrinkage by leave-one-out on the source", verbose):
             shrink, shrinkage_scores = select_shrinkage(space, x, k, weight_scale=weight_scale,
                                                         random_state=random_state, loo=loo)
-        if shrink >= SHRINKAGE_WARN:
+        # warn when much of the prediction is the average, or when the average alone scores as well
+        if shrink >= SHRINKAGE_WARN or shrinkage_scores[shrink] <= shrinkage_scores[max(shrinkage_scores)]:
             _warn_shrinkage(shrink, shrinkage_scores, k)
     return Choices(n_pcs=None if d is None else int(d), n_neighbors=int(k), shrinkage=float(shrink),
                    n_pcs_scores=n_pcs_scores, k_scores=k_scores, shrinkage_scores=shrinkage_scores,
@@ -408,12 +409,17 @@ def _choose_linear(space, x, k, loo, weight_scale, random_state, verbose):
 
 
 def _warn_shrinkage(shrink, scores, k):
+    mean_alone = scores[max(scores)]
+    if shrink > 0:
+        what = (f"{scores[shrink]:.3f} with {shrink:g} of the average), so predictions are pulled "
+                f"{shrink:.0%} of the way to the average profile: they will differ little between cells "
+                "(shrinkage=0 keeps Step C's prediction).")
+    else:
+        what = (f"{mean_alone:.3f} for the average alone), so the predictions are no better than the average "
+                "profile: treat the differences between cells with caution.")
     warnings.warn(
         f"shrinkage: the shared modality predicts X little better than the source average "
-        f"(leave-one-out mean cell-wise r {scores[0.0]:.3f} from the {k} nearest source cells, "
-        f"{scores[shrink]:.3f} with {shrink:g} of the average), so predictions are pulled "
-        f"{shrink:.0%} of the way to the average profile: they will differ little between cells "
-        "(shrinkage=0 keeps the neighbours' average).",
+        f"(leave-one-out mean cell-wise r {scores[0.0]:.3f} from the {k} nearest source cells, " + what,
         UserWarning,
         stacklevel=4,
     )

@@ -161,7 +161,8 @@ utils::globalVariables(c("dim1", "dim2", "score", "predictability", "feature", "
   if (!score %in% colnames(object[[]])) {
     stop("score: column '", score, "' not found in the meta.data of object.", call. = FALSE)
   }
-  reds <- SeuratObject::Reductions(object)
+  # SeuratObject 5 gives list() for an object without reductions, SeuratObject 4 character(0)
+  reds <- as.character(unlist(SeuratObject::Reductions(object)))
   if (is.null(reduction)) {
     reduction <- c(intersect(c("umap", "pca"), reds), reds)[1]
     if (is.na(reduction)) {

@@ -88,14 +88,35 @@ python_direct <- function(ref.x, ref.y, query.y, correspondence = NULL, labels =
                             poorly.mapped = as.logical(model$outliers_),
                             score = as.numeric(model$mapping_score_),
                             outlier.score = as.numeric(model$outlier_scores_),
-                            feature.scores = if (is.null(model$feature_scores_)) NULL
-                                             else as.numeric(model$feature_scores_),
+                            feature.scores = .py_numeric(model$feature_scores_),
                             labels = if (is.null(transfer_labels)) NULL else lapply(
                               stats::setNames(names(transfer_labels), names(transfer_labels)), function(n) list(
-                                labels = as.character(model$predicted_labels_[[n]]),
-                                score = as.numeric(model$predicted_label_score_[[n]]),
-                                scores = t(as.matrix(model$predicted_label_scores_[[n]])),
+                                labels = .py_strings(.py_column(model$predicted_labels_, n)),
+                                score = .py_numeric(.py_column(model$predicted_label_score_, n)),
+                                scores = t(.py_matrix(model$predicted_label_scores_[[n]])),
                                 neighbors = as.integer(model$label_neighbors_[[n]]))))
+  out
+}
+
+# A pandas Series (or NULL) as a numeric vector, a DataFrame as a matrix (with its column
+# names): reticulate 1.28 converts them to R objects, reticulate 1.41 may hand back the
+# Python object itself; numpy arrays convert the same way in both.
+.py_numeric <- function(x) {
+  if (is.null(x)) return(NULL)
+  if (inherits(x, "python.builtin.object")) x <- reticulate::py_to_r(x$to_numpy())
+  as.numeric(x)
+}
+.py_column <- function(df, n) {
+  if (inherits(df, "python.builtin.object")) df$`__getitem__`(n) else df[[n]]
+}
+.py_strings <- function(x) {
+  if (inherits(x, "python.builtin.object")) x <- reticulate::py_to_r(x$astype("str")$tolist())
+  as.character(unlist(x))
+}
+.py_matrix <- function(x) {
+  if (!inherits(x, "python.builtin.object")) return(as.matrix(x))
+  out <- reticulate::py_to_r(x$to_numpy())
+  colnames(out) <- as.character(reticulate::py_to_r(x$columns$astype("str")$tolist()))
   out
 }
 

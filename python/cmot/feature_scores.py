@@ -19,7 +19,7 @@ import numpy as np
 
 from ._utils import timed_step, to_dense
 from .choices import LOO_MAX_CELLS
-from .infer import exp_weights, leave_one_out_neighbors, weighted_average
+from .infer import exp_weights, leave_one_out_neighbors, shrink_toward, weighted_average
 
 __all__ = ["RELIABLE_R", "NAMED_MAX", "loo_feature_scores", "unreliable_features", "FeatureScoresMixin"]
 
@@ -89,9 +89,7 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
     if linear is not None and linear_weight > 0:
         pred *= 1 - linear_weight
         pred += linear_weight * linear_loo(rep, to_dense(x[query]), query, linear)
-    if shrinkage > 0:
-        pred *= 1 - shrinkage
-        pred += shrinkage * np.asarray(x_mean, dtype=pred.dtype)
+    shrink_toward(pred, shrinkage, x_mean)
     return _rowwise_pearson(to_dense(x[query]).T.astype(np.float64), pred.T.astype(np.float64))
 
 

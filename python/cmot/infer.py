@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["LinearMap", "blend_linear", "variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
+__all__ = ["LinearMap", "blend_linear", "shrink_toward", "variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
            "infer_x"]
 
 
@@ -246,11 +246,24 @@ def infer_x(target, mapped, x, n_neighbors: int, *, weight_scale="auto", shrinka
     [[1.5]]
     """
     idx, w = knn_weights(target, mapped, n_neighbors, scale=weight_scale)
-    pred = weighted_average(x, idx, w)
+    pred = shrink_toward(weighted_average(x, idx, w), shrinkage, x_mean)
+    return blend_linear(pred, target, linear, linear_weight, offset=offset, shrinkage=shrinkage, x_mean=x_mean)
+
+
+def shrink_toward(pred, shrinkage: float, x_mean):
+    """``(1 - shrinkage) * pred + shrinkage * x_mean``, in place: Step C's pull toward the
+    reference's mean profile (nothing to do at ``shrinkage=0``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> shrink_toward(np.array([[1.0, 3.0]]), 0.25, np.array([5.0, 7.0])).tolist()
+    [[2.0, 4.0]]
+    """
     if shrinkage > 0:
         pred *= 1 - shrinkage
-        pred += shrinkage * x_mean.astype(pred.dtype, copy=False)
-    return blend_linear(pred, target, linear, linear_weight, offset=offset, shrinkage=shrinkage, x_mean=x_mean)
+        pred += shrinkage * np.asarray(x_mean, dtype=pred.dtype)
+    return pred
 
 
 def blend_linear(pred, target, linear, linear_weight: float, *, offset=None, shrinkage: float = 0.0, x_mean=None,
@@ -274,10 +287,7 @@ def blend_linear(pred, target, linear, linear_weight: float, *, offset=None, shr
     target = np.asarray(target, dtype=np.float64)
     shift = 0.0 if offset is None else np.asarray(offset, dtype=np.float64)
     for start in range(0, target.shape[0], chunk_size):
-        part = linear.predict(target[start:start + chunk_size] - shift)
-        if shrinkage > 0:
-            part *= 1 - shrinkage
-            part += shrinkage * np.asarray(x_mean, dtype=np.float64)
+        part = shrink_toward(linear.predict(target[start:start + chunk_size] - shift), shrinkage, x_mean)
         pred[start:start + chunk_size] *= 1 - linear_weight
         pred[start:start + chunk_size] += linear_weight * part
     return pred

@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from .infer import exp_weights, nearest_neighbors, weighted_average
+from .infer import exp_weights, nearest_neighbors, shrink_toward, weighted_average
 from .label_transfer import label_votes
 
 __all__ = ["CHUNK_SIZE", "infer_chunked"]
@@ -72,10 +72,8 @@ def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkag
         if verbose:
             logger.info("cmot: inferring chunk %d/%d", i + 1, len(starts))
         idx, dist = nearest_neighbors(target[start:start + chunk_size], mapped, n_search)
-        pred = weighted_average(x, idx[:, :n_neighbors], exp_weights(dist[:, :n_neighbors], weight_scale))
-        if shrinkage > 0:
-            pred *= 1 - shrinkage
-            pred += shrinkage * x_mean.astype(pred.dtype, copy=False)
+        pred = shrink_toward(weighted_average(x, idx[:, :n_neighbors],
+                                              exp_weights(dist[:, :n_neighbors], weight_scale)), shrinkage, x_mean)
         x_parts.append(pred)
         for parts, one_hot, k in zip(vote_parts, one_hots, label_ks):
             parts.append(label_votes(one_hot, idx[:, :k], exp_weights(dist[:, :k], weight_scale)))

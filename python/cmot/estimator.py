@@ -290,7 +290,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         How well each X feature can be inferred: the leave-one-out
         feature-wise Pearson r on the source (at most 2,000 random source
         cells, each predicted by Step C from its ``n_neighbors_`` nearest
-        other source cells in ``source_rep_``; NaN for a constant feature;
+        other source cells in ``source_rep_``, blended with the linear map
+        fitted without it at ``linear_weight_``; NaN for a constant feature;
         see :mod:`cmot.feature_scores`), indexed by the X feature names (or
         ``0..n-1``).
     label_transfer_ : cmot.label_transfer.LabelTransfer or None

@@ -116,9 +116,15 @@ def query_composition(source, target, n_neighbors: int = 30, target_weights=None
     """
     target = np.asarray(target, dtype=np.float64)
     b = np.ones(target.shape[0]) if target_weights is None else np.asarray(target_weights, dtype=np.float64)
-    k = min(int(n_neighbors), source.shape[0])
-    idx, _ = nearest_neighbors(target, source, k)
-    a = np.bincount(idx.ravel(), weights=np.repeat(b / k, k), minlength=source.shape[0])
+    idx, _ = nearest_neighbors(target, source, min(int(n_neighbors), source.shape[0]))
+    return _votes(idx, b, source.shape[0])
+
+
+def _votes(idx, b, n_source: int) -> np.ndarray:
+    """Each target cell's weight ``b`` in equal parts to its neighbours ``idx`` (one row per
+    target cell), as a distribution over the ``n_source`` source cells."""
+    k = idx.shape[1]
+    a = np.bincount(idx.ravel(), weights=np.repeat(b / k, k), minlength=n_source)
     return a / a.sum()
 
 
@@ -232,9 +238,7 @@ def _sketched_shift(source, target, b, ot, *, n_neighbors, n_passes) -> ShiftRes
     sketch = _dense_shift(source[s_sub], target[t_sub], b[t_sub], sk, n_neighbors=n_neighbors, n_passes=n_passes)
     k = min(max(int(n_neighbors), sparse_transport.SUPPORT_NEIGHBORS), ns)
     idx, dist = nearest_neighbors(target[cols] - sketch.shift, source, k)
-    kc = min(int(n_neighbors), ns)
-    a = np.bincount(idx[:, :kc].ravel(), weights=np.repeat(b[cols] / kc, kc), minlength=ns)
-    a /= a.sum()
+    a = _votes(idx[:, :min(int(n_neighbors), ns)], b[cols], ns)  # the query's composition
     sk["labels"] = labels
     full = _shift_from_sparse(source, target[cols], a, b[cols], offset=sketch.shift,
                               neighbors=(idx, dist), **sk)

@@ -112,12 +112,15 @@ def test_offsets_are_capped_at_twice_the_median_length():
     np.testing.assert_allclose(capped[3], [2.0, 0.0])
 
 
-def test_unseen_population_within_the_threshold_keeps_its_distance():
+def test_unseen_population_within_the_threshold_keeps_its_distance_and_is_flagged_as_a_group():
     # a new, tight population 3 sd from a known type: its raw distances lie within the
     # threshold, so it counts as matched; its own displacement must not be removed as a
-    # local offset, so that its scores still rank it above the known cells
+    # local offset, so that its scores still rank it above the known cells, and it is
+    # flagged as a group (cmot 0.5 flagged none of it); a known cell is flagged only
+    # where it lies inside the new population (most of its nearest target cells are new)
     from sklearn.metrics import roc_auc_score
 
+    from cmot.infer import nearest_neighbors
     from cmot.poorly_mapped import map_quality
 
     rng = np.random.default_rng(0)
@@ -127,7 +130,10 @@ def test_unseen_population_within_the_threshold_keeps_its_distance():
     new = np.r_[np.zeros(120, bool), np.ones(40, bool)]
     res = map_quality(src, tgt, random_state=0)
     assert roc_auc_score(new, res.z) >= 0.95
-    assert not res.flags[~new].any() and not res.query_unlike
+    assert res.flags[new].mean() >= 0.8 and not res.query_unlike
+    inside = new[nearest_neighbors(tgt, tgt, 10)[0]].mean(axis=1) > 0.5
+    assert not res.flags[~new & ~inside].any()
+    assert res.flags[~new].mean() <= 0.01
     assert np.median(res.score[new]) < np.median(res.score[~new])
 
 
@@ -145,7 +151,18 @@ def _types(seed, scale, n_src, n_tgt, held, noise_t=1.0, offset=0.0, d=5):
     return src, tgt, tt == 3
 
 
-def test_flag_threshold_is_the_lower_of_the_z_threshold_and_the_null_99th_percentile():
+def _bh_tail(z, null, med, spread, thr):
+    """Benjamini-Hochberg at 0.1 on conformal p-values, among cells beyond ``thr`` (written out)."""
+    pval = (1 + (null[None, :] >= (z * spread + med)[:, None]).sum(1)) / (1 + null.size)
+    order = np.sort(pval)
+    k = np.flatnonzero(order <= 0.1 * np.arange(1, order.size + 1) / order.size)
+    selected = pval <= order[k[-1]] if k.size else np.zeros(order.size, bool)
+    return selected & (z > thr)
+
+
+def test_flags_beyond_the_threshold_or_beyond_the_reference_as_a_group():
+    from scipy.spatial.distance import cdist
+
     from cmot.poorly_mapped import map_quality
 
     src, tgt, _ = _types(2, 3.0, 120, 100, 0.3)
@@ -154,18 +171,40 @@ def test_flag_threshold_is_the_lower_of_the_z_threshold_and_the_null_99th_percen
     spread = 1.4826 * np.median(np.abs(null - med))
     res = map_quality(src, tgt, random_state=0)
     assert res.threshold == pytest.approx(min(3.5, (np.quantile(null, 0.99) - med) / spread))
-    # beyond 3.5: flagged; below the 99th percentile: not; between: as Benjamini-Hochberg
-    # selects them among the cells within 3.5
-    assert res.flags[res.z > 3.5].all() and not res.flags[res.z <= res.threshold].any()
+    assert res.flags[res.z > 3.5].all()
+    # below 3.5: the cell and the median z of its 10 nearest target cells (itself included) both
+    # beyond the largest such median among reference cells (each left out of its own
+    # distances; every reference cell is in the null below 2,000), written out here
+    d_ref = cdist(src, src)
+    np.fill_diagonal(d_ref, np.inf)
+    z_ref = (np.log(np.sort(d_ref, axis=1)[:, 9]) - med) / spread
+    np.fill_diagonal(d_ref, 0.0)
+    cut = np.median(z_ref[np.argsort(d_ref, axis=1, kind="stable")[:, :10]], axis=1).max()
+    moved = tgt - res.offset
+    group = np.median(res.z[np.argsort(cdist(moved, moved), axis=1, kind="stable")[:, :10]], axis=1)
     within = res.z <= 3.5
-    pval = (1 + (null[None, :] >= (res.z[within] * spread + med)[:, None]).sum(1)) / (1 + null.size)
-    order = np.sort(pval)
-    k = np.flatnonzero(order <= 0.1 * np.arange(1, order.size + 1) / order.size)
-    selected = pval <= order[k[-1]] if k.size else np.zeros(order.size, bool)
-    np.testing.assert_array_equal(res.flags[within], selected & (res.z[within] > res.threshold))
+    np.testing.assert_array_equal(res.flags[within], ((group > cut) & (res.z > cut))[within])
+    assert res.flags[within].sum() >= 10  # the group rule, not the z threshold, flags most of the unseen type
     # a heavy-tailed null (a few isolated reference cells) keeps the fixed z threshold
     far = np.r_[src, np.random.default_rng(0).normal(size=(5, 5)) * 30]
     assert map_quality(far, tgt, random_state=0).threshold == 3.5
+
+
+def test_a_handful_of_cells_is_flagged_beyond_the_tail_as_benjamini_hochberg_selects():
+    # at most 10 target cells form no group: beyond 3.5 flagged; below the null's 99th
+    # percentile not; between, as Benjamini-Hochberg selects them among the cells within 3.5
+    from cmot.poorly_mapped import map_quality
+
+    src, tgt, new = _types(2, 3.0, 120, 100, 0.3)
+    few = np.r_[tgt[new][:3], tgt[~new][:7]]
+    null = reference_null(src, random_state=0)
+    med = np.median(null)
+    spread = 1.4826 * np.median(np.abs(null - med))
+    res = map_quality(src, few, random_state=0)
+    assert res.flags[res.z > 3.5].all() and not res.flags[res.z <= res.threshold].any()
+    within = res.z <= 3.5
+    np.testing.assert_array_equal(res.flags[within], _bh_tail(res.z[within], null, med, spread, res.threshold))
+    assert res.flags[:3].any() and not res.query_unlike  # some unseen cells are selected
 
 
 def test_small_reference_held_out_type_is_flagged_with_recall_and_few_false_flags():

@@ -19,12 +19,15 @@ Two detectors, chosen by ``outlier_method``:
   still lies farther from the reference than the reference's own best quarter
   (a noisier run), is taken off every cell's score (:func:`shared_excess`).  A
   cell is flagged when it lies farther than ``threshold`` robust standard
-  deviations from the reference, or when it lies beyond the null's 99th
-  percentile and, among the cells within ``threshold``, Benjamini-Hochberg
-  selects it from its conformal p-value (:func:`tail_selection`): a group of
-  cells beyond the reference's tail, an unseen type on a small reference whose
-  null has a short tail, is flagged; the ~1% of known cells that lie there by
-  chance are not.  The query as a whole is unlike the reference (wrong
+  deviations from the reference, or when it lies beyond the reference as a
+  group (:func:`group_selection`): both the cell and the median of its 10
+  nearest target cells lie beyond the largest such median among reference
+  cells.  An unseen type on a small reference, whose null has a
+  short tail, lies only as far as the reference's sparsest corners, and all
+  its cells do; a known cell in a sparse corner has neighbours that do not.
+  A query of at most 10 cells has no groups: a cell beyond the null's 99th
+  percentile is flagged there when Benjamini-Hochberg selects it from its
+  conformal p-value (:func:`tail_selection`).  The query as a whole is unlike the reference (wrong
   features, other normalization) when its shared offset or its shared excess
   exceeds ``threshold``, when half of it is flagged, or when its cells lie
   outside the reference's signal (:func:`outside_reference_signal`): then every
@@ -61,7 +64,7 @@ from .representation import make_pca
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
            "distance_scores", "local_offsets", "QUERY_UNLIKE_MESSAGE", "poorly_mapped_by_isolation_forest",
            "signal_components", "joint_signal_embedding", "shared_excess", "outside_reference_signal",
-           "tail_selection"]
+           "tail_selection", "group_selection"]
 
 #: The query-level warning.
 QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its features and normalization"
@@ -74,6 +77,10 @@ OFFSET_CAP = 2.0
 NULL_QUANTILE = 0.99
 #: False discovery rate of the Benjamini-Hochberg selection in :func:`tail_selection`.
 FDR = 0.1
+#: Most reference cells whose left-out distances make the null (:func:`reference_null`).
+NULL_MAX_CELLS = 2000
+#: Most target cells among which :func:`group_selection` searches each cell's neighbours.
+GROUP_MAX_CELLS = 20_000
 #: Percentiles of the query and the null compared by :func:`shared_excess` (its best-matching quarter).
 EXCESS_PERCENTILES = (5.0, 10.0, 15.0, 20.0, 25.0)
 #: Fewest target cells from which :func:`shared_excess` is estimated: a smaller query is judged as it
@@ -175,7 +182,7 @@ def poorly_mapped_by_isolation_forest(
     return scores > threshold, scores
 
 
-def reference_null(source, *, n_neighbors: int = 10, max_cells: int = 2000, random_state=None) -> np.ndarray:
+def reference_null(source, *, n_neighbors: int = 10, max_cells: int = NULL_MAX_CELLS, random_state=None) -> np.ndarray:
     """Log distance of (at most ``max_cells`` random) reference cells to their
     ``n_neighbors``-th nearest *other* reference cell, sorted: the null against which
     query cells are judged.
@@ -186,14 +193,19 @@ def reference_null(source, *, n_neighbors: int = 10, max_cells: int = 2000, rand
     >>> reference_null(np.array([[0.0], [1.0], [3.0]]), n_neighbors=1).round(3).tolist()
     [0.0, 0.0, 0.693]
     """
+    return np.sort(_reference_distances(source, n_neighbors, max_cells, random_state)[1])
+
+
+def _reference_distances(source, n_neighbors, max_cells, random_state):
+    """The null's reference cells (row indices, sorted) and their left-out log distances
+    (:func:`reference_null`, unsorted)."""
     source = np.asarray(source, dtype=np.float64)
     n = source.shape[0]
     if n < 2:
         raise ValueError(f"source: expected at least 2 reference cells, found {n}.")
     k = min(int(n_neighbors), n - 1)
-    _, _, dist = leave_one_out_neighbors(source, k, max_cells=max_cells, random_state=random_state)
-    d = dist[:, k - 1]
-    return np.sort(np.log(np.maximum(d, np.finfo(float).tiny)))
+    rows, _, dist = leave_one_out_neighbors(source, k, max_cells=max_cells, random_state=random_state)
+    return rows, np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny))
 
 
 def distance_scores(target, source, null, *, n_neighbors: int = 10, excess: float = 0.0):
@@ -335,6 +347,52 @@ def tail_selection(logd, null, *, fdr: float = FDR) -> np.ndarray:
     return pval <= ranked[passed[-1]]
 
 
+def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max_cells: int = GROUP_MAX_CELLS,
+                    random_state=None):
+    """Target cells that lie beyond the reference together with the target cells around
+    them: the median ``z`` of a cell's ``n_neighbors`` nearest target cells (itself
+    included) and its own ``z`` both exceed the largest such median among the
+    reference cells of the null (``null_cells``, with their left-out ``null_z``, each
+    with its ``n_neighbors`` nearest of them): the group lies farther from the
+    reference than any group of reference cells lies from the rest.
+
+    A population of an unseen type on a small reference can lie only as far from the
+    reference as its most isolated cells (whose distance to their 10th neighbour is
+    as large as the reference's sparsest corners reach), so no threshold on single
+    cells separates it; its cells and most of their neighbours are all that far,
+    while a known cell in a sparse corner has neighbours that are not (the median
+    needs more than half of them).  The target
+    neighbours are searched among at most ``max_cells`` target cells (a seeded
+    subset): the work grows linearly with the target.  Returns None for a target of
+    at most ``n_neighbors`` cells (no group to judge: :func:`tail_selection`
+    judges them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.normal(size=(300, 2))
+    >>> null_z = rng.normal(size=300)
+    >>> tgt = np.r_[rng.normal(size=(40, 2)), rng.normal(size=(20, 2)) + 8]
+    >>> z = np.r_[np.full(40, 0.0), np.full(20, 2.5)]  # the group: within the null's range, together
+    >>> z[0] = 2.5  # a known cell as isolated, alone in its corner
+    >>> sel = group_selection(tgt, z, ref, null_z, random_state=0)
+    >>> int(sel[:40].sum()), int(sel[40:].sum())
+    (0, 20)
+    """
+    z = np.asarray(z, dtype=np.float64)
+    k = int(n_neighbors)
+    if z.size <= k:
+        return None
+    ref_idx, _ = nearest_neighbors(null_cells, null_cells, min(k, null_cells.shape[0]))
+    cut = float(np.max(np.median(np.asarray(null_z, dtype=np.float64)[ref_idx], axis=1)))
+    rows = np.arange(z.size)
+    if z.size > max_cells:
+        rows = np.sort(np.random.default_rng(random_state).choice(z.size, max_cells, replace=False))
+    idx, _ = nearest_neighbors(target, target[rows], k)
+    return (np.median(z[rows][idx], axis=1) > cut) & (z > cut)
+
+
 @dataclass
 class MappingResult:
     """Result of :func:`map_quality`.
@@ -356,8 +414,10 @@ class MappingResult:
     excess : float
         The shared excess (:func:`shared_excess`) taken off every z.
     threshold : float
-        The lower of ``threshold`` and the null's 99th percentile (z scale): cells
-        between it and ``threshold`` are flagged when :func:`tail_selection` selects them.
+        The lower of ``threshold`` and the null's 99th percentile (z scale): the
+        offset is estimated from the cells below it; in a target of at most
+        ``n_neighbors`` cells, cells between it and ``threshold`` are flagged when
+        :func:`tail_selection` selects them.
     """
 
     flags: np.ndarray
@@ -374,9 +434,11 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
                 max_cells: int = 2000, query_unlike: bool = False, random_state=None) -> MappingResult:
     """Flag and score target cells against the reference (see the module docstring).
 
-    A cell is flagged when its z exceeds ``threshold``, or the null's
-    ``NULL_QUANTILE`` (99th) percentile where that is lower and
-    :func:`tail_selection` selects it among the cells within ``threshold``.
+    A cell is flagged when its z exceeds ``threshold``, or when
+    :func:`group_selection` selects it (a target of more than ``n_neighbors``
+    cells), or else when its z exceeds the null's ``NULL_QUANTILE`` (99th)
+    percentile and :func:`tail_selection` selects it among the cells within
+    ``threshold``.
     The shared offset is estimated by :func:`cmot.composition.robust_shift` (on at most
     ``max_cells`` reference cells) from the target cells below that in the
     previous round (in the first, also the best-matching quarter),
@@ -404,7 +466,8 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     """
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    null = reference_null(source, n_neighbors=n_neighbors, random_state=random_state)
+    null_rows, null_logd = _reference_distances(source, n_neighbors, NULL_MAX_CELLS, random_state)
+    null = np.sort(null_logd)
     med, spread = _center_spread(null)
     thr = min(float(threshold), (float(np.quantile(null, NULL_QUANTILE)) - med) / spread)
     z0, _ = distance_scores(target, source, null, n_neighbors=n_neighbors)
@@ -415,9 +478,14 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     size = float(np.median(np.linalg.norm(offset, axis=1))) if offset.size else 0.0
     offset_z = (np.log(size) - med) / spread if size > 0 else -np.inf
     flags = z > threshold
-    # below it, the cells beyond the null's 99th percentile that stand out as a group
-    rest = np.flatnonzero(~flags)
-    flags[rest] = (z[rest] > thr) & tail_selection(z[rest] * spread + med, null)
+    # below it, the cells that lie beyond the reference as a group
+    group = group_selection(target - offset, z, source[null_rows], (null_logd - med) / spread,
+                            n_neighbors=n_neighbors, random_state=random_state)
+    if group is None:  # a handful of cells: those beyond the null's 99th percentile that stand out together
+        rest = np.flatnonzero(~flags)
+        flags[rest] = (z[rest] > thr) & tail_selection(z[rest] * spread + med, null)
+    else:
+        flags |= group
     unlike = bool(query_unlike or offset_z > threshold or excess > threshold
                   or (flags.size and flags.mean() >= QUERY_UNLIKE_SHARE))
     if unlike:

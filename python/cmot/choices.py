@@ -43,18 +43,24 @@ LOO_MAX_CELLS = 2000
 
 def fit_bytes(n_source: int, n_features: int) -> int:
     """Estimated peak bytes of the dense arrays of a fit: the leave-one-out neighbour
-    search (four float64 blocks of ``min(n_source, LOO_MAX_CELLS) x n_source``) or the
-    standardized variable features with the PCA's copies (three float64
-    ``n_source x n_features`` arrays).
+    search (four float64 blocks of ``min(n_source, LOO_MAX_CELLS) x n_source``
+    distances, each at most :data:`cmot.infer.NEIGHBOR_BLOCK`) or the standardized
+    variable features with the PCA's copies (three float64 ``n x n_features`` arrays,
+    ``n`` at most :data:`cmot.representation.PCA_MAX_CELLS`: a larger reference is
+    projected in chunks).
 
     Examples
     --------
     >>> round(fit_bytes(100_000, 4000) / 1024**3, 1)  # GiB, the 4000 dense features dominate
-    8.9
-    >>> round(fit_bytes(1_000_000, 200) / 1024**3, 1)  # the leave-one-out search dominates
-    59.6
+    4.5
+    >>> round(fit_bytes(1_000_000, 200) / 1024**3, 1)  # the leave-one-out search's blocks dominate
+    0.5
     """
-    return int(max(32 * min(n_source, LOO_MAX_CELLS) * n_source, 24 * n_source * n_features))
+    from .infer import NEIGHBOR_BLOCK
+    from .representation import PCA_MAX_CELLS
+
+    search = 32 * min(min(n_source, LOO_MAX_CELLS) * n_source, NEIGHBOR_BLOCK)
+    return int(max(search, 24 * min(n_source, PCA_MAX_CELLS) * n_features))
 
 
 def _loo_score(x_true, pred) -> float:

@@ -14,10 +14,16 @@ import numpy as np
 from ._utils import timed_step, to_dense
 from .infer import variable_features
 
-__all__ = ["Representation", "make_pca", "SCALE_CLIP"]
+__all__ = ["Representation", "make_pca", "SCALE_CLIP", "PCA_MAX_CELLS"]
 
 #: ``scale=True`` clips standardized values to +-SCALE_CLIP (Seurat's ScaleData default).
 SCALE_CLIP = 10.0
+#: Most source cells the PCA is fitted on: a larger reference is standardized and projected in
+#: chunks of :data:`ROW_CHUNK` rows, and its PCA fitted on a seeded random subset of this size,
+#: so that no dense array of every source cell x every variable feature is made.
+PCA_MAX_CELLS = 50_000
+#: Rows densified at once when a reference larger than :data:`PCA_MAX_CELLS` is put in the space.
+ROW_CHUNK = 8192
 
 
 def make_pca(n_components: int, shape, random_state=None):
@@ -91,6 +97,8 @@ class Representation:
             self.n_pcs_ = int(y.shape[1])
             return to_dense(y, np.float64)
         self.features_ = variable_features(y, self.n_features)
+        if self.n_components is not None and y.shape[0] > PCA_MAX_CELLS:
+            return self._fit_transform_large(y)
         sel = to_dense(y[:, self.features_])
         if self.scale:
             self.scale_mean_ = sel.mean(axis=0)
@@ -105,6 +113,27 @@ class Representation:
             self.pca_ = make_pca(n_pcs, sel.shape, self.random_state).fit(sel)
             self.n_pcs_ = int(n_pcs)
             return self.pca_.transform(sel)
+
+    def _fit_transform_large(self, y) -> np.ndarray:
+        """:meth:`fit_transform` of more than :data:`PCA_MAX_CELLS` cells: the scaling from
+        every cell (in chunks), the PCA fitted on a seeded random subset of
+        ``PCA_MAX_CELLS`` of them, every cell projected in chunks."""
+        n = y.shape[0]
+        if self.scale:
+            self.scale_mean_, self.scale_sd_ = _column_mean_sd(y, self.features_)
+        rows = np.sort(np.random.default_rng(self.random_state).choice(n, PCA_MAX_CELLS, replace=False))
+        import scipy.sparse as sp
+
+        sub = to_dense(y[rows][:, self.features_] if sp.issparse(y) else np.asarray(y)[np.ix_(rows, self.features_)])
+        sub = self._standardize(sub) if self.scale else sub
+        n_pcs = min(self.n_components, sub.shape[0] - 1, sub.shape[1])
+        with timed_step(f"PCA of {sub.shape[1]} variable Y features to {n_pcs} components "
+                        f"(fitted on {PCA_MAX_CELLS} of {n} cells)", self.verbose):
+            self.pca_ = make_pca(n_pcs, sub.shape, self.random_state).fit(sub)
+            self.n_pcs_ = int(n_pcs)
+        del sub
+        return np.concatenate([self.pca_.transform(self.selected(y[start:start + ROW_CHUNK]))
+                               for start in range(0, n, ROW_CHUNK)], axis=0)
 
     def fit(self, y) -> "Representation":
         """Fit on the source Y cells ``y``."""
@@ -124,3 +153,29 @@ class Representation:
         """Cells ``y`` in the space: their first ``n_pcs_`` components, or the kept features without a PCA."""
         sel = self.selected(y)
         return self.pca_.transform(sel)[:, : self.n_pcs_] if self.pca_ is not None else sel
+
+
+def _column_mean_sd(y, cols):
+    """Mean and standard deviation (ddof 0; 1 where it is 0) of the columns ``cols`` of
+    ``y``, from chunks of :data:`ROW_CHUNK` rows (deviations from the first chunk's
+    mean, so that large means do not cancel the variance).
+
+    Examples
+    --------
+    >>> y = np.random.default_rng(0).normal(5.0, 2.0, size=(20_000, 3))
+    >>> mean, sd = _column_mean_sd(y, np.array([0, 2]))
+    >>> bool(np.allclose(mean, y[:, [0, 2]].mean(0)) and np.allclose(sd, y[:, [0, 2]].std(0)))
+    True
+    """
+    n = y.shape[0]
+    shift = to_dense(y[:ROW_CHUNK][:, cols], np.float64).mean(axis=0)
+    total = np.zeros(len(cols))
+    squares = np.zeros(len(cols))
+    for start in range(0, n, ROW_CHUNK):
+        d = to_dense(y[start:start + ROW_CHUNK][:, cols], np.float64) - shift
+        total += d.sum(axis=0)
+        squares += np.einsum("ij,ij->j", d, d)
+    mean_d = total / n
+    sd = np.sqrt(np.maximum(squares / n - mean_d**2, 0.0))
+    sd[sd == 0] = 1.0
+    return shift + mean_d, sd

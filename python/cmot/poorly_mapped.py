@@ -42,6 +42,16 @@ the shared excess is taken off first, so that a good query from another donor
 reads high.
 It is computed with either detector.
 
+**Queries of any size.**  What the detector holds of the query is bounded: the
+joint PCA (:func:`joint_signal_embedding`) is fitted on the reference (at most
+:data:`DETECTOR_REFERENCE` cells) and at most :data:`DETECTOR_TARGET_CELLS` query
+cells (:func:`detector_target`: all of them up to that number, else a seeded
+random subset, sorted), and every query cell is then projected onto it a chunk at
+a time; :func:`outside_reference_signal` judges the same subset.  The query may be
+an array or an object with ``shape``, ``take_rows(rows)`` and ``map_rows(fn)``
+(:class:`cmot.chunked.TargetRows`: a query in memory or a dask array, read a chunk
+at a time); up to :data:`DETECTOR_TARGET_CELLS` query cells nothing is subsampled.
+
 :func:`detect_poorly_mapped` runs the chosen one and returns a :class:`PoorlyMapped`.
 cmot 0.3's distance test, which counted scores from the query's own 25th
 percentile and so could not flag a query unlike the reference as a whole, is gone:
@@ -61,7 +71,8 @@ from .representation import make_pca
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
            "distance_scores", "local_offsets", "QUERY_UNLIKE_MESSAGE", "poorly_mapped_by_isolation_forest",
            "signal_components", "joint_signal_embedding", "shared_excess", "outside_reference_signal",
-           "tail_selection"]
+           "tail_selection", "detector_reference", "detector_target", "DETECTOR_REFERENCE",
+           "DETECTOR_TARGET_CELLS"]
 
 #: The query-level warning.
 QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its features and normalization"
@@ -454,22 +465,61 @@ def _cap_offsets(offset, cap: float = OFFSET_CAP):
     return offset * shrink[:, None]
 
 
-def joint_signal_embedding(source, target, *, max_components: int = 30, random_state=None):
-    """Source and target cells in a PCA fitted on both together, on the components above
+def joint_signal_embedding(source, target, *, max_components: int = 30, sample=None, random_state=None):
+    """Source and target cells in a PCA fitted on the source and (at most
+    :data:`DETECTOR_TARGET_CELLS` of) the target cells together, on the components above
     the noise (:func:`signal_components`): a PCA of the source alone would project away
     what sets an unseen cell type apart.
+
+    Parameters
+    ----------
+    source : ndarray of shape (n_source, n_features)
+    target : ndarray of shape (n_target, n_features), or rows read a chunk at a time
+        (``shape``, ``take_rows``, ``map_rows``: see the module docstring).
+    max_components : int
+    sample : ndarray, optional
+        The target cells the PCA is fitted on; default: :func:`detector_target`'s rows of ``target``.
+    random_state : int or None
 
     Returns
     -------
     emb_source, emb_target : ndarray
+        Every source and every target cell projected.
     n_components : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> src, tgt = rng.normal(size=(100, 40)), rng.normal(size=(30, 40)) + np.r_[8.0, np.zeros(39)]
+    >>> emb_s, emb_t, d = joint_signal_embedding(src, tgt, random_state=0)
+    >>> emb_s.shape[0], emb_t.shape[0], bool(abs(emb_t[:, 0].mean() - emb_s[:, 0].mean()) > 6)
+    (100, 30, True)
     """
-    both = np.vstack([source, target])
+    target = target if hasattr(target, "take_rows") else np.asarray(target, dtype=np.float64)
+    if sample is None:
+        sample = _take_rows(target, detector_target(target.shape[0], random_state))
+    both = np.vstack([source, sample])
     n, p = both.shape
     pca = make_pca(int(min(max_components, n - 1, p)), both.shape, random_state).fit(both)
     d = signal_components(pca.explained_variance_, n, p, mean_variance=float(both.var(axis=0).mean()))
-    emb = pca.transform(both)[:, :d]
-    return emb[: source.shape[0]], emb[source.shape[0] :], d
+    emb_source = pca.transform(source)[:, :d]
+    emb_target = _map_rows(target, lambda rows: pca.transform(rows)[:, :d])
+    return emb_source, emb_target, d
+
+
+def _take_rows(target, rows) -> np.ndarray:
+    """Rows ``rows`` of ``target`` (an array, or rows read a chunk at a time)."""
+    if hasattr(target, "take_rows"):
+        return target.take_rows(rows)
+    return np.asarray(target)[rows]
+
+
+def _map_rows(target, fn) -> np.ndarray:
+    """``fn`` of every row of ``target`` (an array, or a chunk at a time), concatenated."""
+    if hasattr(target, "map_rows"):
+        return target.map_rows(fn)
+    return fn(np.asarray(target))
 
 
 def outside_reference_signal(source, target, *, max_components: int = 30, max_cells: int = 2000,
@@ -480,7 +530,9 @@ def outside_reference_signal(source, target, *, max_components: int = 30, max_ce
     of reference cells left out of the PCA.
 
     The reference is split in two random halves (at most ``max_cells`` cells each);
-    the PCA is fitted on one and the null is the other.  A target whose median share
+    the PCA is fitted on one and the null is the other.  ``target`` holds the
+    cells judged: :func:`detect_poorly_mapped` passes at most
+    :data:`DETECTOR_TARGET_CELLS` (:func:`detector_target`).  A target whose median share
     lies below the null's ``SIGNAL_PERCENTILE`` (1st) percentile is outside: its
     cells vary along directions the reference does not (misordered features,
     another modality), even where it lies near the reference in a PCA that the
@@ -545,6 +597,17 @@ class PoorlyMapped:
 #: The distance detector judges the query against at most this many reference cells (a
 #: seeded random subset above it): query distances and their null come from the same cells.
 DETECTOR_REFERENCE = 20_000
+#: The detector's joint PCA (:func:`joint_signal_embedding`) and the test of the reference's
+#: signal (:func:`outside_reference_signal`) see at most this many query cells (a seeded random
+#: subset above it); every query cell is then projected and scored.
+DETECTOR_TARGET_CELLS = 20_000
+
+
+def _seeded_rows(n: int, cap: int, random_state) -> np.ndarray:
+    """All of ``n`` rows up to ``cap``, else a seeded random subset of ``cap`` rows (sorted)."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(random_state).choice(n, cap, replace=False))
 
 
 def detector_reference(n_source: int, random_state=None):
@@ -558,15 +621,29 @@ def detector_reference(n_source: int, random_state=None):
     >>> detector_reference(50_000, random_state=0).size
     20000
     """
-    if n_source <= DETECTOR_REFERENCE:
-        return np.arange(n_source)
-    return np.sort(np.random.default_rng(random_state).choice(n_source, DETECTOR_REFERENCE, replace=False))
+    return _seeded_rows(n_source, DETECTOR_REFERENCE, random_state)
+
+
+def detector_target(n_target: int, random_state=None):
+    """Rows of the query the detector's joint PCA is fitted on: all of them up to
+    :data:`DETECTOR_TARGET_CELLS`, else a seeded random subset of that size (sorted).
+
+    Examples
+    --------
+    >>> detector_target(3).tolist()
+    [0, 1, 2]
+    >>> rows = detector_target(100_000, random_state=0)
+    >>> rows.size, bool(np.all(np.diff(rows) > 0))
+    (20000, True)
+    """
+    return _seeded_rows(n_target, DETECTOR_TARGET_CELLS, random_state)
 
 
 def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None, cost=None, labels=None,
                          threshold=3.5, max_components: int = 30, random_state=None) -> PoorlyMapped:
     """Run the ``method`` detector: "distance" needs ``source`` and ``target`` (cells x
-    standardized variable features), "isolation_forest" the ``coupling`` and ``cost``
+    standardized variable features; ``target`` an array or rows read a chunk at a time,
+    see the module docstring), "isolation_forest" the ``coupling`` and ``cost``
     (and the source ``labels``) and, for the mapping score and the query-level check,
     ``source`` and ``target`` too when given.
 
@@ -586,9 +663,11 @@ def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None
         raise ValueError(f"outlier_method: expected \"distance\" or \"isolation_forest\", found {method!r}.")
     mapped = d = None
     if source is not None and target is not None:
-        emb_s, emb_t, d = joint_signal_embedding(source, target, max_components=max_components,
+        target = target if hasattr(target, "take_rows") else np.asarray(target, dtype=np.float64)
+        sample = _take_rows(target, detector_target(target.shape[0], random_state))
+        emb_s, emb_t, d = joint_signal_embedding(source, target, max_components=max_components, sample=sample,
                                                  random_state=random_state)
-        outside = outside_reference_signal(source, target, max_components=max_components,
+        outside = outside_reference_signal(source, sample, max_components=max_components,
                                            random_state=random_state)[0]
         mapped = map_quality(emb_s, emb_t, threshold=threshold, query_unlike=outside, random_state=random_state)
     if method == "isolation_forest":

@@ -169,8 +169,9 @@ def map_rows(data, fn, *, name: str = "target_y", verbose: bool = False, step: s
     import dask
 
     blocks = data.to_delayed().ravel()
-    shared = dask.delayed({"fn": fn}, traverse=False, name=f"cmot-fn-{uuid.uuid4().hex}")
-    task = dask.delayed(lambda block, sh, i: _apply_block(block, sh["fn"], name, i, len(blocks), verbose, step))
+    n = len(blocks)
+    shared = dask.delayed({"fn": fn}, traverse=False, name=f"cmot-fn-{uuid.uuid4().hex}")  # one node, every task
+    task = dask.delayed(lambda block, sh, i: _apply_block(block, sh["fn"], name, i, n, verbose, step))
     return np.concatenate(dask.compute(*[task(b, shared, i) for i, b in enumerate(blocks)]), axis=0)
 
 
@@ -204,7 +205,8 @@ class TargetRows:
         bounds = np.cumsum((0,) + tuple(self.data.chunks[0]))
         where = np.searchsorted(bounds, rows, side="right") - 1
         blocks = self.data.to_delayed().ravel()
-        take = dask.delayed(lambda block, local: self.fn(_checked_block(block, self.name)[local]))
+        fn, name = self.fn, self.name  # (the tasks hold these, not the dask array)
+        take = dask.delayed(lambda block, local: fn(_checked_block(block, name)[local]))
         parts = [take(blocks[b], rows[where == b] - bounds[b]) for b in np.unique(where)]
         return np.concatenate(dask.compute(*parts), axis=0)
 

@@ -47,7 +47,9 @@ joint PCA (:func:`joint_signal_embedding`) is fitted on the reference (at most
 :data:`DETECTOR_REFERENCE` cells) and at most :data:`DETECTOR_TARGET_CELLS` query
 cells (:func:`detector_target`: all of them up to that number, else a seeded
 random subset, sorted), and every query cell is then projected onto it a chunk at
-a time; :func:`outside_reference_signal` judges the same subset.  The query may be
+a time; :func:`outside_reference_signal` judges the same subset, and
+:func:`local_offsets` averages over at most that many query cells (a chunk of
+query cells at a time).  The query may be
 an array or an object with ``shape``, ``take_rows(rows)`` and ``map_rows(fn)``
 (:class:`cmot.chunked.TargetRows`: a query in memory or a dask array, read a chunk
 at a time); up to :data:`DETECTOR_TARGET_CELLS` query cells nothing is subsampled.
@@ -65,7 +67,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composition import robust_shift
-from .infer import leave_one_out_neighbors, nearest_neighbors, weighted_average
+from .infer import NEIGHBOR_BLOCK, leave_one_out_neighbors, nearest_neighbors, weighted_average
 from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
@@ -93,6 +95,9 @@ MIN_EXCESS_CELLS = 20
 #: :func:`outside_reference_signal`: the query is outside when its median share lies below this
 #: percentile of the reference's.
 SIGNAL_PERCENTILE = 1.0
+#: Target cells per chunk of :func:`local_offsets` (rounded to whole blocks of
+#: :func:`cmot.infer.nearest_neighbors`): its ``n x 200`` neighbour arrays are held a chunk at a time.
+CHUNK_ROWS = 8192
 
 
 def signal_components(explained_variance, n_samples: int, n_features: int, mean_variance: float) -> int:
@@ -269,7 +274,8 @@ def shared_excess(z, null_z) -> float:
     return max(0.0, float(np.median(np.percentile(z, q) - np.percentile(null_z, q))))
 
 
-def local_offsets(target, source, shift, use, bandwidth: float):
+def local_offsets(target, source, shift, use, bandwidth: float, *, max_cells: int | None = None,
+                  random_state=None):
     """Each target cell's offset from the reference: the Gaussian-weighted mean, over the
     used target cells near it, of their transport vectors ``d_j = t_j - (mean of the
     source mass they receive)``, shrunk as in :func:`cmot.composition.shrunk_displacement`
@@ -277,7 +283,10 @@ def local_offsets(target, source, shift, use, bandwidth: float):
 
     A batch effect that differs between cell types is removed type by type; a
     population no used cell is near (an unseen type) keeps its distance.
-    ``shift`` is the :class:`cmot.composition.ShiftResult` of the used cells.
+    ``shift`` is the :class:`cmot.composition.ShiftResult` of the used cells.  The
+    offsets are averaged over at most ``max_cells`` used cells (default
+    :data:`DETECTOR_TARGET_CELLS`; a seeded random subset above it, so the work
+    grows linearly with the query) and computed a chunk of target cells at a time.
 
     Examples
     --------
@@ -298,8 +307,19 @@ def local_offsets(target, source, shift, use, bandwidth: float):
     received = np.asarray(coupling.sum(axis=0), dtype=np.float64).ravel()
     received[received == 0] = 1.0
     d = target[cols] - np.asarray(coupling.T @ source[rows], dtype=np.float64) / received[:, None]
-    k = min(200, len(cols))
-    idx, dist = nearest_neighbors(target, target[cols], k)
+    keep = _seeded_rows(len(cols), DETECTOR_TARGET_CELLS if max_cells is None else int(max_cells), random_state)
+    used, d = target[cols[keep]], d[keep]
+    k = min(200, len(keep))
+    # whole blocks of nearest_neighbors' query rows per chunk: the same distances as in one piece
+    block = max(16, min(2048, NEIGHBOR_BLOCK // max(1, used.shape[0])))
+    step = block * max(1, CHUNK_ROWS // block)
+    return np.concatenate([_offsets_of(target[a:a + step], used, d, k, bandwidth)
+                           for a in range(0, max(target.shape[0], 1), step)], axis=0)
+
+
+def _offsets_of(target, used, d, k, bandwidth):
+    """:func:`local_offsets` of the rows ``target``: ``d`` the transport vectors of the ``used`` cells."""
+    idx, dist = nearest_neighbors(target, used, k)
     w = np.exp(-0.5 * (dist / bandwidth) ** 2)
     wsum = w.sum(axis=1)
     ok = wsum > 1e-12
@@ -450,7 +470,7 @@ def _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cel
         if not use.any():
             break
         res = robust_shift(sub, target, target_weights=use.astype(float), max_inner_iter=200)
-        offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth))
+        offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth, random_state=random_state))
         if i + 1 < n_rounds:
             use = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)[0] <= thr
     return offset

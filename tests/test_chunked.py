@@ -116,6 +116,8 @@ def test_backed_anndata_matches_features_by_name_and_gives_the_in_memory_results
     np.testing.assert_allclose(got.X.compute(), want.X, rtol=1e-10, atol=1e-12)
     _assert_same(_fitted(model), want_fitted)
     assert list(model.predicted_labels_.index) == list(backed.obs_names)
+    with pytest.raises(ValueError, match="target_y: expected a backed AnnData, found a view of one"):
+        model.predict(backed[:100])
     backed.file.close()
 
 

@@ -121,6 +121,9 @@ def _backed_x(adata, name: str):
     """The ``X`` of a backed AnnData as a dask array of :data:`BACKED_CHUNK_SIZE` rows per chunk."""
     from anndata.experimental import read_elem_lazy
 
+    if adata.is_view:  # its file holds every cell, not the view's
+        raise ValueError(f"{name}: expected a backed AnnData, found a view of one ({adata.n_obs} of its cells); "
+                         "write the view to a file and read it backed, or load it with .to_memory().")
     if adata.file is None or "X" not in adata.file:
         raise ValueError(f"{name}: expected a backed AnnData with a matrix in .X, found none.")
     return read_elem_lazy(adata.file["X"], chunks=(int(BACKED_CHUNK_SIZE), -1))

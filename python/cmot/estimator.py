@@ -724,8 +724,9 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             if isinstance(step["weight_scale"], str):
                 raise ValueError("target_y: a model saved by cmot < 0.4 (weight_scale=\"auto\" over the whole query) "
                                  "cannot predict a query read a chunk at a time; refit it with this version.")
-            votes = infer_rows(tgt_rep, **{**step, "x": None}, **labels, verbose=verbose)[1] if labels[
-                "label_transfer"] is not None else []
+            votes = []
+            if labels["label_transfer"] is not None:  # the labels (small) at once, the X when it is computed
+                votes = infer_rows(tgt_rep, **{**step, "x": None}, **labels, verbose=verbose)[1]
             return chunked.lazy_step_c(tgt_rep, row_chunks, self.source_x_.shape[1], step, verbose=verbose), votes
 
     def _move(self, coupling, tgt_rep, shift, sketch_factor=None):

@@ -234,3 +234,29 @@ def test_no_chunked_query_is_converted_whole(d, model, in_memory, monkeypatch):
     monkeypatch.setattr(da.Array, "__array__", refuse)
     x_hat = model.predict(_dask(d.target_y, "sparse"))
     np.testing.assert_allclose(x_hat.compute(), in_memory[0], rtol=1e-10, atol=1e-12)
+
+
+def test_local_offsets_in_chunks_are_the_offsets_in_one_piece(monkeypatch):
+    from cmot.composition import robust_shift
+
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(300, 4))
+    tgt = rng.normal(size=(700, 4)) + [0.0, 0.0, 0.0, 1.5]
+    use = rng.random(700) < 0.8
+    res = robust_shift(src, tgt, target_weights=use.astype(float), max_inner_iter=200)
+    import cmot.infer as infer
+
+    n_used = int(use.sum())
+    for module in (infer, poorly_mapped):  # nearest_neighbors' blocks of 32 query rows
+        monkeypatch.setattr(module, "NEIGHBOR_BLOCK", 32 * n_used)
+    whole = poorly_mapped.local_offsets(tgt, src, res, use, 1.0)  # one chunk (CHUNK_ROWS: 8192)
+    monkeypatch.setattr(poorly_mapped, "CHUNK_ROWS", 100)  # chunks of 96 rows: 3 whole blocks each
+    chunks = []
+    nearest = poorly_mapped.nearest_neighbors
+    monkeypatch.setattr(poorly_mapped, "nearest_neighbors", lambda q, *a: chunks.append(len(q)) or nearest(q, *a))
+    np.testing.assert_array_equal(poorly_mapped.local_offsets(tgt, src, res, use, 1.0), whole)
+    assert chunks == [96] * 7 + [28]
+    # averaged over a subset of the used cells above max_cells: the shared offset is still found
+    sub = poorly_mapped.local_offsets(tgt, src, res, use, 1.0, max_cells=200, random_state=0)
+    assert not np.array_equal(sub, whole)
+    assert abs(np.median(sub[:, 3]) - np.median(whole[:, 3])) < 0.2 < np.median(whole[:, 3])

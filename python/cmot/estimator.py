@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import __version__
+from . import chunked
 from ._params import PARAMETER_CONSTRAINTS, check_params
 from ._utils import match_names, timed_step, verbose_output
 from ._validation import Matrix, as_matrix, check_source
@@ -36,13 +37,13 @@ from .choices import (  # noqa: F401  (re-exported: the automatic choices' publi
 )
 from .composition import COMPOSITION_NEIGHBORS, robust_move, robust_transport
 from .feature_scores import FeatureScoresMixin
-from .infer import blend_linear, move_source
+from .infer import move_source
 from .label_transfer import LabelTransferMixin, check_transfer_labels
 from .labels import source_labels, ward_labels
 from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped, detector_reference
 from .representation import SCALE_CLIP, Representation  # noqa: F401
 from .sparse_transport import sparse_bytes, uses_sparse
-from .step_c import infer_chunked
+from .step_c import infer_rows
 from .transport import (  # noqa: F401  (re-exported)
     AUTO_REG_FRACTION,
     AUTO_REG_NEIGHBOR,
@@ -558,7 +559,10 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             raise RuntimeError("This CMOT instance is not fitted yet: call fit(source_x, source_y) first.")
 
     def _target(self, target_y) -> Matrix:
-        tm = as_matrix(target_y, "target_y")
+        if chunked.is_chunked(target_y):  # a dask array or a backed AnnData (:mod:`cmot.chunked`)
+            tm = chunked.as_chunked_matrix(target_y, "target_y")
+        else:
+            tm = as_matrix(target_y, "target_y")
         names = self.feature_names_y_
         if names is not None and tm.feature_names is not None:
             cols = match_names(names, tm.feature_names, "target_y", found_arg="target_y")
@@ -590,11 +594,11 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         """Step B: the :class:`cmot.transport.TransportResult` between the source and ``target``."""
         rep = self.representation_
         p = self.params_
-        tgt_rep = rep.transform(target)
+        tgt_rep = chunked.map_rows(target, rep.transform, verbose=p["verbose"], step="representation")
         if rep.pca_ is not None:
             src, tgt = self.source_rep_, tgt_rep
         else:  # the paper: squared Euclidean cost on every shared feature
-            src, tgt = self.source_y_, target
+            src, tgt = self.source_y_, _whole_target(target, tgt_rep, rep, p)
         paper_space = rep.pca_ is None and not getattr(rep, "precomputed", False)
         hint = "" if paper_space else " (the paper's values are for n_pcs=None, reg_m=None)"
         if p.get("correction", "transport") == "robust":  # models of cmot < 0.4 have no correction
@@ -638,15 +642,20 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
 
         Parameters
         ----------
-        target_y : array-like, sparse matrix, DataFrame or AnnData, shape (n_target, n_y_features)
+        target_y : array-like, sparse matrix, DataFrame, AnnData or dask array, shape (n_target, n_y_features)
             Target cells in the shared modality.  When both ``fit``'s ``source_y``
             and ``target_y`` carry feature names, columns are matched by name.
+            A dask array (chunked by rows) or a backed AnnData is read a chunk
+            at a time (:mod:`cmot.chunked`; needs ``pip install dask[array]``).
 
         Returns
         -------
-        x_hat : ndarray, DataFrame or AnnData, shape (n_target, n_x_features)
+        x_hat : ndarray, DataFrame, AnnData or dask array, shape (n_target, n_x_features)
             A DataFrame (target cells x X features) when ``target_y`` is a
-            DataFrame, an AnnData when it is an AnnData, else an ndarray.
+            DataFrame, an AnnData when it is an AnnData, else an ndarray.  For a
+            dask array or a backed AnnData the values are a dask array with the
+            query's row chunks, computed when it is computed (the fitted
+            attributes are computed at once).
 
         Raises
         ------
@@ -672,7 +681,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             self._poorly_mapped(tm.data, result)
             result.cost = None
             x_hat, votes = self._infer(result.coupling, tgt_rep, result.shift, self.n_neighbors_,
-                                       sketch_factor=result.shift_factor)
+                                       sketch_factor=result.shift_factor, row_chunks=chunked.row_chunks(tm.data))
             self._set_label_prediction(votes, tm.cell_names)
         return _wrap_output(x_hat, tm, self.feature_names_x_)
 
@@ -681,7 +690,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         rep = self.representation_
         with timed_step("poorly mapped cells", p["verbose"]):
             found = detect_poorly_mapped(
-                p["outlier_method"], target=rep.selected(target),
+                p["outlier_method"], target=chunked.TargetRows(target, rep.selected, verbose=p["verbose"]),
                 source=rep.selected(self.source_y_[detector_reference(self.source_y_.shape[0], p["random_state"])]),
                 coupling=result.coupling, cost=result.cost, labels=self.labels_, threshold=p["outlier_threshold"],
                 random_state=p["random_state"], max_components=self._outlier_components(p),
@@ -697,22 +706,28 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             return p["n_pcs"]
         return 30
 
-    def _infer(self, coupling, tgt_rep, shift, k, sketch_factor=None):
-        """Step C: the inferred X and the label votes of the same neighbours (:mod:`cmot.step_c`)."""
+    def _infer(self, coupling, tgt_rep, shift, k, sketch_factor=None, row_chunks=None):
+        """Step C: the inferred X and the label votes of the same neighbours (:mod:`cmot.step_c`);
+        with ``row_chunks`` (a query read a chunk at a time) the X is a lazy dask array of those chunks."""
         verbose = self.params_["verbose"]
         with timed_step(f"kNN inference (k={k})", verbose):
             mapped = self._move(coupling, tgt_rep, shift, sketch_factor)
-            # models saved by cmot < 0.4 have no weight_scale_
-            scale = getattr(self, "weight_scale_", self.params_["weight_scale"])
-            x_hat, votes = infer_chunked(tgt_rep, mapped, self.source_x_, k, weight_scale=scale,
-                                         shrinkage=getattr(self, "shrinkage_", 0.0),  # models of cmot < 0.3 have none
-                                         x_mean=getattr(self, "x_mean_", None),
-                                         label_transfer=getattr(self, "label_transfer_", None),
-                                         label_neighbors=self._label_ks(), verbose=verbose)
-            # models saved before Step C had a linear map have none (no blend)
-            return blend_linear(x_hat, tgt_rep, getattr(self, "linear_map_", None), getattr(self, "linear_weight_", 0.0),
-                                offset=self.shift_, shrinkage=getattr(self, "shrinkage_", 0.0),
-                                x_mean=getattr(self, "x_mean_", None)), votes
+            # models saved by cmot < 0.4 have no weight_scale_, < 0.3 no shrinkage_, older no linear map
+            step = dict(mapped=mapped, x=self.source_x_, n_neighbors=k,
+                        weight_scale=getattr(self, "weight_scale_", self.params_["weight_scale"]),
+                        shrinkage=getattr(self, "shrinkage_", 0.0), x_mean=getattr(self, "x_mean_", None),
+                        linear=getattr(self, "linear_map_", None), linear_weight=getattr(self, "linear_weight_", 0.0),
+                        offset=self.shift_)
+            labels = dict(label_transfer=getattr(self, "label_transfer_", None), label_neighbors=self._label_ks())
+            if row_chunks is None:
+                return infer_rows(tgt_rep, **step, **labels, verbose=verbose)
+            if isinstance(step["weight_scale"], str):
+                raise ValueError("target_y: a model saved by cmot < 0.4 (weight_scale=\"auto\" over the whole query) "
+                                 "cannot predict a query read a chunk at a time; refit it with this version.")
+            votes = []
+            if labels["label_transfer"] is not None:  # the labels (small) at once, the X when it is computed
+                votes = infer_rows(tgt_rep, **{**step, "x": None}, **labels, verbose=verbose)[1]
+            return chunked.lazy_step_c(tgt_rep, row_chunks, self.source_x_.shape[1], step, verbose=verbose), votes
 
     def _move(self, coupling, tgt_rep, shift, sketch_factor=None):
         """The source cells moved into target space; sets ``shift_``, ``shift_factor_``, ``coverage_``."""
@@ -792,15 +807,27 @@ def _warn_poorly_mapped(found):
         )
 
 
+def _whole_target(target, tgt_rep, rep, p):
+    """The target for a transport without a PCA: the cells as given (``tgt_rep`` when they
+    are the embedding itself); a query read a chunk at a time needs the Step B/C space."""
+    if chunked.row_chunks(target) is None:
+        return target
+    if getattr(rep, "precomputed", False) or p.get("correction", "transport") == "robust":
+        return tgt_rep
+    raise ValueError("target_y: a dask array or backed AnnData is read a chunk at a time, but n_pcs=None with "
+                     "correction=\"transport\" computes the cost on every shared feature of the whole query; "
+                     "fit with n_pcs set (or correction=\"robust\"), or pass the query in memory.")
+
+
 def _wrap_output(x_hat, tm: Matrix, x_names):
     if tm.kind not in ("dataframe", "anndata"):
         return x_hat
     import pandas as pd
 
     cols = pd.Index([str(n) for n in x_names]) if x_names is not None else pd.RangeIndex(x_hat.shape[1])
-    df = pd.DataFrame(x_hat, index=pd.Index(tm.cell_names), columns=cols)
+    cells = pd.Index(tm.cell_names)
     if tm.kind == "dataframe":
-        return df
+        return pd.DataFrame(x_hat, index=cells, columns=cols)
     import anndata
 
-    return anndata.AnnData(X=x_hat, obs=pd.DataFrame(index=df.index), var=pd.DataFrame(index=cols.astype(str)))
+    return anndata.AnnData(X=x_hat, obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=cols.astype(str)))

@@ -45,6 +45,18 @@ the shared excess is taken off first, so that a good query from another donor
 reads high.
 It is computed with either detector.
 
+**Queries of any size.**  What the detector holds of the query is bounded: the
+joint PCA (:func:`joint_signal_embedding`) is fitted on the reference (at most
+:data:`DETECTOR_REFERENCE` cells) and at most :data:`DETECTOR_TARGET_CELLS` query
+cells (:func:`detector_target`: all of them up to that number, else a seeded
+random subset, sorted), and every query cell is then projected onto it a chunk at
+a time; :func:`outside_reference_signal` judges the same subset, and
+:func:`local_offsets` averages over at most that many query cells (a chunk of
+query cells at a time).  The query may be
+an array or an object with ``shape``, ``take_rows(rows)`` and ``map_rows(fn)``
+(:class:`cmot.chunked.TargetRows`: a query in memory or a dask array, read a chunk
+at a time); up to :data:`DETECTOR_TARGET_CELLS` query cells nothing is subsampled.
+
 :func:`detect_poorly_mapped` runs the chosen one and returns a :class:`PoorlyMapped`.
 cmot 0.3's distance test, which counted scores from the query's own 25th
 percentile and so could not flag a query unlike the reference as a whole, is gone:
@@ -58,13 +70,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composition import robust_shift
-from .infer import leave_one_out_neighbors, nearest_neighbors, weighted_average
+from .infer import NEIGHBOR_BLOCK, leave_one_out_neighbors, nearest_neighbors, weighted_average
 from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
            "distance_scores", "local_offsets", "QUERY_UNLIKE_MESSAGE", "poorly_mapped_by_isolation_forest",
            "signal_components", "joint_signal_embedding", "shared_excess", "outside_reference_signal",
-           "tail_selection", "group_selection"]
+           "tail_selection", "group_selection", "detector_reference", "detector_target", "DETECTOR_REFERENCE",
+           "DETECTOR_TARGET_CELLS"]
 
 #: The query-level warning.
 QUERY_UNLIKE_MESSAGE = "the query as a whole is unlike the reference: check its features and normalization"
@@ -79,8 +92,6 @@ NULL_QUANTILE = 0.99
 FDR = 0.1
 #: Most reference cells whose left-out distances make the null (:func:`reference_null`).
 NULL_MAX_CELLS = 2000
-#: Most target cells among which :func:`group_selection` searches each cell's neighbours.
-GROUP_MAX_CELLS = 20_000
 #: Percentiles of the query and the null compared by :func:`shared_excess` (its best-matching quarter).
 EXCESS_PERCENTILES = (5.0, 10.0, 15.0, 20.0, 25.0)
 #: Fewest target cells from which :func:`shared_excess` is estimated: a smaller query is judged as it
@@ -89,6 +100,9 @@ MIN_EXCESS_CELLS = 20
 #: :func:`outside_reference_signal`: the query is outside when its median share lies below this
 #: percentile of the reference's.
 SIGNAL_PERCENTILE = 1.0
+#: Target cells per chunk of :func:`local_offsets` (rounded to whole blocks of
+#: :func:`cmot.infer.nearest_neighbors`): its ``n x 200`` neighbour arrays are held a chunk at a time.
+CHUNK_ROWS = 8192
 
 
 def signal_components(explained_variance, n_samples: int, n_features: int, mean_variance: float) -> int:
@@ -270,7 +284,8 @@ def shared_excess(z, null_z) -> float:
     return max(0.0, float(np.median(np.percentile(z, q) - np.percentile(null_z, q))))
 
 
-def local_offsets(target, source, shift, use, bandwidth: float):
+def local_offsets(target, source, shift, use, bandwidth: float, *, max_cells: int | None = None,
+                  random_state=None):
     """Each target cell's offset from the reference: the Gaussian-weighted mean, over the
     used target cells near it, of their transport vectors ``d_j = t_j - (mean of the
     source mass they receive)``, shrunk as in :func:`cmot.composition.shrunk_displacement`
@@ -278,7 +293,10 @@ def local_offsets(target, source, shift, use, bandwidth: float):
 
     A batch effect that differs between cell types is removed type by type; a
     population no used cell is near (an unseen type) keeps its distance.
-    ``shift`` is the :class:`cmot.composition.ShiftResult` of the used cells.
+    ``shift`` is the :class:`cmot.composition.ShiftResult` of the used cells.  The
+    offsets are averaged over at most ``max_cells`` used cells (default
+    :data:`DETECTOR_TARGET_CELLS`; a seeded random subset above it, so the work
+    grows linearly with the query) and computed a chunk of target cells at a time.
 
     Examples
     --------
@@ -299,8 +317,19 @@ def local_offsets(target, source, shift, use, bandwidth: float):
     received = np.asarray(coupling.sum(axis=0), dtype=np.float64).ravel()
     received[received == 0] = 1.0
     d = target[cols] - np.asarray(coupling.T @ source[rows], dtype=np.float64) / received[:, None]
-    k = min(200, len(cols))
-    idx, dist = nearest_neighbors(target, target[cols], k)
+    keep = _seeded_rows(len(cols), DETECTOR_TARGET_CELLS if max_cells is None else int(max_cells), random_state)
+    used, d = target[cols[keep]], d[keep]
+    k = min(200, len(keep))
+    # whole blocks of nearest_neighbors' query rows per chunk: the same distances as in one piece
+    block = max(16, min(2048, NEIGHBOR_BLOCK // max(1, used.shape[0])))
+    step = block * max(1, CHUNK_ROWS // block)
+    return np.concatenate([_offsets_of(target[a:a + step], used, d, k, bandwidth)
+                           for a in range(0, max(target.shape[0], 1), step)], axis=0)
+
+
+def _offsets_of(target, used, d, k, bandwidth):
+    """:func:`local_offsets` of the rows ``target``: ``d`` the transport vectors of the ``used`` cells."""
+    idx, dist = nearest_neighbors(target, used, k)
     w = np.exp(-0.5 * (dist / bandwidth) ** 2)
     wsum = w.sum(axis=1)
     ok = wsum > 1e-12
@@ -347,7 +376,7 @@ def tail_selection(logd, null, *, fdr: float = FDR) -> np.ndarray:
     return pval <= ranked[passed[-1]]
 
 
-def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max_cells: int = GROUP_MAX_CELLS,
+def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max_cells: int | None = None,
                     random_state=None):
     """Target cells that lie beyond the reference together with the target cells around
     them: the median ``z`` of a cell's ``n_neighbors`` nearest target cells (itself
@@ -362,8 +391,9 @@ def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max
     cells separates it; its cells and most of their neighbours are all that far,
     while a known cell in a sparse corner has neighbours that are not (the median
     needs more than half of them).  The target
-    neighbours are searched among at most ``max_cells`` target cells (a seeded
-    subset): the work grows linearly with the target.  Returns None for a target of
+    neighbours are searched among at most ``max_cells`` (default
+    :data:`DETECTOR_TARGET_CELLS`) target cells (a seeded subset): the work grows
+    linearly with the target.  Returns None for a target of
     at most ``n_neighbors`` cells (no group to judge: :func:`tail_selection`
     judges them).
 
@@ -386,9 +416,7 @@ def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max
         return None
     ref_idx, _ = nearest_neighbors(null_cells, null_cells, min(k, null_cells.shape[0]))
     cut = float(np.max(np.median(np.asarray(null_z, dtype=np.float64)[ref_idx], axis=1)))
-    rows = np.arange(z.size)
-    if z.size > max_cells:
-        rows = np.sort(np.random.default_rng(random_state).choice(z.size, max_cells, replace=False))
+    rows = _seeded_rows(z.size, DETECTOR_TARGET_CELLS if max_cells is None else int(max_cells), random_state)
     idx, _ = nearest_neighbors(target, target[rows], k)
     return (np.median(z[rows][idx], axis=1) > cut) & (z > cut)
 
@@ -507,7 +535,7 @@ def _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cel
         if not use.any():
             break
         res = robust_shift(sub, target, target_weights=use.astype(float), max_inner_iter=200)
-        offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth))
+        offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth, random_state=random_state))
         if i + 1 < n_rounds:
             use = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)[0] <= thr
     return offset
@@ -522,22 +550,61 @@ def _cap_offsets(offset, cap: float = OFFSET_CAP):
     return offset * shrink[:, None]
 
 
-def joint_signal_embedding(source, target, *, max_components: int = 30, random_state=None):
-    """Source and target cells in a PCA fitted on both together, on the components above
+def joint_signal_embedding(source, target, *, max_components: int = 30, sample=None, random_state=None):
+    """Source and target cells in a PCA fitted on the source and (at most
+    :data:`DETECTOR_TARGET_CELLS` of) the target cells together, on the components above
     the noise (:func:`signal_components`): a PCA of the source alone would project away
     what sets an unseen cell type apart.
+
+    Parameters
+    ----------
+    source : ndarray of shape (n_source, n_features)
+    target : ndarray of shape (n_target, n_features), or rows read a chunk at a time
+        (``shape``, ``take_rows``, ``map_rows``: see the module docstring).
+    max_components : int
+    sample : ndarray, optional
+        The target cells the PCA is fitted on; default: :func:`detector_target`'s rows of ``target``.
+    random_state : int or None
 
     Returns
     -------
     emb_source, emb_target : ndarray
+        Every source and every target cell projected.
     n_components : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> src, tgt = rng.normal(size=(100, 40)), rng.normal(size=(30, 40)) + np.r_[8.0, np.zeros(39)]
+    >>> emb_s, emb_t, d = joint_signal_embedding(src, tgt, random_state=0)
+    >>> emb_s.shape[0], emb_t.shape[0], bool(abs(emb_t[:, 0].mean() - emb_s[:, 0].mean()) > 6)
+    (100, 30, True)
     """
-    both = np.vstack([source, target])
+    target = target if hasattr(target, "take_rows") else np.asarray(target, dtype=np.float64)
+    if sample is None:
+        sample = _take_rows(target, detector_target(target.shape[0], random_state))
+    both = np.vstack([source, sample])
     n, p = both.shape
     pca = make_pca(int(min(max_components, n - 1, p)), both.shape, random_state).fit(both)
     d = signal_components(pca.explained_variance_, n, p, mean_variance=float(both.var(axis=0).mean()))
-    emb = pca.transform(both)[:, :d]
-    return emb[: source.shape[0]], emb[source.shape[0] :], d
+    emb_source = pca.transform(source)[:, :d]
+    emb_target = _map_rows(target, lambda rows: pca.transform(rows)[:, :d])
+    return emb_source, emb_target, d
+
+
+def _take_rows(target, rows) -> np.ndarray:
+    """Rows ``rows`` of ``target`` (an array, or rows read a chunk at a time)."""
+    if hasattr(target, "take_rows"):
+        return target.take_rows(rows)
+    return np.asarray(target)[rows]
+
+
+def _map_rows(target, fn) -> np.ndarray:
+    """``fn`` of every row of ``target`` (an array, or a chunk at a time), concatenated."""
+    if hasattr(target, "map_rows"):
+        return target.map_rows(fn)
+    return fn(np.asarray(target))
 
 
 def outside_reference_signal(source, target, *, max_components: int = 30, max_cells: int = 2000,
@@ -548,7 +615,9 @@ def outside_reference_signal(source, target, *, max_components: int = 30, max_ce
     of reference cells left out of the PCA.
 
     The reference is split in two random halves (at most ``max_cells`` cells each);
-    the PCA is fitted on one and the null is the other.  A target whose median share
+    the PCA is fitted on one and the null is the other.  ``target`` holds the
+    cells judged: :func:`detect_poorly_mapped` passes at most
+    :data:`DETECTOR_TARGET_CELLS` (:func:`detector_target`).  A target whose median share
     lies below the null's ``SIGNAL_PERCENTILE`` (1st) percentile is outside: its
     cells vary along directions the reference does not (misordered features,
     another modality), even where it lies near the reference in a PCA that the
@@ -613,6 +682,18 @@ class PoorlyMapped:
 #: The distance detector judges the query against at most this many reference cells (a
 #: seeded random subset above it): query distances and their null come from the same cells.
 DETECTOR_REFERENCE = 20_000
+#: The detector's joint PCA (:func:`joint_signal_embedding`), the test of the reference's
+#: signal (:func:`outside_reference_signal`), the local offsets (:func:`local_offsets`) and the
+#: neighbourhoods of :func:`group_selection` see at most this many query cells (a seeded random
+#: subset above it); every query cell is then projected and scored.
+DETECTOR_TARGET_CELLS = 20_000
+
+
+def _seeded_rows(n: int, cap: int, random_state) -> np.ndarray:
+    """All of ``n`` rows up to ``cap``, else a seeded random subset of ``cap`` rows (sorted)."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(random_state).choice(n, cap, replace=False))
 
 
 def detector_reference(n_source: int, random_state=None):
@@ -626,15 +707,29 @@ def detector_reference(n_source: int, random_state=None):
     >>> detector_reference(50_000, random_state=0).size
     20000
     """
-    if n_source <= DETECTOR_REFERENCE:
-        return np.arange(n_source)
-    return np.sort(np.random.default_rng(random_state).choice(n_source, DETECTOR_REFERENCE, replace=False))
+    return _seeded_rows(n_source, DETECTOR_REFERENCE, random_state)
+
+
+def detector_target(n_target: int, random_state=None):
+    """Rows of the query the detector's joint PCA is fitted on: all of them up to
+    :data:`DETECTOR_TARGET_CELLS`, else a seeded random subset of that size (sorted).
+
+    Examples
+    --------
+    >>> detector_target(3).tolist()
+    [0, 1, 2]
+    >>> rows = detector_target(100_000, random_state=0)
+    >>> rows.size, bool(np.all(np.diff(rows) > 0))
+    (20000, True)
+    """
+    return _seeded_rows(n_target, DETECTOR_TARGET_CELLS, random_state)
 
 
 def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None, cost=None, labels=None,
                          threshold=3.5, max_components: int = 30, random_state=None) -> PoorlyMapped:
     """Run the ``method`` detector: "distance" needs ``source`` and ``target`` (cells x
-    standardized variable features), "isolation_forest" the ``coupling`` and ``cost``
+    standardized variable features; ``target`` an array or rows read a chunk at a time,
+    see the module docstring), "isolation_forest" the ``coupling`` and ``cost``
     (and the source ``labels``) and, for the mapping score and the query-level check,
     ``source`` and ``target`` too when given.
 
@@ -654,9 +749,11 @@ def detect_poorly_mapped(method: str, *, source=None, target=None, coupling=None
         raise ValueError(f"outlier_method: expected \"distance\" or \"isolation_forest\", found {method!r}.")
     mapped = d = None
     if source is not None and target is not None:
-        emb_s, emb_t, d = joint_signal_embedding(source, target, max_components=max_components,
+        target = target if hasattr(target, "take_rows") else np.asarray(target, dtype=np.float64)
+        sample = _take_rows(target, detector_target(target.shape[0], random_state))
+        emb_s, emb_t, d = joint_signal_embedding(source, target, max_components=max_components, sample=sample,
                                                  random_state=random_state)
-        outside = outside_reference_signal(source, target, max_components=max_components,
+        outside = outside_reference_signal(source, sample, max_components=max_components,
                                            random_state=random_state)[0]
         mapped = map_quality(emb_s, emb_t, threshold=threshold, query_unlike=outside, random_state=random_state)
     if method == "isolation_forest":

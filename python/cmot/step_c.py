@@ -7,7 +7,9 @@ Rows of the query are independent in Step C (the weights' distance unit is
 fixed at fit, ``weight_scale_``), so chunking changes nothing but the memory
 held at once and the progress shown (``cmot: inferring chunk i/n`` with
 ``verbose``): other chunk sizes than :data:`CHUNK_SIZE` change results by
-floating-point rounding at most.
+floating-point rounding at most.  :func:`infer_rows` adds the linear map's
+part (:func:`cmot.infer.blend_linear`): the whole Step C of some query rows, which
+:mod:`cmot.chunked` runs on each chunk of a dask array.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import logging
 
 import numpy as np
 
-from .infer import exp_weights, nearest_neighbors, shrink_toward, weighted_average
+from .infer import blend_linear, exp_weights, nearest_neighbors, shrink_toward, weighted_average
 from .label_transfer import label_votes
 
-__all__ = ["CHUNK_SIZE", "infer_chunked"]
+__all__ = ["CHUNK_SIZE", "infer_chunked", "infer_rows"]
 
 logger = logging.getLogger("cmot")
 
@@ -40,9 +42,11 @@ def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkag
     serves both: the X is the same as with a search of ``n_neighbors`` alone (up to
     which of several source cells at exactly the ``n_neighbors``-th distance is taken).
 
+    ``x=None`` computes the label votes alone (``x_hat`` is then None).
+
     Returns
     -------
-    x_hat : ndarray of shape (n_target, n_x_features)
+    x_hat : ndarray of shape (n_target, n_x_features), or None
     votes : list of ndarray
         One ``(n_target, n_classes)`` array per name of ``label_transfer`` (empty without).
 
@@ -72,9 +76,43 @@ def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkag
         if verbose:
             logger.info("cmot: inferring chunk %d/%d", i + 1, len(starts))
         idx, dist = nearest_neighbors(target[start:start + chunk_size], mapped, n_search)
-        pred = shrink_toward(weighted_average(x, idx[:, :n_neighbors],
-                                              exp_weights(dist[:, :n_neighbors], weight_scale)), shrinkage, x_mean)
-        x_parts.append(pred)
+        if x is not None:
+            x_parts.append(shrink_toward(weighted_average(x, idx[:, :n_neighbors],
+                                                          exp_weights(dist[:, :n_neighbors], weight_scale)),
+                                         shrinkage, x_mean))
         for parts, one_hot, k in zip(vote_parts, one_hots, label_ks):
             parts.append(label_votes(one_hot, idx[:, :k], exp_weights(dist[:, :k], weight_scale)))
-    return np.concatenate(x_parts, axis=0), [np.concatenate(p, axis=0) for p in vote_parts]
+    x_hat = np.concatenate(x_parts, axis=0) if x is not None else None
+    return x_hat, [np.concatenate(p, axis=0) for p in vote_parts]
+
+
+def infer_rows(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkage: float = 0.0, x_mean=None,
+               linear=None, linear_weight: float = 0.0, offset=None, label_transfer=None, label_neighbors=None,
+               verbose: bool = False, chunk_size: int | None = None):
+    """The whole Step C of the query rows ``target``: :func:`infer_chunked` blended with
+    ``linear_weight`` of the linear map ``linear`` at ``target - offset``
+    (:func:`cmot.infer.blend_linear`).  Rows are independent: any split of the rows
+    gives the same results (up to floating-point rounding).
+
+    Returns
+    -------
+    x_hat : ndarray of shape (n_target, n_x_features), or None when ``x`` is None
+    votes : list of ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cmot.infer import LinearMap
+    >>> lin = LinearMap(np.array([0.0]), np.array([[1.0]]), 0.0)
+    >>> x_hat, _ = infer_rows(np.array([[0.0]]), np.array([[0.0], [9.0]]), np.array([[1.0], [3.0]]), 1,
+    ...                       weight_scale=1.0, linear=lin, linear_weight=0.5, offset=np.array([-2.0]))
+    >>> x_hat.tolist()
+    [[1.5]]
+    """
+    x_hat, votes = infer_chunked(target, mapped, x, n_neighbors, weight_scale=weight_scale, shrinkage=shrinkage,
+                                 x_mean=x_mean, label_transfer=label_transfer, label_neighbors=label_neighbors,
+                                 verbose=verbose, chunk_size=chunk_size)
+    if x_hat is not None:
+        x_hat = blend_linear(x_hat, target, linear, linear_weight, offset=offset, shrinkage=shrinkage,
+                             x_mean=x_mean)
+    return x_hat, votes

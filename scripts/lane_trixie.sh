@@ -68,7 +68,7 @@ build_chroot() {
     /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     # rpy2 3.6 for R 4.5 (3.5 is for R <= 4.2)
     /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check \
-      "numpy>=2" scipy POT scikit-learn pandas anndata h5py pytest matplotlib "rpy2>=3.6" "anndata2ri>=2"
+      "numpy>=2" scipy POT scikit-learn pandas anndata h5py "dask[array]" pytest matplotlib "rpy2>=3.6" "anndata2ri>=2"
   '
   umount -l "$tmp/proc"
   touch "$tmp/.cmot-lane-v1"
@@ -92,6 +92,8 @@ env -u PIP_FIND_LINKS chroot "$CHROOT" /bin/bash -euc '
   # added to the lane after the chroot was first cached: install when missing
   /opt/cmot-venv/bin/python -c "import matplotlib" 2>/dev/null \
     || /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check matplotlib
+  /opt/cmot-venv/bin/python -c "import dask.array" 2>/dev/null \
+    || /opt/cmot-venv/bin/python -m pip install -q --disable-pip-version-check "dask[array]"
   R CMD INSTALL --no-multiarch r-wrapper >/tmp/cmot-r-install.log 2>&1 || { cat /tmp/cmot-r-install.log; exit 1; }
   Rscript -e "cat(R.version.string, \"Seurat\", format(packageVersion(\"Seurat\")), \"SeuratObject\",
               format(packageVersion(\"SeuratObject\")), \"reticulate\", format(packageVersion(\"reticulate\")), \"\n\")"

@@ -216,7 +216,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         "distance" (default, :func:`cmot.poorly_mapped.map_quality`) scores each
         target cell by its distance to its 10th nearest source cell, in a PCA
         of the (standardized) variable features fitted on source and target
-        together, after removing the offset that the target cells matching the
+        together (at most 20,000 of each), after removing the offset that the target cells matching the
         source share, against the same distance among source cells:
         calibrated on the source, it can flag a whole unseen population and
         rarely flags cells of known types.  A target whose shared offset

@@ -247,8 +247,7 @@ def test_local_offsets_in_chunks_are_the_offsets_in_one_piece(monkeypatch):
     import cmot.infer as infer
 
     n_used = int(use.sum())
-    for module in (infer, poorly_mapped):  # nearest_neighbors' blocks of 32 query rows
-        monkeypatch.setattr(module, "NEIGHBOR_BLOCK", 32 * n_used)
+    monkeypatch.setattr(infer, "NEIGHBOR_BLOCK", 32 * n_used)  # nearest_neighbors' blocks of 32 query rows
     whole = poorly_mapped.local_offsets(tgt, src, res, use, 1.0)  # one chunk (CHUNK_ROWS: 8192)
     monkeypatch.setattr(poorly_mapped, "CHUNK_ROWS", 100)  # chunks of 96 rows: 3 whole blocks each
     chunks = []

@@ -173,14 +173,20 @@ def as_matrix(obj, name: str, *, allow_sparse: bool = True, dtype=np.float64) ->
         vals = data
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise ValueError(f"{name}: expected a non-empty matrix, found shape {data.shape} (cells x features).")
-    if not np.all(np.isfinite(vals)):
-        n_nan = int(np.isnan(vals).sum())
-        n_inf = int(np.isinf(vals).sum())
-        raise ValueError(
-            f"{name}: expected finite values, found {n_nan} NaN (or missing, NA) and {n_inf} infinite entries. "
-            "Impute or remove them before calling cmot."
-        )
+    check_finite(vals, name)
     return Matrix(data=data, cell_names=cells, feature_names=features, kind=kind)
+
+
+def check_finite(values, name: str, where: str = "") -> None:
+    """Raise a ValueError naming ``name`` and counting the NaN and infinite entries of
+    ``values`` (``where`` says where they are, e.g. " in a chunk"), when there are any."""
+    if not np.all(np.isfinite(values)):
+        n_nan = int(np.isnan(values).sum())
+        n_inf = int(np.isinf(values).sum())
+        raise ValueError(
+            f"{name}: expected finite values, found {n_nan} NaN (or missing, NA) and {n_inf} infinite "
+            f"entries{where}. Impute or remove them before calling cmot."
+        )
 
 
 def _is_missing(v) -> bool:

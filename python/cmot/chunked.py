@@ -42,7 +42,7 @@ import uuid
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import Matrix, _is_anndata, _refuse_complex
+from ._validation import Matrix, _is_anndata, _refuse_complex, check_finite
 from .step_c import CHUNK_SIZE, infer_rows
 
 __all__ = ["BACKED_CHUNK_SIZE", "is_chunked", "as_chunked_matrix", "row_chunks", "map_rows", "TargetRows",
@@ -142,10 +142,7 @@ def _checked_block(block, name: str):
         values = block.data
     else:
         block = values = np.asarray(block, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name}: expected finite values, found {int(np.isnan(values).sum())} NaN (or missing, "
-                         f"NA) and {int(np.isinf(values).sum())} infinite entries in a chunk. Impute or remove them "
-                         "before calling cmot.")
+    check_finite(values, name, " in a chunk")
     return block
 
 

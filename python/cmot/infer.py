@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["LinearMap", "blend_linear", "shrink_toward", "variable_features", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
+__all__ = ["LinearMap", "blend_linear", "shrink_toward", "variable_features", "neighbor_chunk_rows", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
            "infer_x"]
 
 
@@ -51,6 +51,20 @@ def variable_features(data, n_features: int) -> np.ndarray:
 NEIGHBOR_BLOCK = 2**24
 
 
+def neighbor_chunk_rows(n_reference: int, chunk_size: int = 2048) -> int:
+    """Query rows per block of :func:`nearest_neighbors` against ``n_reference`` rows: at
+    most ``chunk_size``, fewer when a block would hold more than ``NEIGHBOR_BLOCK``
+    distances (at least 16).  Splitting the query at multiples of it gives the same
+    blocks, so the same neighbours, as searching it in one piece.
+
+    Examples
+    --------
+    >>> neighbor_chunk_rows(1000), neighbor_chunk_rows(100_000)
+    (2048, 167)
+    """
+    return max(16, min(int(chunk_size), NEIGHBOR_BLOCK // max(1, int(n_reference))))
+
+
 def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
     """The ``n_neighbors`` nearest reference rows of each query row (Euclidean).
 
@@ -76,7 +90,7 @@ def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2
     n_q = query.shape[0]
     k = min(int(n_neighbors), reference.shape[0])
     ref_sq = np.einsum("ij,ij->i", reference, reference)
-    chunk_size = max(16, min(int(chunk_size), NEIGHBOR_BLOCK // max(1, reference.shape[0])))
+    chunk_size = neighbor_chunk_rows(reference.shape[0], chunk_size)
     indices = np.empty((n_q, k), dtype=np.int64)
     dists = np.empty((n_q, k))
     buf = np.empty((min(chunk_size, n_q), reference.shape[0]))  # one block, reused by every chunk

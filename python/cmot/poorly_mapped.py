@@ -70,7 +70,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composition import robust_shift
-from .infer import NEIGHBOR_BLOCK, leave_one_out_neighbors, nearest_neighbors, weighted_average
+from .infer import leave_one_out_neighbors, nearest_neighbors, neighbor_chunk_rows, weighted_average
 from .representation import make_pca
 
 __all__ = ["PoorlyMapped", "detect_poorly_mapped", "map_quality", "MappingResult", "reference_null",
@@ -321,7 +321,7 @@ def local_offsets(target, source, shift, use, bandwidth: float, *, max_cells: in
     used, d = target[cols[keep]], d[keep]
     k = min(200, len(keep))
     # whole blocks of nearest_neighbors' query rows per chunk: the same distances as in one piece
-    block = max(16, min(2048, NEIGHBOR_BLOCK // max(1, used.shape[0])))
+    block = neighbor_chunk_rows(used.shape[0])
     step = block * max(1, CHUNK_ROWS // block)
     return np.concatenate([_offsets_of(target[a:a + step], used, d, k, bandwidth)
                            for a in range(0, max(target.shape[0], 1), step)], axis=0)

@@ -322,7 +322,8 @@ def shrunk_displacement(coupling, source, target):
     b_group = np.bincount(groups.ravel(), weights=b)
     n_eff = 1.0 / float(b_group @ b_group)
     sq = float(raw @ raw)
-    factor = float(np.clip(1.0 - noise / (n_eff * sq), 0.0, 1.0)) if sq > 0 else 0.0
+    # one observation (n_eff 1: noise equals sq exactly, not only to rounding) carries no shift
+    factor = float(np.clip(1.0 - noise / (n_eff * sq), 0.0, 1.0)) if sq > 0 and n_eff > 1.0 + 1e-9 else 0.0
     return factor * raw, raw, factor
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["LinearMap", "blend_linear", "shrink_toward", "variable_features", "neighbor_chunk_rows", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
+__all__ = ["LinearMap", "blend_linear", "shrink_toward", "variable_features", "neighbor_chunk_rows", "search_workers", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
            "infer_x"]
 
 
@@ -65,12 +65,45 @@ def neighbor_chunk_rows(n_reference: int, chunk_size: int = 2048) -> int:
     return max(16, min(int(chunk_size), NEIGHBOR_BLOCK // max(1, int(n_reference))))
 
 
-def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
-    """The ``n_neighbors`` nearest reference rows of each query row (Euclidean).
+#: :func:`nearest_neighbors` searches a k-d tree (scipy's ``cKDTree``) when the cells have at
+#: most this many dimensions, brute force on BLAS above.  cmot's spaces (principal
+#: components, the detector's signal components) are of low intrinsic dimension, where a
+#: tree answers 5-20 times faster than the brute force's selection; up to 32 dimensions
+#: it is not slower even on unstructured Gaussian noise.  Both return the same
+#: neighbours (distances agree to rounding, ~1e-13).
+KD_TREE_MAX_DIMS = 32
 
-    Brute force on BLAS in chunks of at most ``chunk_size`` query rows, fewer when
-    the reference is large (a block holds at most ``NEIGHBOR_BLOCK`` distances): no
-    ``n_query x n_reference`` matrix is held at once.
+
+def search_workers() -> int:
+    """Threads of the k-d tree search: ``OMP_NUM_THREADS`` when set (as BLAS reads it),
+    else the CPUs this process may use.
+
+    Examples
+    --------
+    >>> search_workers() >= 1
+    True
+    """
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2048):
+    """The ``n_neighbors`` nearest reference rows of each query row (Euclidean), nearest
+    first, ties by index.
+
+    Up to :data:`KD_TREE_MAX_DIMS` dimensions a k-d tree of the reference (scipy's
+    ``cKDTree``, :func:`search_workers` threads); above, brute force on BLAS in chunks
+    of at most ``chunk_size`` query rows, fewer when the reference is large (a block
+    holds at most ``NEIGHBOR_BLOCK`` distances): no ``n_query x n_reference`` matrix is
+    held at once.  Each query row's answer depends on that row alone, so a query
+    searched in parts gives the same neighbours as in one piece.
 
     Returns
     -------
@@ -87,8 +120,41 @@ def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2
     """
     query = np.asarray(query, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
-    n_q = query.shape[0]
     k = min(int(n_neighbors), reference.shape[0])
+    if 0 < reference.shape[1] <= KD_TREE_MAX_DIMS and k > 0:
+        return _tree_neighbors(query, reference, k)
+    return _brute_neighbors(query, reference, k, chunk_size)
+
+
+def _by_distance_then_index(idx, dist):
+    """Rows of ``idx``/``dist`` ordered by distance, ties by index."""
+    order = np.lexsort((idx, dist), axis=1)
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
+
+
+#: Query rows per k-d tree search (bounds the temporary arrays as the brute force's blocks do).
+TREE_CHUNK_ROWS = 65_536
+
+
+def _tree_neighbors(query, reference, k):
+    """:func:`nearest_neighbors` by a k-d tree."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(reference)
+    indices = np.empty((query.shape[0], k), dtype=np.int64)
+    dists = np.empty((query.shape[0], k))
+    workers = search_workers()
+    for start in range(0, query.shape[0], TREE_CHUNK_ROWS):
+        d, i = tree.query(query[start:start + TREE_CHUNK_ROWS], k=np.arange(1, k + 1), workers=workers)
+        i, d = _by_distance_then_index(i.astype(np.int64, copy=False), d)
+        indices[start:start + len(i)] = i
+        dists[start:start + len(i)] = d
+    return indices, dists
+
+
+def _brute_neighbors(query, reference, k, chunk_size):
+    """:func:`nearest_neighbors` by brute force on BLAS, a block of query rows at a time."""
+    n_q = query.shape[0]
     ref_sq = np.einsum("ij,ij->i", reference, reference)
     chunk_size = neighbor_chunk_rows(reference.shape[0], chunk_size)
     indices = np.empty((n_q, k), dtype=np.int64)
@@ -106,10 +172,9 @@ def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2
             part = np.argpartition(d2, k - 1, axis=1)[:, :k]
         else:
             part = np.broadcast_to(np.arange(k), (q.shape[0], k)).copy()
-        dpart = np.take_along_axis(d2, part, axis=1)
-        order = np.lexsort((part, dpart), axis=1)  # by distance, ties by index
-        indices[start : start + len(q)] = np.take_along_axis(part, order, axis=1)
-        dists[start : start + len(q)] = np.sqrt(np.take_along_axis(dpart, order, axis=1))
+        part, dpart = _by_distance_then_index(part, np.take_along_axis(d2, part, axis=1))
+        indices[start : start + len(q)] = part
+        dists[start : start + len(q)] = np.sqrt(dpart)
     return indices, dists
 
 

@@ -126,9 +126,9 @@ def test_a_query_larger_than_the_detector_sample_gives_the_in_memory_results(d, 
     fitted_rows = []
     make_pca = poorly_mapped.make_pca
 
-    def recording(n, shape, random_state=None):
+    def recording(n, shape, random_state=None, **kwargs):
         fitted_rows.append(shape[0])
-        return make_pca(n, shape, random_state)
+        return make_pca(n, shape, random_state, **kwargs)
 
     monkeypatch.setattr(poorly_mapped, "make_pca", recording)
     want = model.predict(d.target_y)
@@ -247,6 +247,7 @@ def test_local_offsets_in_chunks_are_the_offsets_in_one_piece(monkeypatch):
     import cmot.infer as infer
 
     n_used = int(use.sum())
+    monkeypatch.setattr(infer, "KD_TREE_MAX_DIMS", 0)  # brute force, whose blocks the chunks must keep whole
     monkeypatch.setattr(infer, "NEIGHBOR_BLOCK", 32 * n_used)  # nearest_neighbors' blocks of 32 query rows
     whole = poorly_mapped.local_offsets(tgt, src, res, use, 1.0)  # one chunk (CHUNK_ROWS: 8192)
     monkeypatch.setattr(poorly_mapped, "CHUNK_ROWS", 100)  # chunks of 96 rows: 3 whole blocks each

@@ -11,7 +11,7 @@ and a shared modality (Y).
 (40, 30)
 """
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 from ._params import check_params  # noqa: E402
 from .estimator import CMOT, PAPER_MODE, PoorlyMappedWarning  # noqa: E402
@@ -19,4 +19,14 @@ from .transport import OTConvergenceError, OTConvergenceWarning  # noqa: E402
 
 __all__ = ["CMOT", "PAPER_MODE", "check_params", "PoorlyMappedWarning", "OTConvergenceError", "OTConvergenceWarning",
            "__version__"]
-from .tools import transfer; __all__ += ["transfer"]  # noqa: E402,E702  scanpy-style API (plots: cmot.plotting)
+__all__ += ["transfer"]  # scanpy-style API (plots: cmot.plotting)
+
+
+def __getattr__(name):
+    # cmot.transfer is imported on first use: cmot.tools imports pandas (0.2 s), which
+    # neither the estimator nor the R package needs
+    if name == "transfer":
+        from .tools import transfer
+
+        return transfer
+    raise AttributeError(f"module 'cmot' has no attribute {name!r}")

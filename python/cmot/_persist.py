@@ -23,7 +23,8 @@ parts), ``dict`` (keys tagged by type: str, int, float, bool), ``tuple``,
 ``random_state`` / ``generator`` (NumPy random generators, by their state) and
 ``object`` / ``namedtuple`` (an instance of an allowed class, rebuilt from its
 attributes without calling its constructor).  Allowed classes are those defined
-in ``cmot`` or ``cmot.*`` modules and scikit-learn's ``PCA`` and
+in ``cmot`` or ``cmot.*`` modules (the PCA of models written by cmot 0.7 and later is
+:class:`cmot._pca.PCA`) and scikit-learn's ``PCA`` (earlier models) and
 ``TruncatedSVD``; a file naming any other class is refused and no module named
 by a file is imported otherwise.
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
-from sklearn.decomposition import TruncatedSVD
-from sklearn.neighbors import NearestNeighbors
 
 from ._utils import to_dense
 
@@ -32,6 +30,8 @@ def _reduce(data, n_dims, random_state):
     n, p = data.shape
     if p <= n_dims:
         return to_dense(data)
+    from sklearn.decomposition import TruncatedSVD  # Step A only: scikit-learn is imported when used
+
     svd = TruncatedSVD(n_components=min(n_dims, n - 1, p - 1), random_state=random_state)
     return svd.fit_transform(data)
 
@@ -51,6 +51,8 @@ def knn_graph(data, n_neighbors: int, *, n_dims: int = 50, random_state=None) ->
     emb = _reduce(data, n_dims, random_state)
     n = emb.shape[0]
     k = min(n_neighbors, n - 1)
+    from sklearn.neighbors import NearestNeighbors
+
     nn = NearestNeighbors(n_neighbors=k + 1).fit(emb)
     g = nn.kneighbors_graph(emb, mode="connectivity")
     g.setdiag(0)
@@ -208,6 +210,8 @@ def _matched_neighbors(emb_x, emb_y, correspondence, k: int):
     """``(cols, has)``: the ``k`` nearest X cells of each Y cell in the aligned space,
     every column replaced by the known partner (the first, if several) for the Y
     cells that have one, and the row numbers of those Y cells."""
+    from sklearn.neighbors import NearestNeighbors
+
     cols = NearestNeighbors(n_neighbors=k).fit(emb_x).kneighbors(emb_y, return_distance=False)
     has = np.empty(0, dtype=np.intp)
     if correspondence is not None:

@@ -15,10 +15,10 @@ import logging
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from . import __version__
 from . import chunked
+from ._base import ParamsMixin
 from ._params import PARAMETER_CONSTRAINTS, check_params
 from ._utils import match_names, timed_step, verbose_output
 from ._validation import Matrix, as_matrix, check_source
@@ -73,7 +73,7 @@ class PoorlyMappedWarning(UserWarning):
     """Some target cells are mapped unlike the rest (see ``CMOT.outliers_``)."""
 
 
-class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
+class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
     """Cross-Modality Optimal Transport: infer modality X of target cells measured in Y only.
 
     Source cells are measured in both X (the modality to infer) and Y (the shared
@@ -250,7 +250,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
         Columns of Y used for Steps B and C.
     scale_mean_, scale_sd_ : ndarray of shape (len(features_),) or None
         Source mean and standard deviation of those columns (``scale=True``).
-    pca_ : sklearn.decomposition.PCA or None
+    pca_ : cmot._pca.PCA or None
         PCA of those columns (None when ``n_pcs=None``); its first ``n_pcs_``
         components are used.
     source_rep_ : ndarray of shape (n_source, n_pcs_ or len(features_))
@@ -551,7 +551,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, BaseEstimator):
             for name in ("features_", "scale_mean_", "scale_sd_", "pca_", "n_pcs_"):
                 setattr(rep, name, state.pop(name, None) if name != "n_pcs_" else state.get(name))
             state["representation_"] = rep
-        super().__setstate__(state)
+        state.pop("_sklearn_version", None)  # written by scikit-learn's BaseEstimator, the base class until 0.7
+        self.__dict__.update(state)
 
     # ----------------------------------------------------------------- predict
     def _check_fitted(self):

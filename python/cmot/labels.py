@@ -29,13 +29,14 @@ def ward_labels(y, n_clusters: int, *, n_dims: int = 30, max_cells: int = 5000, 
     [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
     """
     from scipy.cluster.hierarchy import fcluster, ward
-    from sklearn.decomposition import TruncatedSVD
 
     n, p = y.shape
     if n_clusters == 1:
         return np.zeros(n, dtype=np.int64)
     if p > n_dims:
         if sp.issparse(y) or n * p >= 2e7:
+            from sklearn.decomposition import TruncatedSVD
+
             emb = TruncatedSVD(n_components=min(n_dims, n - 1), random_state=random_state).fit_transform(y)
         else:
             centered = y - y.mean(axis=0)

@@ -26,19 +26,31 @@ PCA_MAX_CELLS = 50_000
 ROW_CHUNK = 8192
 
 
-def make_pca(n_components: int, shape, random_state=None):
-    """A scikit-learn PCA with the solver cmot uses: exact up to 500 rows or
-    columns, randomized above (much faster for tens of thousands of cells).
+def make_pca(n_components: int, shape, random_state=None, *, copy: bool = True, gram: bool = False):
+    """A :class:`cmot._pca.PCA` (scikit-learn's PCA, computed without importing
+    scikit-learn) with the solver cmot uses: exact up to 500 rows or columns,
+    randomized above (much faster for tens of thousands of cells).  ``gram=True``:
+    exact from the Gram matrix when there are at most :data:`GRAM_MAX_CELLS` rows and
+    fewer rows than columns (faster than either there; the detector's PCAs).
+    ``copy=False`` lets ``fit`` overwrite the array it is given (a temporary: no copy made).
 
     Examples
     --------
-    >>> make_pca(5, (100, 20)).svd_solver
-    'full'
+    >>> make_pca(5, (100, 20)).svd_solver, make_pca(5, (800, 4000), gram=True).svd_solver
+    ('full', 'gram')
     """
-    from sklearn.decomposition import PCA
+    from ._pca import PCA
 
-    solver = "randomized" if min(shape) > 500 else "full"
-    return PCA(n_components=n_components, svd_solver=solver, random_state=random_state)
+    if gram and shape[0] <= min(GRAM_MAX_CELLS, shape[1]):
+        solver = "gram"
+    else:
+        solver = "randomized" if min(shape) > 500 else "full"
+    return PCA(n_components=n_components, svd_solver=solver, random_state=random_state, copy=copy)
+
+
+#: Most rows for which ``make_pca(..., gram=True)`` uses the Gram matrix (its ``n x n``
+#: eigenvectors cost ``n^3``: beyond a few thousand rows the randomized solver is faster).
+GRAM_MAX_CELLS = 2000
 
 
 class Representation:

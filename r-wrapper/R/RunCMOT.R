@@ -310,9 +310,9 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   ref.y <- .input_matrix(reference, "reference", "reference")
   ref.x <- .input_matrix(refdata, "refdata", "refdata")
   shared <- .shared_features(ref.y$value, query$value, ref.y$name, query$name, verbose = verbose)
-  if (!is.null(shared)) {
-    ref.y$value <- ref.y$value[shared, , drop = FALSE]
-    query$value <- query$value[shared, , drop = FALSE]
+  if (!is.null(shared)) {   # (row subsets of a dgCMatrix are slow: none where every row is kept in order)
+    if (!identical(rownames(ref.y$value), shared)) ref.y$value <- ref.y$value[shared, , drop = FALSE]
+    if (!identical(rownames(query$value), shared)) query$value <- query$value[shared, , drop = FALSE]
   }
   pr <- .resolve_pairs(pairs, colnames(ref.x$value), colnames(ref.y$value), ncol(ref.x$value), ncol(ref.y$value),
                        ref.x$name, ref.y$name, verbose = verbose)

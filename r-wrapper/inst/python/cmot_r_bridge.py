@@ -125,7 +125,10 @@ def run(source_x, source_y, target_y, params, correspondence=None, labels=None, 
             warnings.simplefilter("always")
             model.fit(source_x, source_y, **fit_args)
             x_hat = model.predict(target_y)
-        feature_scores = getattr(model, "feature_scores_", None)
+        # the values themselves: feature_scores_ is a pandas Series, and importing pandas costs 0.2-0.3 s
+        feature_scores = model.__dict__.get("feature_score_values_")
+        if feature_scores is None:  # cores before 0.6
+            feature_scores = getattr(model, "feature_scores_", None)
         out = {
             "error": None,
             "x_hat": np.asarray(x_hat, dtype=np.float64),

@@ -125,6 +125,8 @@ class PCA:
     components_, mean_, explained_variance_, explained_variance_ratio_,
     singular_values_, noise_variance_, n_components_, n_samples_, n_features_in_
         As scikit-learn's ``PCA``.
+    total_variance_ : float
+        The sum of the features' variances (``ddof=1``; ``explained_variance_ratio_``'s denominator).
 
     Examples
     --------
@@ -191,6 +193,7 @@ class PCA:
         self.components_ = vt[:k].copy() if self.svd_solver == "full" else vt
         self.explained_variance_ = variance[:k].copy()
         self.explained_variance_ratio_ = variance[:k] / total
+        self.total_variance_ = float(total)
         self.singular_values_ = s[:k].copy()
         return u, s
 

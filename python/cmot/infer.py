@@ -126,8 +126,14 @@ def nearest_neighbors(query, reference, n_neighbors: int, *, chunk_size: int = 2
     return _brute_neighbors(query, reference, k, chunk_size)
 
 
-def _by_distance_then_index(idx, dist):
-    """Rows of ``idx``/``dist`` ordered by distance, ties by index."""
+def _by_distance_then_index(idx, dist, *, sorted_by_distance: bool = False):
+    """Rows of ``idx``/``dist`` ordered by distance, ties by index (``sorted_by_distance``:
+    the rows are already by distance; only those with a tie are reordered)."""
+    if sorted_by_distance:
+        rows = np.flatnonzero((dist[:, 1:] == dist[:, :-1]).any(axis=1))
+        if rows.size:
+            idx[rows], dist[rows] = _by_distance_then_index(idx[rows], dist[rows])
+        return idx, dist
     order = np.lexsort((idx, dist), axis=1)
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(dist, order, axis=1)
 
@@ -146,7 +152,7 @@ def _tree_neighbors(query, reference, k):
     workers = search_workers()
     for start in range(0, query.shape[0], TREE_CHUNK_ROWS):
         d, i = tree.query(query[start:start + TREE_CHUNK_ROWS], k=np.arange(1, k + 1), workers=workers)
-        i, d = _by_distance_then_index(i.astype(np.int64, copy=False), d)
+        i, d = _by_distance_then_index(i.astype(np.int64), d, sorted_by_distance=True)
         indices[start:start + len(i)] = i
         dists[start:start + len(i)] = d
     return indices, dists

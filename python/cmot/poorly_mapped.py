@@ -586,13 +586,18 @@ def joint_signal_embedding(source, target, *, max_components: int = 30, sample=N
         sample = _take_rows(target, detector_target(target.shape[0], random_state))
     both = np.vstack([source, sample])
     n, p = both.shape
-    mean_variance = float(both.var(axis=0).mean())
     pca = make_pca(int(min(max_components, n - 1, p)), both.shape, random_state, copy=False,
                    gram=True).fit(both)  # overwrites both
-    d = signal_components(pca.explained_variance_, n, p, mean_variance=mean_variance)
+    d = signal_components(pca.explained_variance_, n, p, mean_variance=_mean_variance(pca))
     emb_source = pca.transform(source)[:, :d]
     emb_target = _map_rows(target, lambda rows: pca.transform(rows)[:, :d])
     return emb_source, emb_target, d
+
+
+def _mean_variance(pca) -> float:
+    """The mean variance (``ddof=0``) of the features a :class:`cmot._pca.PCA` was fitted on."""
+    n = pca.n_samples_
+    return pca.total_variance_ * (n - 1) / n / pca.n_features_in_
 
 
 def _take_rows(target, rows) -> np.ndarray:
@@ -653,10 +658,9 @@ def outside_reference_signal(source, target, *, max_components: int = 30, max_ce
     order = np.random.default_rng(random_state).permutation(n)
     half = min(n // 2, int(max_cells))
     fit, held = source[order[:half]], source[order[half: 2 * half]]  # copies
-    mean_variance = float(fit.var(axis=0).mean())
     pca = make_pca(int(min(max_components, half - 1, p)), fit.shape, random_state, copy=False,
                    gram=True).fit(fit)  # overwrites fit
-    d = signal_components(pca.explained_variance_, half, p, mean_variance=mean_variance)
+    d = signal_components(pca.explained_variance_, half, p, mean_variance=_mean_variance(pca))
 
     def share(x):
         xc = x - pca.mean_

@@ -90,3 +90,16 @@ def test_fit_checks_the_parameters_and_init_only_stores():
         model.fit(rng.normal(size=(10, 3)), rng.normal(size=(10, 4)))
     with pytest.raises(ValueError, match="^foo: unknown parameter"):
         CMOT().set_params(foo=1)
+
+
+def test_the_default_seed_makes_two_runs_identical():
+    """random_state defaults to 0: the randomized PCA (more than 500 cells and features),
+    the subsets and the clustering give the same output twice; None does not."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(700, 600)) + np.repeat(rng.normal(scale=2, size=(4, 600)), 175, axis=0)
+    x = y[:, :20] @ rng.normal(size=(20, 8))
+    query = y[::7] + 0.3
+    runs = [CMOT().fit(x, y).predict(query) for _ in range(2)]
+    assert CMOT().random_state == 0 and np.array_equal(runs[0], runs[1])
+    unseeded = [CMOT(random_state=None).fit(x, y).predict(query) for _ in range(2)]
+    assert not np.array_equal(unseeded[0], unseeded[1])

@@ -225,8 +225,11 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         ``PoorlyMappedWarning`` says so.  Only the components
         above the noise count (Marchenko-Pastur edge, fitted attribute
         ``outlier_n_components_``); the others would drown the differences.
-    random_state : int or None, default=None
-        Seed for the alignment, clustering, PCA and IsolationForest.
+    random_state : int or None, default=0
+        Seed for the alignment, clustering, PCA, the detector's subsets and
+        IsolationForest: by default the same input gives the same output (as
+        scanpy's ``random_state=0`` and Seurat's ``seed.use``); None draws from
+        NumPy's global random state (cmot < 0.7's default).
     verbose : bool, default=False
         Show each step and its time (INFO messages of the ``cmot`` logger),
         Step C's progress over chunks of query cells, and the inferred
@@ -389,7 +392,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         tol: float = 1e-6,
         outlier_threshold: float = 3.5,
         outlier_method: str = "distance",
-        random_state=None,
+        random_state=0,
         verbose: bool = False,
     ):
         self.n_components = n_components

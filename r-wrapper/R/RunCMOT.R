@@ -283,9 +283,9 @@ RunCMOT <- function(object, ...) {
 #'   up a large share of it, and it flags cells of known types.
 #' @param seed Random seed (alignment, clustering, PCA, the subsample of at most
 #'   2000 reference cells that \code{k = "auto"} scores, outlier detection);
-#'   \code{NULL} for none.  On large data (randomized PCA, subsamples) and
-#'   for partly paired references the result can depend on it; set it for
-#'   reproducible results.
+#'   default 0, so that the same input gives the same result (as Seurat's
+#'   \code{seed.use}); \code{NULL} for none (cmot < 0.6.1's default: on large
+#'   data and for partly paired references the result then differs between runs).
 #' @param verbose Print progress messages, including the core's steps
 #'   (\code{"cmot: <step> ..."}) as they happen; they are R messages, which
 #'   \code{suppressMessages()} silences.  \code{FALSE} prints nothing.
@@ -298,7 +298,7 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
                             shrinkage = "auto",
                             weight.scale = "auto",
                             max.iter = 10, max.inner.iter = 1000,
-                            tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = NULL,
+                            tol = 1e-6, outlier.threshold = 3.5, outlier.method = "distance", seed = 0,
                             verbose = TRUE, ...) {
   # The formals n.components to seed are the one declaration of the CMOT parameters in R:
   # .cmot_arg_map() reads their names, the object methods pass them on through `...`.

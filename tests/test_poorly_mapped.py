@@ -302,3 +302,22 @@ def test_tail_selection_flags_a_group_beyond_the_tail_not_chance_tail_cells():
     # Benjamini-Hochberg at 10%: cells farther in the tail (p 0.006) join a large group
     sel = tail_selection(np.r_[known[:495], np.full(5, 995.0), np.full(40, 2000.0)], null)
     assert sel[495:].all()
+
+
+def test_the_offset_rounds_stop_when_the_matched_cells_repeat(monkeypatch):
+    """A round whose matched cells equal the previous round's would compute the same offset:
+    the rounds stop there, and more rounds change nothing."""
+    import cmot.poorly_mapped as pm
+
+    rng = np.random.default_rng(0)
+    src = np.r_[rng.normal(size=(150, 3)), rng.normal(size=(150, 3)) + [6, 0, 0]]
+    tgt = np.r_[rng.normal(size=(60, 3)), rng.normal(size=(20, 3)) + [0, 9, 0]] + [0, 0, 1.0]
+    calls = []
+    shift = pm.robust_shift
+    monkeypatch.setattr(pm, "robust_shift", lambda *a, **k: calls.append(1) or shift(*a, **k))
+    few = pm.map_quality(src, tgt, n_rounds=4, random_state=0)
+    rounds = len(calls)
+    many = pm.map_quality(src, tgt, n_rounds=40, random_state=0)
+    assert rounds < 4 and len(calls) == 2 * rounds
+    np.testing.assert_array_equal(few.offset, many.offset)
+    np.testing.assert_array_equal(few.flags, many.flags)

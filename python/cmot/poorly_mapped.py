@@ -537,7 +537,10 @@ def _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cel
         res = robust_shift(sub, target, target_weights=use.astype(float), max_inner_iter=200)
         offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth, random_state=random_state))
         if i + 1 < n_rounds:
-            use = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)[0] <= thr
+            new_use = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)[0] <= thr
+            if np.array_equal(new_use, use):  # the next round would compute this offset again
+                break
+            use = new_use
     return offset
 
 

@@ -243,11 +243,21 @@ def distance_scores(target, source, null, *, n_neighbors: int = 10, excess: floa
     >>> bool(z[0] < 1 < 3.5 < z[1]), s.round(2).tolist()
     (True, [1.0, 0.0])
     """
-    null = np.sort(np.asarray(null, dtype=np.float64))
-    med, spread = _center_spread(null)
+    return _scores_of(_kth_log_distance(target, source, n_neighbors), null, excess)
+
+
+def _kth_log_distance(target, source, n_neighbors):
+    """Each target cell's log distance to its ``n_neighbors``-th nearest source cell."""
     k = min(int(n_neighbors), source.shape[0])
     _, dist = nearest_neighbors(target, source, k)
-    logd = np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny)) - float(excess) * spread
+    return np.log(np.maximum(dist[:, k - 1], np.finfo(float).tiny))
+
+
+def _scores_of(logd, null, excess: float = 0.0):
+    """:func:`distance_scores` of the log distances ``logd``."""
+    null = np.sort(np.asarray(null, dtype=np.float64))
+    med, spread = _center_spread(null)
+    logd = logd - float(excess) * spread
     above = null.size - np.searchsorted(null, logd, side="left")
     score = np.minimum(1.0, 2.0 * above / null.size)
     return (logd - med) / spread, score
@@ -498,16 +508,19 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     null = np.sort(null_logd)
     med, spread = _center_spread(null)
     thr = min(float(threshold), (float(np.quantile(null, NULL_QUANTILE)) - med) / spread)
-    z0, _ = distance_scores(target, source, null, n_neighbors=n_neighbors)
+    logd0 = _kth_log_distance(target, source, n_neighbors)
+    z0, _ = _scores_of(logd0, null)
     offset = _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cells, random_state)
-    z, _ = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)
+    moved = target - offset
+    logd = _kth_log_distance(moved, source, n_neighbors)  # one search: the excess only shifts the scores
+    z, _ = _scores_of(logd, null)
     excess = shared_excess(z, (null - med) / spread) if z.size else 0.0
-    z, score = distance_scores(target - offset, source, null, n_neighbors=n_neighbors, excess=excess)
+    z, score = _scores_of(logd, null, excess)
     size = float(np.median(np.linalg.norm(offset, axis=1))) if offset.size else 0.0
     offset_z = (np.log(size) - med) / spread if size > 0 else -np.inf
     flags = z > threshold
     # below it, the cells that lie beyond the reference as a group
-    group = group_selection(target - offset, z, source[null_rows], (null_logd - med) / spread,
+    group = group_selection(moved, z, source[null_rows], (null_logd - med) / spread,
                             n_neighbors=n_neighbors, random_state=random_state)
     if group is None:  # a handful of cells: those beyond the null's 99th percentile that stand out together
         rest = np.flatnonzero(~flags)
@@ -517,7 +530,7 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     unlike = bool(query_unlike or offset_z > threshold or excess > threshold
                   or (flags.size and flags.mean() >= QUERY_UNLIKE_SHARE))
     if unlike:
-        z, score = distance_scores(target, source, null, n_neighbors=n_neighbors)
+        z, score = _scores_of(logd0, null)
         flags = np.ones(target.shape[0], dtype=bool)
     return MappingResult(flags, z, score, offset, float(offset_z), unlike, float(excess), float(thr))
 

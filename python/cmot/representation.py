@@ -10,6 +10,7 @@ the user computed, ``CMOT(representation="precomputed")``).
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._utils import timed_step, to_dense
 from .infer import variable_features
@@ -134,8 +135,6 @@ class Representation:
         if self.scale:
             self.scale_mean_, self.scale_sd_ = _column_mean_sd(y, self.features_)
         rows = np.sort(np.random.default_rng(self.random_state).choice(n, PCA_MAX_CELLS, replace=False))
-        import scipy.sparse as sp
-
         sub = to_dense(y[rows][:, self.features_] if sp.issparse(y) else np.asarray(y)[np.ix_(rows, self.features_)])
         sub = self._standardize(sub) if self.scale else sub
         n_pcs = min(self.n_components, sub.shape[0] - 1, sub.shape[1])

@@ -40,6 +40,35 @@ def test_gram_is_the_exact_pca(shape):
     np.testing.assert_allclose(gram.transform(x), full.transform(x), atol=1e-8)
 
 
+def test_range_finder_lu_and_qr_run_on_one_blas_thread_and_restore_the_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import cmot._pca as pca_module
+
+    before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    seen = []
+    lu = pca_module.linalg.lu
+
+    def spy(x, **kw):
+        seen.append([lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"])
+        return lu(x, **kw)
+
+    x = _data(600, 2000)
+    pca_module.linalg.lu = spy
+    try:
+        ours = PCA(30, svd_solver="randomized", random_state=0).fit(x)
+    finally:
+        pca_module.linalg.lu = lu
+    assert len(seen) == 14 and all(n == 1 for counts in seen for n in counts)  # 7 power iterations, 2 LUs each
+    assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"] == before
+    theirs = SkPCA(30, svd_solver="randomized", random_state=0).fit(x)
+    np.testing.assert_allclose(ours.components_, theirs.components_, rtol=1e-12, atol=1e-13)
+    with threadpoolctl.threadpool_limits(1, "blas"):  # everything on one thread: the same operations, bitwise
+        ours = PCA(30, svd_solver="randomized", random_state=0).fit(x)
+        theirs = SkPCA(30, svd_solver="randomized", random_state=0).fit(x)
+    assert np.array_equal(ours.components_, theirs.components_)
+    assert np.array_equal(ours.explained_variance_, theirs.explained_variance_)
+
+
 def test_copy_false_overwrites_and_copy_true_does_not():
     x = _data(100, 30)
     keep = x.copy()

@@ -72,3 +72,23 @@ def test_cmot_fits_and_predicts_a_reference_above_the_cap(monkeypatch):
     whole = mean_r()
     monkeypatch.setattr(rp, "PCA_MAX_CELLS", 400)  # the PCA from 400 of the 600 reference cells
     assert abs(mean_r() - whole) < 0.005 and whole > 0.9
+
+
+@pytest.mark.parametrize("kind", ["array", "sparse", "float32"])
+def test_standardizing_in_place_never_writes_into_the_callers_data(kind):
+    y = _data(300, 40)
+    y = sp.csr_matrix(y) if kind == "sparse" else y.astype(np.float32) if kind == "float32" else y
+    keep = y.copy()
+    rep = rp.Representation(n_features=40, n_components=5, scale=True, random_state=0, verbose=False)
+    emb = rep.fit_transform(y)
+    again = rep.transform(y)
+    sel = rep.selected(y)
+    same = (y != keep).nnz == 0 if kind == "sparse" else np.array_equal(y, keep)
+    assert same
+    dense = keep.toarray() if kind == "sparse" else np.asarray(keep, dtype=np.float64)
+    cols = dense[:, rep.features_]
+    sd = cols.std(axis=0)
+    sd[sd == 0] = 1.0
+    expected = np.clip((cols - cols.mean(axis=0)) / sd, -rp.SCALE_CLIP, rp.SCALE_CLIP)
+    np.testing.assert_allclose(sel, expected, rtol=1e-5 if kind == "float32" else 1e-12, atol=1e-6)
+    np.testing.assert_allclose(emb, again, rtol=1e-6, atol=1e-6)

@@ -321,3 +321,25 @@ def test_the_offset_rounds_stop_when_the_matched_cells_repeat(monkeypatch):
     assert rounds < 4 and len(calls) == 2 * rounds
     np.testing.assert_array_equal(few.offset, many.offset)
     np.testing.assert_array_equal(few.flags, many.flags)
+
+
+def test_group_neighbours_beyond_the_cells_reference_radius_do_not_make_it_a_member():
+    # a small query: a known cell as isolated as an unseen group (own z above the cut)
+    # has the group's cells among its 10 nearest query cells; they lie farther from it
+    # than its 10th nearest reference cell, so they are not its group
+    from cmot.infer import nearest_neighbors
+    from cmot.poorly_mapped import group_selection
+
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(300, 2))
+    null_z = rng.normal(size=300)
+    tgt = np.r_[rng.normal(size=(5, 2)), rng.normal(size=(12, 2)) + 8]
+    z = np.r_[2.5, np.zeros(4), np.full(12, 2.5)]
+    radius = nearest_neighbors(tgt, ref, 10)[1][:, -1]
+    without = group_selection(tgt, z, ref, null_z, random_state=0)
+    assert without[0] and without[5:].all()  # the known cell joins the group it is not part of
+    with_radius = group_selection(tgt, z, ref, null_z, radius=radius, random_state=0)
+    assert not with_radius[:5].any() and with_radius[5:].all()
+    # the group keeps its members whatever the radius, while its cells lie closer to each other
+    far = group_selection(tgt, z, ref, null_z, radius=np.full(17, 100.0), random_state=0)
+    np.testing.assert_array_equal(far, without)

@@ -22,9 +22,11 @@ Two detectors, chosen by ``outlier_method``:
   deviations from the reference, or when it lies beyond the reference as a
   group (:func:`group_selection`): both the cell and the median of its 10
   nearest target cells lie beyond the largest such median among reference
-  cells.  An unseen type on a small reference, whose null has a
+  cells, neighbours farther from the cell than its 10th nearest reference
+  cell counting as not beyond.  An unseen type on a small reference, whose null has a
   short tail, lies only as far as the reference's sparsest corners, and all
-  its cells do; a known cell in a sparse corner has neighbours that do not.
+  its cells do, closer to each other than to the reference; a known cell in a
+  sparse corner has neighbours that do not, or that lie elsewhere.
   A query of at most 10 cells has no groups: a cell beyond the null's 99th
   percentile is flagged there when Benjamini-Hochberg selects it from its
   conformal p-value (:func:`tail_selection`).  The query as a whole is unlike the reference (wrong
@@ -386,14 +388,23 @@ def tail_selection(logd, null, *, fdr: float = FDR) -> np.ndarray:
     return pval <= ranked[passed[-1]]
 
 
-def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max_cells: int | None = None,
-                    random_state=None):
+def group_selection(target, z, null_cells, null_z, *, radius=None, n_neighbors: int = 10,
+                    max_cells: int | None = None, random_state=None):
     """Target cells that lie beyond the reference together with the target cells around
     them: the median ``z`` of a cell's ``n_neighbors`` nearest target cells (itself
     included) and its own ``z`` both exceed the largest such median among the
     reference cells of the null (``null_cells``, with their left-out ``null_z``, each
     with its ``n_neighbors`` nearest of them): the group lies farther from the
     reference than any group of reference cells lies from the rest.
+
+    With ``radius`` (each target cell's distance to its ``n_neighbors``-th nearest
+    reference cell, from which its ``z`` comes), a neighbour farther from the cell
+    than that counts as not beyond the reference (its ``z`` as ``-inf``): a group
+    lies closer to its own cells than to the reference.  In a small query the
+    nearest target cells of a known cell can be those of an unseen type lying
+    elsewhere; without the radius they would make it a member of their group.
+    Among reference cells the rule changes nothing: their ``n_neighbors`` nearest
+    reference cells lie within their own ``n_neighbors``-th distance.
 
     A population of an unseen type on a small reference can lie only as far from the
     reference as its most isolated cells (whose distance to their 10th neighbour is
@@ -419,6 +430,18 @@ def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max
     >>> sel = group_selection(tgt, z, ref, null_z, random_state=0)
     >>> int(sel[:40].sum()), int(sel[40:].sum())
     (0, 20)
+
+    A small query: five known cells, one of them as isolated as the group, whose
+    nearest query cells are mostly the group's; with the radius only the group.
+
+    >>> small = np.r_[rng.normal(size=(5, 2)), rng.normal(size=(12, 2)) + 8]
+    >>> zs = np.r_[2.5, np.zeros(4), np.full(12, 2.5)]
+    >>> radius = nearest_neighbors(small, ref, 10)[1][:, -1]
+    >>> int(group_selection(small, zs, ref, null_z, random_state=0)[0])
+    1
+    >>> sel = group_selection(small, zs, ref, null_z, radius=radius, random_state=0)
+    >>> int(sel[:5].sum()), int(sel[5:].sum())
+    (0, 12)
     """
     z = np.asarray(z, dtype=np.float64)
     k = int(n_neighbors)
@@ -427,8 +450,11 @@ def group_selection(target, z, null_cells, null_z, *, n_neighbors: int = 10, max
     ref_idx, _ = nearest_neighbors(null_cells, null_cells, min(k, null_cells.shape[0]))
     cut = float(np.max(np.median(np.asarray(null_z, dtype=np.float64)[ref_idx], axis=1)))
     rows = _seeded_rows(z.size, DETECTOR_TARGET_CELLS if max_cells is None else int(max_cells), random_state)
-    idx, _ = nearest_neighbors(target, target[rows], k)
-    return (np.median(z[rows][idx], axis=1) > cut) & (z > cut)
+    idx, dist = nearest_neighbors(target, target[rows], k)
+    around = z[rows][idx]
+    if radius is not None:
+        around = np.where(dist <= np.asarray(radius, dtype=np.float64)[:, None], around, -np.inf)
+    return (np.median(around, axis=1) > cut) & (z > cut)
 
 
 @dataclass
@@ -520,7 +546,7 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     offset_z = (np.log(size) - med) / spread if size > 0 else -np.inf
     flags = z > threshold
     # below it, the cells that lie beyond the reference as a group
-    group = group_selection(moved, z, source[null_rows], (null_logd - med) / spread,
+    group = group_selection(moved, z, source[null_rows], (null_logd - med) / spread, radius=np.exp(logd),
                             n_neighbors=n_neighbors, random_state=random_state)
     if group is None:  # a handful of cells: those beyond the null's 99th percentile that stand out together
         rest = np.flatnonzero(~flags)

@@ -18,6 +18,7 @@ by the parts that use it (Step A's alignment, the paper's IsolationForest,
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 
 import numpy as np
@@ -69,20 +70,21 @@ def svd_flip(u, v, u_based_decision: bool = True):
     return u, v
 
 
-_BLAS = []
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's controller of the loaded BLAS libraries, made once (None without it)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        return ThreadpoolController()
+    except Exception:  # noqa: BLE001 - without threadpoolctl the factorizations simply run as configured
+        return None
 
 
 def _sequential_blas():
-    """A context in which BLAS and LAPACK run on one thread (threadpoolctl; a no-op without it)."""
-    if not _BLAS:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _BLAS.append(ThreadpoolController())
-        except Exception:  # noqa: BLE001 - without threadpoolctl the LU simply runs as configured
-            _BLAS.append(None)
-    if _BLAS[0] is None:
-        return contextlib.nullcontext()
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    """A context in which BLAS and LAPACK run on one thread (a no-op without threadpoolctl)."""
+    controller = _blas_controller()
+    return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
 
 
 def _lu(x):

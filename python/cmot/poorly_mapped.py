@@ -535,10 +535,10 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     med, spread = _center_spread(null)
     thr = min(float(threshold), (float(np.quantile(null, NULL_QUANTILE)) - med) / spread)
     logd0 = _kth_log_distance(target, source, n_neighbors)
-    z0, _ = _scores_of(logd0, null)
-    offset = _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cells, random_state)
+    offset, logd = _shared_offset(source, target, null, logd0, thr, n_neighbors, n_rounds, max_cells, random_state)
     moved = target - offset
-    logd = _kth_log_distance(moved, source, n_neighbors)  # one search: the excess only shifts the scores
+    if logd is None:  # one search per offset: the excess only shifts the scores
+        logd = _kth_log_distance(moved, source, n_neighbors)
     z, _ = _scores_of(logd, null)
     excess = shared_excess(z, (null - med) / spread) if z.size else 0.0
     z, score = _scores_of(logd, null, excess)
@@ -561,26 +561,31 @@ def map_quality(source, target, *, threshold: float = 3.5, n_neighbors: int = 10
     return MappingResult(flags, z, score, offset, float(offset_z), unlike, float(excess), float(thr))
 
 
-def _shared_offset(source, target, null, z0, thr, n_neighbors, n_rounds, max_cells, random_state):
-    """The offset removed from each target cell (:func:`map_quality`)."""
+def _shared_offset(source, target, null, logd0, thr, n_neighbors, n_rounds, max_cells, random_state):
+    """The offset removed from each target cell (:func:`map_quality`), and the log distances
+    of the target so moved (:func:`_kth_log_distance`) where a round already searched them
+    (else None).  ``logd0``: those of the target as it is."""
+    z0, _ = _scores_of(logd0, null)
     bandwidth = float(np.exp(np.median(null)))
     # the offset from at most max_cells reference cells (a fixed subset: the query does not choose it)
     rng = np.random.default_rng(random_state)
     sub = source if source.shape[0] <= max_cells else source[np.sort(rng.choice(source.shape[0], max_cells, False))]
     # seed the offset with the cells that already match (at least the best-matching quarter)
     use = z0 <= max(thr, float(np.percentile(z0, 25))) if z0.size else z0.astype(bool)
-    offset = np.zeros_like(target)
+    offset, logd = np.zeros_like(target), logd0
     for i in range(max(1, int(n_rounds))):
         if not use.any():
             break
         res = robust_shift(sub, target, target_weights=use.astype(float), max_inner_iter=200)
         offset = _cap_offsets(local_offsets(target, sub, res, use, bandwidth, random_state=random_state))
+        logd = None
         if i + 1 < n_rounds:
-            new_use = distance_scores(target - offset, source, null, n_neighbors=n_neighbors)[0] <= thr
+            logd = _kth_log_distance(target - offset, source, n_neighbors)
+            new_use = _scores_of(logd, null)[0] <= thr
             if np.array_equal(new_use, use):  # the next round would compute this offset again
                 break
             use = new_use
-    return offset
+    return offset, logd
 
 
 def _cap_offsets(offset, cap: float = OFFSET_CAP):

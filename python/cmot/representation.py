@@ -122,7 +122,7 @@ class Representation:
             sd = sel.std(axis=0)
             sd[sd == 0] = 1.0
             self.scale_sd_ = sd
-            sel = self._standardize(sel, overwrite=True)
+            sel = self._standardize(sel)
         if self.n_components is None:
             return sel
         n_pcs = min(self.n_components, sel.shape[0] - 1, sel.shape[1])
@@ -140,7 +140,7 @@ class Representation:
             self.scale_mean_, self.scale_sd_ = _column_mean_sd(y, self.features_)
         rows = np.sort(np.random.default_rng(self.random_state).choice(n, PCA_MAX_CELLS, replace=False))
         sub = to_dense(y[rows][:, self.features_] if sp.issparse(y) else np.asarray(y)[np.ix_(rows, self.features_)])
-        sub = self._standardize(sub, overwrite=True) if self.scale else sub  # sub: a copy (fancy indexing)
+        sub = self._standardize(sub) if self.scale else sub  # sub: a copy (fancy indexing)
         n_pcs = min(self.n_components, sub.shape[0] - 1, sub.shape[1])
         with timed_step(f"PCA of {sub.shape[1]} variable Y features to {n_pcs} components "
                         f"(fitted on {PCA_MAX_CELLS} of {n} cells)", self.verbose):
@@ -155,17 +155,17 @@ class Representation:
         self.fit_transform(y)
         return self
 
-    def _standardize(self, sel, *, overwrite: bool = False):
-        """``sel`` centred, scaled and clipped; ``overwrite``: in ``sel`` itself (a temporary
-        float64 array), which saves two allocations of its size."""
-        out = np.subtract(sel, self.scale_mean_, out=sel if overwrite and sel.dtype == np.float64 else None)
+    def _standardize(self, sel):
+        """``sel`` (a temporary the caller made) centred, scaled and clipped, in ``sel`` itself
+        when it is float64 (two allocations of its size saved), else in a new float64 array."""
+        out = np.subtract(sel, self.scale_mean_, out=sel if sel.dtype == np.float64 else None)
         out /= self.scale_sd_
         return np.clip(out, -SCALE_CLIP, SCALE_CLIP, out=out)
 
     def selected(self, y) -> np.ndarray:
         """The kept features of ``y`` (dense), standardized when ``scale``: the space before the PCA."""
         sel = _dense_columns(y, self.features_)
-        return self._standardize(sel, overwrite=True) if self.scale_mean_ is not None else sel
+        return self._standardize(sel) if self.scale_mean_ is not None else sel
 
     def transform(self, y) -> np.ndarray:
         """Cells ``y`` in the space: their first ``n_pcs_`` components, or the kept features without a PCA."""

@@ -76,13 +76,14 @@ def test_defaults_beat_naive_knn(name, seeds, min_cell_mean):
 def test_a549_falls_back_to_the_training_mean_where_atac_says_little():
     # sci-CAR ATAC barely predicts RNA (feature-wise r ~0.03 for every method): leave-one-out
     # on the source pulls predictions toward the mean and the smooth linear map, so cmot is
-    # not worse than the mean cell-wise (split seed 0: linear weight 0.6 / 0.7, shrinkage
-    # 0.5 / 0.25; the neighbours' average keeps at most a quarter of the weight)
+    # not worse than the mean cell-wise (split seed 0: linear weight 0.6 / 0.6, shrinkage
+    # 0.5 / 0.25; the neighbours' average keeps at most 0.3 of the weight: 0.25 before
+    # cmot 0.9, whose neighbour metric re-chooses the linear weight, 0.7 -> 0.6 on the second)
     for name in ("a549_rna_from_atac", "a549_top_total_rna"):
         task, model, pred, _, truth = _run(name)
         mean = _data.training_mean(task.train_x, truth.shape[0])
         assert model.shrinkage_ >= 0.25 and model.linear_weight_ >= 0.5
-        assert (1 - model.shrinkage_) * (1 - model.linear_weight_) <= 0.25
+        assert (1 - model.shrinkage_) * (1 - model.linear_weight_) <= 0.3 + 1e-12
         assert _scores(truth, pred)[0] >= _scores(truth, mean)[0]
     for name in ("pancancer_rna_from_atac", "pbmc10k_protein_from_rna"):  # informative Y: no shrinkage
         assert _run(name)[1].shrinkage_ == 0.0

@@ -42,7 +42,7 @@ def test_one_type_query_predicts_as_inside_the_full_query(sim, model):
 
 
 def test_single_cells_predict_as_inside_the_full_query_and_as_a_knn(sim, model):
-    from cmot.infer import knn_weights, weighted_average
+    from cmot.infer import knn_weights, metric_space, weighted_average
 
     full = _predict(model, sim.target_y)
     cells = np.arange(0, 300, 15)
@@ -53,7 +53,9 @@ def test_single_cells_predict_as_inside_the_full_query_and_as_a_knn(sim, model):
     # one cell carries no evidence of an offset: no shift, no barycentric pull, so its
     # profile is the weighted kNN of the untransported source
     rep = model.representation_.transform(sim.target_y[cells])
-    idx, w = knn_weights(rep, model.source_rep_, model.n_neighbors_, scale=model.weight_scale_)
+    # searched in Step C's metric (each cell's components times metric_)
+    idx, w = knn_weights(metric_space(rep, model.metric_), metric_space(model.source_rep_, model.metric_),
+                         model.n_neighbors_, scale=model.weight_scale_)
     knn = weighted_average(model.source_x_, idx, w)
     # blended with the linear map of the cell's own components (no shift to undo)
     lw = model.linear_weight_
@@ -100,7 +102,7 @@ def test_batch_offset_is_still_corrected_for_a_one_type_query():
     # and correcting it helps: without the shift the same cells score lower
     no_shift = CMOT(random_state=0, barycentric_weight=0).fit(d.source_x, d.source_y)
     rep = no_shift.representation_.transform(d.target_y)
-    from cmot.infer import knn_weights, weighted_average
+    from cmot.infer import knn_weights, metric_space, weighted_average
 
     idx, w = knn_weights(rep, no_shift.source_rep_, no_shift.n_neighbors_, scale=no_shift.weight_scale_)
     plain = weighted_average(no_shift.source_x_, idx, w)

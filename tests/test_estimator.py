@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from cmot import CMOT, PAPER_MODE, PoorlyMappedWarning
 from cmot.datasets import make_multimodal
-from cmot.infer import variable_features
+from cmot.infer import metric_space, variable_features
 from cmot.metrics import cellwise_pearson
 
 
@@ -139,8 +139,10 @@ def test_transport_step_c_moves_source_by_shift_and_barycentric_map(data, weight
     shift = (coupling[:, :, None] * (b[None, :, :] - a[:, None, :])).sum((0, 1)) / coupling.sum()
     np.testing.assert_allclose(model.shift_, shift, atol=1e-10)
     bary = (coupling / coupling.sum(1, keepdims=True)) @ b
-    knn, _ = _knn_by_hand(b, (1 - weight) * (a + shift) + weight * bary, data.source_x, model.n_neighbors_,
-                          scale=model.weight_scale_)
+    # the neighbours are searched in Step C's metric (rows times metric_: a linear map of each cell)
+    moved = (1 - weight) * (a + shift) + weight * bary
+    knn, _ = _knn_by_hand(metric_space(b, model.metric_), metric_space(moved, model.metric_), data.source_x,
+                          model.n_neighbors_, scale=model.weight_scale_)
     # shrinkage="auto": blended with the linear map (ridge of X on the source components,
     # applied to the target moved back by the shift), then pulled toward the source mean
     from sklearn.linear_model import Ridge
@@ -152,14 +154,15 @@ def test_transport_step_c_moves_source_by_shift_and_barycentric_map(data, weight
 
 
 def test_weight_scale_is_fixed_by_the_reference(data):
-    # "auto": the median distance of source cells to their k-th nearest other source cell,
-    # the same whatever target follows
+    # "auto": the chosen width times the median distance of source cells to their k-th nearest
+    # other source cell in Step C's metric, the same whatever target follows
     model, _ = _fit_predict(data)
-    a = model.source_rep_
+    assert model.kernel_width_ in (0.25, 0.5, 1.0)
+    a = metric_space(model.source_rep_, model.metric_)
     dist = np.sqrt(((a[:, None, :] - a[None, :, :]) ** 2).sum(-1))
     np.fill_diagonal(dist, np.inf)
     kth = np.sort(dist, axis=1)[:, model.n_neighbors_ - 1]
-    assert model.weight_scale_ == pytest.approx(np.median(kth), rel=1e-10)
+    assert model.weight_scale_ == pytest.approx(model.kernel_width_ * np.median(kth), rel=1e-10)
     assert _fit_predict(data, weight_scale=0.7)[0].weight_scale_ == 0.7
 
 

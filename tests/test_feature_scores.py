@@ -89,11 +89,13 @@ def test_many_unreliable_features_name_the_lowest_and_count_the_rest():
     assert "g29 (r = -0.20), g28" in msg and "g9 (" not in msg and "g30" not in msg
 
 
-def test_feature_scores_blend_the_linear_map_as_step_c_does():
+def test_feature_scores_blend_the_linear_map_as_step_c_does(monkeypatch):
     """With shrinkage="auto" Step C blends in the ridge map; the score of a left-out cell
-    blends in the map refitted without that cell (scikit-learn Ridge, one refit per cell)."""
+    blends in the map refitted without that cell (scikit-learn Ridge, one refit per cell).
+    The neighbours in Step C's metric: tests/test_stepc.py; here the Euclidean one."""
     from sklearn.linear_model import Ridge
 
+    monkeypatch.setattr("cmot.choices.AUTO_METRIC_GRID", (0.0,))
     d = make_multimodal(n_source=300, n_target=20, random_state=6)
     model = CMOT(n_neighbors=10, n_pcs=5, random_state=3).fit(d.source_x, d.source_y)
     lw, s = model.linear_weight_, model.shrinkage_

@@ -1,6 +1,8 @@
 """Step C's linear map: the ridge regression of X on the Step C components, its exact
 leave-one-out prediction, the leave-one-out choice of its weight, and the prediction
-that blends it with the neighbours' average (paper mode and numeric shrinkage: none)."""
+that blends it with the neighbours' average (paper mode and numeric shrinkage: none);
+Step C's neighbour metric (components beside the map's predicted X) and the width of
+its weights, chosen by the same leave-one-out."""
 
 import warnings
 
@@ -9,9 +11,11 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from cmot import CMOT, PAPER_MODE, PoorlyMappedWarning
-from cmot.choices import choose, fit_linear_map, select_linear_weight
+from cmot.choices import choose, feature_sd, fit_linear_map, neighbor_metric, reference_weight_scale, select_linear_weight
 from cmot.datasets import make_multimodal
-from cmot.infer import exp_weights, nearest_neighbors, weighted_average
+from cmot.feature_scores import loo_feature_scores
+from cmot.infer import exp_weights, metric_space, nearest_neighbors, weighted_average
+from cmot.metrics import cellwise_pearson, featurewise_pearson
 
 
 def _latent_data(n, linear, seed):
@@ -86,17 +90,31 @@ def test_choice_keeps_the_neighbours_when_x_is_not_linear_in_y(seed):
     assert model.linear_weight_scores_[0.0] > model.linear_weight_scores_[1.0]
 
 
-def test_default_prediction_blends_neighbours_and_ridge_of_the_moved_target():
+@pytest.mark.parametrize("euclidean", [False, True])
+def test_default_prediction_blends_neighbours_and_ridge_of_the_moved_target(euclidean, monkeypatch):
+    # euclidean: the metric and width grids hold only a = 0 and width 1 (Step C as before the metric)
+    if euclidean:
+        monkeypatch.setattr("cmot.choices.AUTO_METRIC_GRID", (0.0,))
+        monkeypatch.setattr("cmot.choices.AUTO_WIDTH_GRID", (1.0,))
     data = make_multimodal(n_source=240, n_target=80, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PoorlyMappedWarning)
         model = CMOT(random_state=0).fit(data.source_x, data.source_y)
         x_hat = model.predict(data.target_y)
     assert 0 < model.linear_weight_ <= 1 and model.linear_map_ is not None
+    assert (model.metric_ is None) == (model.metric_weight_ == 0.0)
+    if euclidean:
+        assert model.metric_ is None and model.kernel_width_ == 1.0
     a = model.source_rep_
     b = model.representation_.transform(data.target_y)
     mapped = model._move(model.transport(data.target_y)[0], b, None)  # the moved source (shift_ as predict)
-    idx, dist = nearest_neighbors(b, mapped, model.n_neighbors_)
+    # the neighbours are searched in the metric (the components, beside the map's predicted X) ...
+    idx, dist = nearest_neighbors(metric_space(b, model.metric_), metric_space(mapped, model.metric_),
+                                  model.n_neighbors_)
+    # ... and weighted in the reference's unit: the chosen width times the median k-th neighbour distance
+    space = metric_space(a, model.metric_)
+    assert model.weight_scale_ == pytest.approx(
+        model.kernel_width_ * reference_weight_scale(space, model.n_neighbors_, random_state=0), rel=1e-12)
     knn = weighted_average(data.source_x, idx, exp_weights(dist, model.weight_scale_))
     # the linear map is scikit-learn's ridge on the source components, applied to the
     # target moved back by the transport's shift
@@ -133,4 +151,119 @@ def test_saved_model_keeps_the_linear_map(tmp_path):
     loaded = CMOT.load(path)
     np.testing.assert_array_equal(loaded.linear_map_.coef, model.linear_map_.coef)
     assert loaded.linear_weight_ == model.linear_weight_
+    assert loaded.metric_weight_ == model.metric_weight_ and loaded.kernel_width_ == model.kernel_width_
+    if model.metric_ is None:
+        assert loaded.metric_ is None
+    else:
+        np.testing.assert_array_equal(loaded.metric_, model.metric_)
     np.testing.assert_array_equal(loaded.predict(data.target_y), model.predict(data.target_y))
+
+
+def test_metric_distance_is_that_of_the_components_beside_the_predicted_x():
+    rng = np.random.default_rng(4)
+    rep = rng.normal(size=(50, 4)) * np.array([3.0, 2.0, 1.0, 0.5])
+    coef = rng.normal(size=(4, 6))
+    x_sd = rng.uniform(0.5, 2.0, size=6)
+    for a in (0.5, 1.0, 2.0):
+        metric = neighbor_metric(rep, coef, x_sd, a)
+        # independent construction: each cell's components beside a * c times its predicted
+        # standardized X, c making the predictions' summed squares equal to the components'
+        zc = rep - rep.mean(0)
+        pred = zc @ (coef / x_sd)
+        c = np.sqrt(np.sum(zc**2) / np.sum(pred**2))
+        joint = np.c_[rep, a * c * (rep @ (coef / x_sd))]
+        d_joint = np.sum((joint[:, None] - joint[None]) ** 2, axis=2)
+        moved = rep @ metric
+        d_metric = np.sum((moved[:, None] - moved[None]) ** 2, axis=2)
+        # the same distances, up to the one factor that makes the metric's trace the number of components
+        factor = (4 + a * a * c * c * np.sum((coef / x_sd) ** 2)) / 4
+        np.testing.assert_allclose(d_metric * factor, d_joint, rtol=1e-10, atol=1e-10)
+    assert neighbor_metric(rep, coef, x_sd, 0.0) is None
+    assert neighbor_metric(rep, np.zeros((4, 6)), x_sd, 1.0) is None  # a zero map adds nothing
+
+
+def test_feature_sd_of_sparse_and_dense_agree_and_constant_features_get_one():
+    import scipy.sparse as sp
+
+    x = np.array([[0.0, 2.0, 5.0], [0.0, 0.0, 5.0], [0.0, 4.0, 5.0]])
+    np.testing.assert_allclose(feature_sd(x), [1.0, np.std([2.0, 0.0, 4.0]), 1.0])
+    np.testing.assert_allclose(feature_sd(sp.csr_matrix(x)), feature_sd(x), rtol=1e-12)
+
+
+def _one_factor_data(n, seed):
+    """Y: 6 latent factors of equal variance; X: 10 features set by the sign of the first
+    factor (with a little of its value), so that the cells nearest in X are the nearest along
+    the first factor, which the Euclidean distance of Y's components weighs as any other."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 6))
+    profile = 2 * rng.normal(size=(2, 10))
+    x = profile[(z[:, 0] > 0).astype(int)] + 0.5 * z[:, :1] @ rng.normal(size=(1, 10))
+    x += 0.1 * rng.normal(size=(n, 10))
+    y = z @ rng.normal(size=(6, 80)) + 0.3 * rng.normal(size=(n, 80))
+    return x, y
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_metric_is_chosen_by_leave_one_out_and_improves_held_out_cells(seed, monkeypatch):
+    x, y = _one_factor_data(900, seed)
+    src, tgt = slice(0, 600), slice(600, 900)
+    fit = dict(random_state=seed, outlier_threshold=np.inf, n_pcs=6)
+    model = CMOT(**fit).fit(x[src], y[src])
+    # the chosen weight has the best leave-one-out score (on a tie the smaller), here above a = 0
+    scores = model.metric_scores_
+    assert set(scores) == {0.0, 0.5, 1.0, 2.0}
+    assert scores[model.metric_weight_] == max(scores.values()) > scores[0.0]
+    assert model.metric_weight_ > 0 and model.metric_.shape == (6, 6)
+    pred = model.predict(y[tgt])
+    # against Step C in the components' Euclidean metric (everything else chosen as usual)
+    monkeypatch.setattr("cmot.choices.AUTO_METRIC_GRID", (0.0,))
+    euclid = CMOT(**fit).fit(x[src], y[src])
+    assert euclid.metric_ is None and euclid.metric_scores_ == {0.0: scores[0.0]}
+    base = euclid.predict(y[tgt])
+    assert np.mean(cellwise_pearson(x[tgt], pred)) > np.mean(cellwise_pearson(x[tgt], base))
+    assert np.mean(featurewise_pearson(x[tgt], pred)) > np.mean(featurewise_pearson(x[tgt], base))
+
+
+def test_width_and_metric_only_with_their_automatic_choices():
+    data = make_multimodal(n_source=200, n_target=40, random_state=5)
+    model = CMOT(random_state=0, outlier_threshold=np.inf, weight_scale=0.7).fit(data.source_x, data.source_y)
+    assert model.kernel_width_ == 1.0 and model.kernel_width_scores_ is None and model.weight_scale_ == 0.7
+    for params in (dict(shrinkage=0.0), dict(PAPER_MODE, n_features=20)):
+        model = CMOT(random_state=0, outlier_threshold=np.inf, **params).fit(data.source_x, data.source_y)
+        assert model.metric_ is None and model.metric_weight_ == 0.0 and model.metric_scores_ is None
+        assert model.kernel_width_ == 1.0
+    model = CMOT(random_state=0, outlier_threshold=np.inf).fit(data.source_x, data.source_y)
+    widths = model.kernel_width_scores_
+    assert set(widths) == {0.25, 0.5, 1.0} and widths[model.kernel_width_] >= widths[1.0]
+
+
+def test_feature_scores_search_the_neighbours_in_the_metric_of_maps_fitted_without_the_cell():
+    x, y = _one_factor_data(500, 2)
+    model = CMOT(random_state=0, outlier_threshold=np.inf, n_pcs=6).fit(x, y)
+    assert model.metric_weight_ > 0
+    k, rep, a = model.n_neighbors_, model.source_rep_, model.metric_weight_
+    # by hand: every cell is left out (500 < 2000); the folds are a random fifth each
+    # (numpy's permutation of the cells with the model's random_state, as cmot draws them)
+    fold_of = np.random.default_rng(0).permutation(500) % 5
+    pred = np.empty_like(x)
+    x_sd = x.std(0)
+    for f in range(5):
+        rows = np.flatnonzero(fold_of == f)
+        keep = fold_of != f
+        coef = Ridge(alpha=model.linear_map_.alpha).fit(rep[keep], x[keep]).coef_.T
+        moved = rep @ neighbor_metric(rep, coef, x_sd, a)
+        dist = np.sqrt(((moved[rows, None, :] - moved[None, :, :]) ** 2).sum(-1))
+        dist[np.arange(rows.size), rows] = np.inf  # not itself
+        nn = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        dd = np.take_along_axis(dist, nn, axis=1)
+        w = np.exp(-(dd - dd[:, :1]) / model.weight_scale_)
+        pred[rows] = np.einsum("qk,qkf->qf", w / w.sum(1, keepdims=True), x[nn])
+    for i in range(500):  # blended with the ridge refitted without the cell
+        keep = np.arange(500) != i
+        lin = Ridge(alpha=model.linear_map_.alpha).fit(rep[keep], x[keep]).predict(rep[i:i + 1])[0]
+        pred[i] = (1 - model.linear_weight_) * pred[i] + model.linear_weight_ * lin
+    expected = [np.corrcoef(x[:, j], pred[:, j])[0, 1] for j in range(x.shape[1])]  # shrinkage: no change
+    np.testing.assert_allclose(model.feature_scores_.to_numpy(), expected, atol=1e-8)
+    step = dict(weight_scale=model.weight_scale_, linear=model.linear_map_, linear_weight=model.linear_weight_,
+                random_state=0)
+    assert not np.allclose(loo_feature_scores(rep, x, k, **step), expected, atol=1e-4)  # Euclidean differs

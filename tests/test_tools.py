@@ -344,6 +344,7 @@ def test_uns_record_is_json_safe_and_survives_h5ad(d, tmp_path):
     json.dumps(rec)
     assert rec["fitted"] == {"n_neighbors": model.n_neighbors_, "n_pcs": model.n_pcs_,
                              "shrinkage": model.shrinkage_, "linear_weight": model.linear_weight_,
+                             "metric_weight": model.metric_weight_, "kernel_width": model.kernel_width_,
                              "reg_e": pytest.approx(model.reg_e_), "label_neighbors": model.label_neighbors_,
                              "n_poorly_mapped": int(model.outliers_.sum()), "labels_transferred": True}
     assert rec["params"]["n_neighbors"] == 10 and rec["params"]["random_state"] == 0

@@ -11,7 +11,7 @@ and a shared modality (Y).
 (40, 30)
 """
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 from ._params import check_params  # noqa: E402
 from .estimator import CMOT, PAPER_MODE, PoorlyMappedWarning  # noqa: E402

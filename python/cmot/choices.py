@@ -1,7 +1,7 @@
-"""The automatic choices of ``n_pcs``, ``n_neighbors``, the linear map's weight and
-``shrinkage``, by leave-one-out prediction of the source cells' X from their
-nearest other source cells in the Step C space (and, for the linear map, from a
-ridge regression fitted without them).
+"""The automatic choices of ``n_pcs``, ``n_neighbors``, the linear map's weight, Step C's
+neighbour metric and ``shrinkage``, by leave-one-out prediction of the source cells' X
+from their nearest other source cells in the Step C space (and, for the linear map,
+from a ridge regression fitted without them).
 
 :func:`choose` makes every choice a fit asks for and returns them in a
 :class:`Choices`; it writes to nothing else.
@@ -13,13 +13,14 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._utils import timed_step, to_dense
-from .infer import LinearMap, exp_weights, leave_one_out_neighbors, nearest_neighbors, weighted_average
+from .infer import LinearMap, exp_weights, leave_one_out_neighbors, metric_space, nearest_neighbors, weighted_average
 
 __all__ = ["Choices", "choose", "fit_bytes", "LOO_MAX_CELLS", "select_n_neighbors", "select_shrinkage", "select_n_pcs",
-           "reference_weight_scale", "fit_linear_map", "select_linear_weight",
-           "AUTO_K_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN",
+           "reference_weight_scale", "fit_linear_map", "select_linear_weight", "neighbor_metric", "feature_sd",
+           "AUTO_K_GRID", "AUTO_METRIC_GRID", "AUTO_WIDTH_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN",
            "AUTO_LINEAR_GRID", "AUTO_RIDGE_GRID"]
 
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
@@ -35,6 +36,12 @@ AUTO_LINEAR_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: Candidate ridge penalties of the linear map, in units of the components' summed
 #: squares over their number (the mean eigenvalue of the centred Gram matrix).
 AUTO_RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: Candidate weights ``a`` of the linear map's predicted X in Step C's neighbour metric
+#: (:func:`neighbor_metric`; 0 is the Euclidean metric of the components).
+AUTO_METRIC_GRID = (0.0, 0.5, 1.0, 2.0)
+#: Candidate widths of Step C's weights ``exp(-d / (width * median k-th neighbour distance))``
+#: with ``weight_scale="auto"`` (and ``shrinkage="auto"``).
+AUTO_WIDTH_GRID = (0.25, 0.5, 1.0)
 #: ``shrinkage="auto"`` at or above this warns that Y predicts X little better than the mean.
 SHRINKAGE_WARN = 0.5
 #: Source cells predicted by leave-one-out (a random subset above this).
@@ -289,6 +296,65 @@ def select_linear_weight(x_true, knn, linear, *, grid=AUTO_LINEAR_GRID):
     return max(scores, key=lambda v: (scores[v], -v)), scores
 
 
+def feature_sd(x) -> np.ndarray:
+    """Standard deviation of each column of ``x`` (dense or sparse) over the cells, 1 where
+    it is 0 (a constant feature).
+
+    Examples
+    --------
+    >>> feature_sd(np.array([[0.0, 1.0], [2.0, 1.0]])).tolist()
+    [1.0, 1.0]
+    """
+    if sp.issparse(x):
+        mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+        sq = np.asarray(x.multiply(x).mean(axis=0), dtype=np.float64).ravel()
+        sd = np.sqrt(np.maximum(sq - mean**2, 0.0))
+    else:
+        sd = np.asarray(x, dtype=np.float64).std(axis=0)
+    sd[~(sd > 0)] = 1.0
+    return sd
+
+
+def neighbor_metric(rep, coef, x_sd, a: float):
+    """Step C's neighbour metric on the components ``rep``: the ``d x d`` transform ``L`` such
+    that Euclidean distances between rows of ``rep @ L`` are distances in the metric
+    ``M = I + a^2 c^2 B B^T`` (scaled to trace ``d``: ``L L^T = M / (trace M / d)``); None when
+    ``a`` is 0 or the map is zero (the Euclidean metric of the components).
+
+    ``B`` is the linear map's coefficients (``coef``, components to X) divided by X's
+    standard deviations ``x_sd``, so that ``rep @ B`` is the map's prediction of
+    per-feature standardized X; ``c^2`` makes that prediction's summed squares over the
+    (centred) cells as large as the components'.  The squared distance of two cells is then
+    that of their components plus ``a^2`` times that of their predicted X: of two cells
+    equally near, the one that the map predicts to have a more similar X is nearer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rep = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    >>> L = neighbor_metric(rep, np.array([[1.0], [0.0]]), np.array([1.0]), 1.0)  # X follows the 1st component
+    >>> np.round(L @ L.T, 3).tolist()  # the 1st component's distances count 3 times as much
+    [[1.5, 0.0], [0.0, 0.5]]
+    >>> neighbor_metric(rep, np.array([[1.0], [0.0]]), np.array([1.0]), 0.0) is None
+    True
+    """
+    if not a > 0:
+        return None
+    rep = np.asarray(rep, dtype=np.float64)
+    d = rep.shape[1]
+    b = np.asarray(coef, dtype=np.float64) / np.asarray(x_sd, dtype=np.float64)[None, :]
+    zc = rep - rep.mean(axis=0)
+    gram = zc.T @ zc
+    bbt = b @ b.T
+    predicted = float(np.sum(gram * bbt))  # the summed squares of zc @ b over the cells
+    if not predicted > 0:
+        return None
+    m = np.eye(d) + (a * a * np.trace(gram) / predicted) * bbt
+    m /= np.trace(m) / d
+    evals, vecs = np.linalg.eigh(m)
+    return vecs * np.sqrt(np.maximum(evals, 0.0))
+
+
 def _blend_stats(x, a, b, axis):
     """Centred sums of products along ``axis`` for the Pearson r of ``x`` with ``(1 - l) a + l b``."""
     xc, ac, bc = (m - m.mean(axis=axis, keepdims=True) for m in (x, a, b))
@@ -309,11 +375,11 @@ def _blend_r(stats, v):
     return np.clip(r, -1.0, 1.0)
 
 
-def reference_weight_scale(rep, k: int, weight_scale="auto", *, random_state=None) -> float:
+def reference_weight_scale(rep, k: int, weight_scale="auto", *, width: float = 1.0, random_state=None) -> float:
     """Step C's distance unit (``weight_scale_``): a given ``weight_scale``, or with "auto"
-    the median distance of (at most ``LOO_MAX_CELLS`` random) source cells to their
-    ``k``-th nearest other source cell, fixed by the reference so that a target cell's
-    weights do not depend on the other target cells.
+    ``width`` times the median distance of (at most ``LOO_MAX_CELLS`` random) source cells
+    to their ``k``-th nearest other source cell, fixed by the reference so that a target
+    cell's weights do not depend on the other target cells.
 
     Examples
     --------
@@ -326,7 +392,7 @@ def reference_weight_scale(rep, k: int, weight_scale="auto", *, random_state=Non
         return float(weight_scale)
     _, _, dist = leave_one_out_neighbors(rep, k, random_state=random_state)
     scale = float(np.median(dist[:, -1]))
-    return scale if scale > 0 else 1.0
+    return width * (scale if scale > 0 else 1.0)
 
 
 @dataclass
@@ -342,6 +408,11 @@ class Choices:
     linear_weight: float = 0.0
     linear_weight_scores: dict | None = None
     linear_map: LinearMap | None = None
+    metric: np.ndarray | None = None
+    metric_weight: float = 0.0
+    metric_scores: dict | None = None
+    kernel_width: float = 1.0
+    kernel_width_scores: dict | None = None
 
 
 def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random_state=None,
@@ -360,8 +431,11 @@ def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random
         An int larger than the number of source cells is capped at it, with a warning.
     shrinkage : float or "auto"
         "auto" also chooses the weight of Step C's linear map (:func:`fit_linear_map`,
-        :func:`select_linear_weight`; none without a PCA) before the shrinkage, which is
-        then chosen for the blended prediction.
+        :func:`select_linear_weight`; none without a PCA) and then Step C's neighbour
+        metric (:func:`neighbor_metric`, its weight ``a`` from :data:`AUTO_METRIC_GRID`,
+        with ``n_neighbors`` when "auto" and the linear map's weight chosen again in each
+        candidate metric) before the shrinkage, which is then chosen for the blended
+        prediction.
     """
     n = rep.shape[0]
     k = None if n_neighbors == "auto" else int(n_neighbors)
@@ -387,31 +461,166 @@ def choose(rep, x, *, n_pcs, n_neighbors, shrinkage, weight_scale="auto", random
                                                   return_loo=True)
     lin = _choose_linear(space, x, k, loo, weight_scale, random_state, verbose) if (
         shrinkage == "auto" and d is not None) else None
+    metric = None
     if lin is not None:
-        loo = lin[3]
+        metric, lin = _choose_metric(space, x, lin, k, weight_scale, random_state, verbose)
+        loo = lin.loo
     shrink, shrinkage_scores = shrinkage, None
     if shrinkage == "auto":
         with timed_step("choosing shrinkage by leave-one-out on the source", verbose):
-            shrink, shrinkage_scores = select_shrinkage(space, x, k, weight_scale=weight_scale,
+            shrink, shrinkage_scores = select_shrinkage(metric_space(space, metric), x, k, weight_scale=weight_scale,
                                                         random_state=random_state, loo=loo)
         # warn when much of the prediction is the average, or when the average alone scores as well
         if shrink >= SHRINKAGE_WARN or shrinkage_scores[shrink] <= shrinkage_scores[max(shrinkage_scores)]:
             _warn_shrinkage(shrink, shrinkage_scores, k)
     return Choices(n_pcs=None if d is None else int(d), n_neighbors=int(k), shrinkage=float(shrink),
                    n_pcs_scores=n_pcs_scores, k_scores=k_scores, shrinkage_scores=shrinkage_scores,
-                   **({} if lin is None else dict(linear_map=lin[0], linear_weight=lin[1], linear_weight_scores=lin[2])))
+                   **({} if lin is None else dict(
+                       linear_map=lin.linear_map, linear_weight=lin.weight, linear_weight_scores=lin.scores,
+                       metric=metric, metric_weight=lin.metric_weight, metric_scores=lin.metric_scores,
+                       kernel_width=lin.width, kernel_width_scores=lin.width_scores)))
 
 
-def _choose_linear(space, x, k, loo, weight_scale, random_state, verbose):
-    """Step C's linear map and its weight: ``(map, weight, scores, blended loo)``."""
+@dataclass
+class _Linear:
+    """Step C's linear map, its weight and the leave-one-out predictions they were chosen on."""
+
+    linear_map: LinearMap
+    linear_loo: np.ndarray  # the map's exact leave-one-out prediction of the left-out cells
+    weight: float
+    scores: dict
+    loo: tuple  # (query, x_true, blended prediction) at this weight
+    knn: np.ndarray  # the neighbours' leave-one-out prediction it blends
+    metric_weight: float = 0.0
+    metric_scores: dict | None = None
+    width: float = 1.0
+    width_scores: dict | None = None
+
+
+def _choose_linear(space, x, k, loo, weight_scale, random_state, verbose) -> _Linear:
+    """Step C's linear map and its weight, for the neighbours' prediction ``loo`` (None: at ``k``)."""
     with timed_step("choosing the weight of the linear map by leave-one-out on the source", verbose):
         if loo is None:
             _, _, loo = select_n_neighbors(space, x, grid=(k,), weight_scale=weight_scale,
                                            random_state=random_state, return_loo=True)
-        query, x_true, knn = loo
+        query, x_true, _ = loo
         linear, linear_loo, _ = fit_linear_map(space, x, query, x_true)
-        weight, scores = select_linear_weight(x_true, knn, linear_loo)
-    return linear, weight, scores, (query, x_true, (1 - weight) * knn + weight * linear_loo)
+    return _blend(linear, linear_loo, loo)
+
+
+def _blend(linear, linear_loo, loo) -> _Linear:
+    """The linear map's weight for the neighbours' leave-one-out prediction ``loo``."""
+    query, x_true, knn = loo
+    weight, scores = select_linear_weight(x_true, knn, linear_loo)
+    return _Linear(linear, linear_loo, weight, scores, (query, x_true, (1 - weight) * knn + weight * linear_loo), knn)
+
+
+def _choose_metric(space, x, lin, k, weight_scale, random_state, verbose):
+    """Step C's neighbour metric (:func:`neighbor_metric`) and the width of its weights: the
+    weight ``a`` of :data:`AUTO_METRIC_GRID` whose leave-one-out score at ``k``, the linear
+    map's weight chosen again in each metric, is best (on a tie the smaller ``a``); then the
+    width (:func:`_choose_width`) in the chosen metric.  ``k`` is not chosen again: on the
+    benchmark's tasks the metric did not move it, and its grid would cost as much as every
+    other choice together (:data:`AUTO_K_GRID`, up to 500 neighbours of each left-out cell averaged).
+
+    A left-out cell's X must not shape the metric its neighbours are searched in (the map
+    fitted on every cell, noise included, would make the cells it predicts alike look near,
+    and a metric would seem to help on data where Y says nothing about X): the left-out
+    cells are split into :data:`METRIC_FOLDS` folds and each fold's neighbours are searched
+    in the metric of the map refitted without that fold (:func:`_metric_neighbors`).  The
+    metric kept (``metric``) is that of the map fitted on every cell, as Step C uses.
+
+    Returns ``(metric, lin)`` of the chosen candidate (``metric`` None for ``a = 0``), with
+    ``lin.metric_weight``, ``lin.metric_scores`` (``{a: score}``), ``lin.width`` and
+    ``lin.width_scores`` set.
+    """
+    with timed_step("choosing the neighbour metric by leave-one-out on the source", verbose):
+        x_sd = feature_sd(x)
+        query, x_true = lin.loo[0], lin.loo[1]
+        folds = _metric_folds(space, x, query, lin.linear_map.alpha, random_state)
+        k_loo = max(1, min(int(k), space.shape[0] - 1))  # a left-out cell has n - 1 others
+        best, scores = None, {}
+        for a in sorted({0.0, *(float(v) for v in AUTO_METRIC_GRID)}):
+            if a > 0 and neighbor_metric(space, lin.linear_map.coef, x_sd, a) is None:
+                continue
+            idx, dist = _metric_neighbors(space, query, folds, x_sd, a, k_loo)
+            lin_a = lin if a == 0 else _blend(lin.linear_map, lin.linear_loo, (
+                query, x_true, weighted_average(x, idx, exp_weights(dist, weight_scale))))
+            scores[a] = lin_a.scores[lin_a.weight]
+            if best is None or scores[a] > scores[best[0]]:
+                best = (a, lin_a, idx, dist)
+    a, lin_a, idx, dist = best
+    lin_a.metric_weight, lin_a.metric_scores = a, scores
+    if weight_scale == "auto":
+        lin_a = _choose_width(x, idx, dist, lin_a, verbose)
+    return neighbor_metric(space, lin.linear_map.coef, x_sd, a), lin_a
+
+
+#: Folds of the left-out cells in the choice of Step C's neighbour metric (:func:`_choose_metric`).
+METRIC_FOLDS = 5
+
+
+def _metric_folds(rep, x, query, alpha, random_state):
+    """Each left-out cell's fold (random, :data:`METRIC_FOLDS` of them) and each fold's ridge
+    coefficients (penalty ``alpha``) fitted on every cell but the fold's: ``(fold_of, coefs)``."""
+    rep = np.asarray(rep, dtype=np.float64)
+    fold_of = np.random.default_rng(random_state).permutation(len(query)) % METRIC_FOLDS
+    coefs = []
+    for f in range(METRIC_FOLDS):
+        keep = np.ones(rep.shape[0], dtype=bool)
+        keep[query[fold_of == f]] = False
+        z = rep[keep]
+        zc = z - z.mean(axis=0)
+        cross = np.asarray((x[keep].T @ zc).T, dtype=np.float64)  # Zc' X (Zc' 1 = 0)
+        coefs.append(np.linalg.solve(zc.T @ zc + alpha * np.eye(rep.shape[1]), cross))
+    return fold_of, coefs
+
+
+def _metric_neighbors(space, query, folds, x_sd, a, k_max):
+    """The ``k_max`` nearest other cells of each left-out cell ``query``, searched in the metric
+    of weight ``a`` of its fold's map (:func:`_metric_folds`; Euclidean for ``a = 0``)."""
+    if a == 0:
+        return leave_one_out_neighbors(space, k_max, query=query)[1:]
+    fold_of, coefs = folds
+    idx = np.empty((len(query), k_max), dtype=np.intp)
+    dist = np.empty((len(query), k_max))
+    for f, coef in enumerate(coefs):
+        rows = np.flatnonzero(fold_of == f)
+        moved = metric_space(space, neighbor_metric(space, coef, x_sd, a))
+        _, idx[rows], dist[rows] = leave_one_out_neighbors(moved, k_max, query=query[rows])
+    return idx, dist
+
+
+def _choose_width(x, idx, dist, lin, verbose) -> _Linear:
+    """The width of Step C's weights (:data:`AUTO_WIDTH_GRID`, in units of the median
+    distance of the left-out cells to their ``k``-th nearest other cell, ``idx`` and ``dist``
+    their ``k`` nearest: the distance unit of ``weight_scale="auto"``) with the best
+    leave-one-out score, the linear map's weight chosen again for each (on a tie the
+    wider).  A narrower width than the widest is a candidate only if its mean cell-wise r is
+    not lower: narrower weights average fewer cells, and a gain in feature-wise r alone did
+    not carry over from small references to their queries (pancancer, 164 cells;
+    ``benchmarks/results/stepc_research.md``).  Returns ``lin`` of the chosen width, with
+    ``width`` and ``width_scores`` (``{width: score}``) set."""
+    from .metrics import _rowwise_pearson
+
+    with timed_step("choosing the width of the neighbours' weights by leave-one-out on the source", verbose):
+        unit = float(np.median(dist[:, -1]))
+        unit = unit if unit > 0 else 1.0
+        query, x_true = lin.loo[0], lin.loo[1]
+        scores, best, widest_cell = {}, None, None
+        for width in sorted((float(v) for v in AUTO_WIDTH_GRID), reverse=True):
+            # width 1 is the unit of weight_scale="auto": lin's own prediction
+            this = lin if width == 1.0 else _blend(lin.linear_map, lin.linear_loo, (
+                query, x_true, weighted_average(x, idx, exp_weights(dist, width * unit))))
+            scores[width] = this.scores[this.weight]
+            cell = float(np.nanmean(_rowwise_pearson(x_true, this.loo[2])))
+            widest_cell = cell if widest_cell is None else widest_cell
+            if best is None or (scores[width] > scores[best[0]] and cell >= widest_cell):
+                best = (width, this)
+    width, chosen = best
+    chosen.metric_weight, chosen.metric_scores = lin.metric_weight, lin.metric_scores
+    chosen.width, chosen.width_scores = width, dict(sorted(scores.items()))
+    return chosen
 
 
 def _warn_shrinkage(shrink, scores, k):

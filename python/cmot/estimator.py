@@ -37,7 +37,7 @@ from .choices import (  # noqa: F401  (re-exported: the automatic choices' publi
 )
 from .composition import COMPOSITION_NEIGHBORS, robust_move, robust_transport
 from .feature_scores import FeatureScoresMixin
-from .infer import move_source
+from .infer import metric_space, move_source
 from .label_transfer import LabelTransferMixin, check_transfer_labels
 from .labels import source_labels, ward_labels
 from .poorly_mapped import QUERY_UNLIKE_MESSAGE, detect_poorly_mapped, detector_reference
@@ -188,15 +188,22 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         With a PCA, "auto" first blends the neighbours' average with a linear map
         (``(1 - l) * knn + l * linear``, ridge of X on the source's components applied
         to the target moved back by ``shift_``; ``l`` from 0 to 1 chosen by the same
-        leave-one-out; :func:`cmot.choices.fit_linear_map`) and chooses ``s`` for the
-        blend; a number keeps the neighbours' average alone.
+        leave-one-out; :func:`cmot.choices.fit_linear_map`), then searches the
+        neighbours in a metric that adds the map's predicted X to the components
+        (``metric_``, its weight ``a`` in 0, 0.5, 1, 2 chosen by the same leave-one-out,
+        ``k`` and ``l`` chosen again; :func:`cmot.choices.neighbor_metric`), and chooses
+        ``s`` for the blend; a number keeps the neighbours' average alone, in the
+        components' Euclidean metric.
     weight_scale : float or "auto", default="auto"
         Step C weights are ``exp(-distance / weight_scale)``, normalized to sum to
         one.  1.0 is the paper's ``exp(-distance)``, which depends on the units of
         the data (large distances put all the weight on the nearest cell);
         "auto" uses the median distance of source cells to their k-th nearest
         other source cell (``weight_scale_``, fixed at fit so that a target
-        cell's weights do not depend on the other target cells).
+        cell's weights do not depend on the other target cells), with
+        ``shrinkage="auto"`` times a width of 0.25, 0.5 or 1 chosen by the same
+        leave-one-out (``kernel_width_``; a narrower one only if it does not lower
+        the cell-wise r).
     max_iter : int, default=10
         Majorization steps of the label-regularized OT.
     max_inner_iter : int, default=1000
@@ -278,6 +285,22 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         Its weight ``l`` in each prediction (0 without it).
     linear_weight_scores_ : dict or None
         ``{l: leave-one-out score}`` of each candidate weight.
+    metric_ : ndarray of shape (n_pcs_, n_pcs_) or None
+        Step C's neighbour metric: neighbours are searched among the rows of
+        ``components @ metric_`` (the moved source and the target), whose squared
+        distances are those of the components plus ``metric_weight_**2`` times those
+        of the linear map's predicted (standardized) X, suitably scaled
+        (:func:`cmot.choices.neighbor_metric`); None: the components' Euclidean
+        metric (``metric_weight_`` 0, no linear map, or a model saved before cmot 0.9).
+    metric_weight_ : float
+        Its weight ``a`` (0: Euclidean).
+    metric_scores_ : dict or None
+        ``{a: leave-one-out score}`` of each candidate, ``k`` and ``l`` chosen for each.
+    kernel_width_ : float
+        With ``weight_scale="auto"`` and ``shrinkage="auto"``: the width of Step C's
+        weights in units of the median ``k``-th neighbour distance (else 1).
+    kernel_width_scores_ : dict or None
+        ``{width: leave-one-out score}`` of each candidate.
     x_mean_ : ndarray of shape (n_x_features,)
         Source mean of X (of ``source_x_``).
     feature_names_y_, feature_names_x_ : ndarray of str or None
@@ -332,8 +355,9 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
     query_unlike_ : bool
         Set by ``predict``: the target as a whole is unlike the source.
     weight_scale_ : float
-        Distance unit of Step C's weights: ``weight_scale``, or with "auto" the
-        median distance of source cells to their k-th nearest other source cell.
+        Distance unit of Step C's weights: ``weight_scale``, or with "auto"
+        ``kernel_width_`` times the median distance of source cells to their k-th
+        nearest other source cell (in ``metric_``).
     shift_factor_ : float
         Set by ``predict``: the James-Stein factor applied to ``shift_``
         (1 with ``correction="transport"``).
@@ -515,7 +539,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         self._set_choices(chosen)
         if precomputed:
             self.n_pcs_ = int(full.shape[1])
-        self.weight_scale_ = reference_weight_scale(self.source_rep_, chosen.n_neighbors, p["weight_scale"],
+        self.weight_scale_ = reference_weight_scale(metric_space(self.source_rep_, self.metric_), chosen.n_neighbors,
+                                                    p["weight_scale"], width=chosen.kernel_width,
                                                     random_state=p["random_state"])
 
     def _align(self, xm, ym, correspondence, p):
@@ -539,6 +564,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         self.shrinkage_scores_ = chosen.shrinkage_scores
         self.linear_map_, self.linear_weight_ = chosen.linear_map, chosen.linear_weight
         self.linear_weight_scores_ = chosen.linear_weight_scores
+        self.metric_, self.metric_weight_, self.metric_scores_ = chosen.metric, chosen.metric_weight, chosen.metric_scores
+        self.kernel_width_, self.kernel_width_scores_ = chosen.kernel_width, chosen.kernel_width_scores
 
     # the representation's fitted attributes, under the names they have always had
     features_ = property(lambda self: self.representation_.features_, doc="Columns of Y used for Steps B and C.")
@@ -721,7 +748,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
                         weight_scale=getattr(self, "weight_scale_", self.params_["weight_scale"]),
                         shrinkage=getattr(self, "shrinkage_", 0.0), x_mean=getattr(self, "x_mean_", None),
                         linear=getattr(self, "linear_map_", None), linear_weight=getattr(self, "linear_weight_", 0.0),
-                        offset=self.shift_)
+                        offset=self.shift_, metric=getattr(self, "metric_", None))
             labels = dict(label_transfer=getattr(self, "label_transfer_", None), label_neighbors=self._label_ks())
             if row_chunks is None:
                 return infer_rows(tgt_rep, **step, **labels, verbose=verbose)

@@ -5,7 +5,9 @@ Each of at most ``LOO_MAX_CELLS`` random reference cells has its X predicted, as
 Step C predicts a query cell, from its ``k`` nearest *other* reference cells in
 the Step B/C space (``exp(-d / weight_scale_)`` weights), blended with the linear
 map's prediction fitted without it (``linear_weight_``), then ``shrinkage_``
-toward the reference mean; a feature's score is the Pearson correlation, across
+toward the reference mean; with Step C's neighbour metric (``metric_weight_`` above 0)
+the neighbours are searched in the metric of the map fitted without the cell's fold of
+left-out cells, as when the metric was chosen (:func:`cmot.choices._metric_neighbors`); a feature's score is the Pearson correlation, across
 those cells, of its predicted and measured values.  A feature that is constant
 (measured or predicted) scores NaN.  Shrinkage below 1 does not change the
 scores; with ``shrinkage_ = 1`` every prediction is the mean and every score NaN.
@@ -18,7 +20,7 @@ import logging
 import numpy as np
 
 from ._utils import timed_step, to_dense
-from .choices import LOO_MAX_CELLS
+from .choices import LOO_MAX_CELLS, _metric_folds, _metric_neighbors, feature_sd
 from .infer import exp_weights, leave_one_out_neighbors, shrink_toward, weighted_average
 
 __all__ = ["RELIABLE_R", "NAMED_MAX", "loo_feature_scores", "unreliable_features", "FeatureScoresMixin"]
@@ -55,8 +57,8 @@ def linear_loo(rep, x_true, query, linear) -> np.ndarray:
 
 
 def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinkage: float = 0.0, x_mean=None,
-                       linear=None, linear_weight: float = 0.0, max_cells: int = LOO_MAX_CELLS,
-                       random_state=None) -> np.ndarray:
+                       linear=None, linear_weight: float = 0.0, metric_weight: float = 0.0,
+                       max_cells: int = LOO_MAX_CELLS, random_state=None) -> np.ndarray:
     """Leave-one-out feature-wise Pearson r of the reference (one value per column of ``x``).
 
     Parameters
@@ -71,6 +73,11 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
         Step C's linear map and its weight (``linear_map_``, ``linear_weight_``): the
         left-out cell's prediction blends in the map's exact leave-one-out prediction
         (:func:`linear_loo`), as Step C blends in the map.
+    metric_weight
+        The weight of Step C's neighbour metric (``metric_weight_``; 0: Euclidean): the
+        neighbours of a left-out cell are searched in the metric of ``linear`` refitted
+        without the cell's fold (:func:`cmot.choices.neighbor_metric`), so that no cell's
+        X shapes the metric it is predicted in.
 
     Examples
     --------
@@ -85,6 +92,9 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
 
     k = max(1, min(int(n_neighbors), rep.shape[0] - 1))
     query, idx, dist = leave_one_out_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
+    if metric_weight > 0 and linear is not None:
+        folds = _metric_folds(rep, x, query, linear.alpha, random_state)
+        idx, dist = _metric_neighbors(rep, query, folds, feature_sd(x), metric_weight, k)
     pred = weighted_average(x, idx, exp_weights(dist, weight_scale))
     if linear is not None and linear_weight > 0:
         pred *= 1 - linear_weight
@@ -130,7 +140,8 @@ class FeatureScoresMixin:
             self.feature_score_values_ = loo_feature_scores(
                 self.source_rep_, self.source_x_, self.n_neighbors_, weight_scale=self.weight_scale_,
                 shrinkage=self.shrinkage_, x_mean=self.x_mean_, linear=getattr(self, "linear_map_", None),
-                linear_weight=getattr(self, "linear_weight_", 0.0), random_state=p["random_state"])
+                linear_weight=getattr(self, "linear_weight_", 0.0), metric_weight=getattr(self, "metric_weight_", 0.0),
+                random_state=p["random_state"])
         message = unreliable_features(self.feature_score_values_, self.feature_names_x_, RELIABLE_R)
         if p["verbose"] and message:
             logger.info("cmot: %s", message)

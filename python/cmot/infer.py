@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["LinearMap", "blend_linear", "shrink_toward", "variable_features", "neighbor_chunk_rows", "search_workers", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
-           "infer_x"]
+           "infer_x", "metric_space"]
 
 
 def variable_features(data, n_features: int) -> np.ndarray:
@@ -378,9 +378,27 @@ def blend_linear(pred, target, linear, linear_weight: float, *, offset=None, shr
     return pred
 
 
-def leave_one_out_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None):
+def metric_space(rep, metric) -> np.ndarray:
+    """``rep`` in Step C's neighbour metric: ``rep @ metric``, with ``metric`` the
+    ``d x d`` transform ``CMOT.metric_`` (:func:`cmot.choices.neighbor_metric`), so that
+    Euclidean distances of the rows are distances in that metric; ``rep`` itself
+    when ``metric`` is None (the Euclidean metric).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> metric_space(np.array([[1.0, 1.0]]), np.diag([2.0, 0.5])).tolist()
+    [[2.0, 0.5]]
+    >>> metric_space(np.array([[1.0, 1.0]]), None).tolist()
+    [[1.0, 1.0]]
+    """
+    return rep if metric is None else np.asarray(rep, dtype=np.float64) @ metric
+
+
+def leave_one_out_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None, query=None):
     """Leave-one-out neighbours among the rows of ``rep``: at most ``max_cells`` random
-    rows (``query``, sorted) and their ``k_max`` nearest *other* rows (indices, distances).
+    rows (``query``, sorted; or the rows ``query`` given) and their ``k_max`` nearest
+    *other* rows (indices, distances).
 
     Examples
     --------
@@ -390,8 +408,9 @@ def leave_one_out_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_st
     ([0, 1, 2], [1, 0, 1], [1.0, 1.0, 2.0])
     """
     n = rep.shape[0]
-    rng = np.random.default_rng(random_state)
-    query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+    if query is None:
+        rng = np.random.default_rng(random_state)
+        query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
     idx, dist = nearest_neighbors(rep[query], rep, k_max + 1)
     # drop each cell itself (or one exact duplicate standing for it)
     self_pos = np.argmax(idx == query[:, None], axis=1)

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from ._utils import timed_step
 from ._validation import _align_series, _is_dataframe, _where, check_labels
-from .infer import exp_weights, leave_one_out_neighbors, weighted_average
+from .infer import exp_weights, leave_one_out_neighbors, metric_space, weighted_average
 
 __all__ = ["LabelTransfer", "LabelPrediction", "LabelTransferMixin", "check_transfer_labels", "label_votes",
            "select_label_neighbors"]
@@ -272,7 +272,8 @@ class LabelTransferMixin:
         self.label_neighbors_ = self.label_neighbors_scores_ = None
         if lt is not None:
             with timed_step("choosing the label neighbours by leave-one-out on the source", p["verbose"]):
-                ks, scores = select_label_neighbors(self.source_rep_, lt, weight_scale=self.weight_scale_,
+                space = metric_space(self.source_rep_, getattr(self, "metric_", None))  # Step C's neighbours
+                ks, scores = select_label_neighbors(space, lt, weight_scale=self.weight_scale_,
                                                     random_state=p["random_state"])
             self.label_neighbors_ = dict(zip(lt.names, ks))
             self.label_neighbors_scores_ = dict(zip(lt.names, scores))

@@ -18,7 +18,7 @@ import logging
 
 import numpy as np
 
-from .infer import blend_linear, exp_weights, nearest_neighbors, shrink_toward, weighted_average
+from .infer import blend_linear, exp_weights, metric_space, nearest_neighbors, shrink_toward, weighted_average
 from .label_transfer import label_votes
 
 __all__ = ["CHUNK_SIZE", "infer_chunked", "infer_rows"]
@@ -32,7 +32,8 @@ CHUNK_SIZE = 8192
 
 
 def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkage: float = 0.0, x_mean=None,
-                  label_transfer=None, label_neighbors=None, verbose: bool = False, chunk_size: int | None = None):
+                  label_transfer=None, label_neighbors=None, metric=None, verbose: bool = False,
+                  chunk_size: int | None = None):
     """Step C: the X of each ``target`` row (the weighted average of the X of its
     ``n_neighbors`` nearest ``mapped`` source cells, pulled ``shrinkage`` of the way
     toward ``x_mean``, as :func:`cmot.infer.infer_x`) and the label votes of its
@@ -42,7 +43,9 @@ def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkag
     serves both: the X is the same as with a search of ``n_neighbors`` alone (up to
     which of several source cells at exactly the ``n_neighbors``-th distance is taken).
 
-    ``x=None`` computes the label votes alone (``x_hat`` is then None).
+    ``x=None`` computes the label votes alone (``x_hat`` is then None).  ``metric``, a
+    ``d x d`` transform (``CMOT.metric_``; None: Euclidean), is the metric of the search
+    (:func:`cmot.infer.metric_space`).
 
     Returns
     -------
@@ -71,11 +74,12 @@ def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkag
                          f"found {len(label_ks)}.")
     n_search = max([int(n_neighbors), *label_ks])
     starts = list(range(0, n, chunk_size)) or [0]
+    mapped = metric_space(mapped, metric)
     x_parts, vote_parts = [], [[] for _ in one_hots]
     for i, start in enumerate(starts):
         if verbose:
             logger.info("cmot: inferring chunk %d/%d", i + 1, len(starts))
-        idx, dist = nearest_neighbors(target[start:start + chunk_size], mapped, n_search)
+        idx, dist = nearest_neighbors(metric_space(target[start:start + chunk_size], metric), mapped, n_search)
         if x is not None:
             x_parts.append(shrink_toward(weighted_average(x, idx[:, :n_neighbors],
                                                           exp_weights(dist[:, :n_neighbors], weight_scale)),
@@ -88,11 +92,12 @@ def infer_chunked(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkag
 
 def infer_rows(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkage: float = 0.0, x_mean=None,
                linear=None, linear_weight: float = 0.0, offset=None, label_transfer=None, label_neighbors=None,
-               verbose: bool = False, chunk_size: int | None = None):
+               metric=None, verbose: bool = False, chunk_size: int | None = None):
     """The whole Step C of the query rows ``target``: :func:`infer_chunked` blended with
     ``linear_weight`` of the linear map ``linear`` at ``target - offset``
-    (:func:`cmot.infer.blend_linear`).  Rows are independent: any split of the rows
-    gives the same results (up to floating-point rounding).
+    (:func:`cmot.infer.blend_linear`; the map takes the components, whatever the
+    neighbours' ``metric``).  Rows are independent: any split of the rows gives the same
+    results (up to floating-point rounding).
 
     Returns
     -------
@@ -111,7 +116,7 @@ def infer_rows(target, mapped, x, n_neighbors: int, *, weight_scale, shrinkage: 
     """
     x_hat, votes = infer_chunked(target, mapped, x, n_neighbors, weight_scale=weight_scale, shrinkage=shrinkage,
                                  x_mean=x_mean, label_transfer=label_transfer, label_neighbors=label_neighbors,
-                                 verbose=verbose, chunk_size=chunk_size)
+                                 metric=metric, verbose=verbose, chunk_size=chunk_size)
     if x_hat is not None:
         x_hat = blend_linear(x_hat, target, linear, linear_weight, offset=offset, shrinkage=shrinkage,
                              x_mean=x_mean)

@@ -583,7 +583,8 @@ def _versions():
 def _record(model, info, features, labels_transferred):
     """``uns[key_added]``: parameters, fitted choices, inputs, feature scores, versions."""
     fitted = {name[:-1]: getattr(model, name, None)
-              for name in ("n_neighbors_", "n_pcs_", "shrinkage_", "linear_weight_", "reg_e_", "label_neighbors_")}
+              for name in ("n_neighbors_", "n_pcs_", "shrinkage_", "linear_weight_", "metric_weight_", "kernel_width_",
+                           "reg_e_", "label_neighbors_")}
     fitted["n_poorly_mapped"] = int(np.sum(model.outliers_))
     fitted["labels_transferred"] = labels_transferred
     record = {"params": model.get_params(), "fitted": fitted, "inputs": info, "versions": _versions()}

@@ -314,7 +314,7 @@ def main(argv=None):
 
     header = ["dataset", "direction", "method", "setting", "cell r mean", "cell r median", "feat r mean",
               "p (cmot > TD)", "s", "peak MB", "call MB"]
-    rows, sweep_rows, notes, collected = [], [], [], {}
+    rows, sweep_rows, notes, collected, wins = [], [], [], {}, []
     for name in names:
         settings = SEURAT_SETTINGS[name]
         task_methods = [m for m in methods if m != "cmot tuned" or name in tune_names]
@@ -341,6 +341,7 @@ def main(argv=None):
                 print(f"  {m:13s} cell r mean {nanmean(cell):.4f} median {nanmedian(cell):.4f} feat r mean "
                       f"{nanmean(feat):.4f}  {r['seconds']:.1f} s  peak {r['peak_mb']:.0f} MB  [{r['setting']}]",
                       flush=True)
+        wins.append(_feature_wins(name, task.x_features, per, task_methods))
         td_cells = np.concatenate(per["TransferData"]["cell"])
         task_dir = f"{task.dataset}: {task.direction}"
         collected[name] = {"cell": {}, "feat": {}}
@@ -368,6 +369,9 @@ def main(argv=None):
             f"threads {args.threads})", "", f"Core used by every cmot run (imported once at the start): {stamp}.", "", "Command: `python benchmarks/compare_seurat.py "
             + " ".join(argv if argv is not None else sys.argv[1:]) + "`", "", table, "",
             f"R + Seurat loaded alone (the floor of every Seurat run): peak RSS {floor:.0f} MB.", "", *notes]
+    text += ["", "## Per-feature wins and losses against TransferData", "",
+             "Each feature's r across the test cells, averaged over the seeds; 'better' / 'worse': by more "
+             "than 0.01.", "", *[line for block in wins for line in block]]
     if sweep_rows:
         text += ["", "## TransferData sweep (split seed " + str(seeds[0]) + ", chosen on the test cells)", "",
                  markdown_table(["task", "reduction", "dims", "cell r mean", "cell r median", "feat r mean", "s"],
@@ -380,6 +384,34 @@ def main(argv=None):
     md.write_text("\n".join(text) + "\n")
     print(f"wrote {md}")
     return rows
+
+
+#: Features named per task among the largest gains and losses; every feature in a table up to WINS_TABLE_MAX.
+WINS_NAMED = 5
+WINS_TABLE_MAX = 20
+
+
+def _feature_wins(name, features, per, methods):
+    """Markdown lines: per-feature r of the default cmot against TransferData (mean over seeds)."""
+    method = "cmot default" if "cmot default" in methods else methods[0]
+    ours = np.nanmean(np.vstack(per[method]["feat"]), axis=0)
+    theirs = np.nanmean(np.vstack(per["TransferData"]["feat"]), axis=0)
+    ok = np.isfinite(ours) & np.isfinite(theirs)
+    diff = np.where(ok, ours - theirs, np.nan)
+    names = [str(f) for f in features]
+    lines = [f"**{name}** ({method}; {int(ok.sum())} features with r defined)", "",
+             f"- better by > 0.01 on {int(np.sum(diff > 0.01))}, worse by > 0.01 on {int(np.sum(diff < -0.01))}, "
+             f"within 0.01 on {int(np.sum(np.abs(diff) <= 0.01))}; median difference {np.nanmedian(diff):+.4f}"]
+    order = np.argsort(np.nan_to_num(diff, nan=0.0), kind="stable")
+    if ok.sum() <= WINS_TABLE_MAX:
+        lines += ["", f"| feature | {method} | TransferData | difference |", "| --- | --- | --- | --- |"]
+        lines += [f"| {names[j]} | {ours[j]:.4f} | {theirs[j]:.4f} | {diff[j]:+.4f} |" for j in order[::-1] if ok[j]]
+    else:
+        gains = [j for j in order[::-1][:WINS_NAMED] if ok[j] and diff[j] > 0]
+        losses = [j for j in order[:WINS_NAMED] if ok[j] and diff[j] < 0]
+        lines.append("- largest gains: " + ", ".join(f"{names[j]} ({theirs[j]:.3f} -> {ours[j]:.3f})" for j in gains))
+        lines.append("- largest losses: " + ", ".join(f"{names[j]} ({theirs[j]:.3f} -> {ours[j]:.3f})" for j in losses))
+    return lines + [""]
 
 
 if __name__ == "__main__":

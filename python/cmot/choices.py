@@ -518,8 +518,9 @@ def _blend(linear, linear_loo, loo) -> _Linear:
 def _choose_metric(space, x, lin, k, weight_scale, random_state, verbose):
     """Step C's neighbour metric (:func:`neighbor_metric`) and the width of its weights: the
     weight ``a`` of :data:`AUTO_METRIC_GRID` whose leave-one-out score at ``k``, the linear
-    map's weight chosen again in each metric, is best (on a tie the smaller ``a``); then the
-    width (:func:`_choose_width`) in the chosen metric.  ``k`` is not chosen again: on the
+    map's weight chosen again in each metric, is best (on a tie the smaller ``a``), ``a > 0``
+    only if it is also clearly better cell-wise than ``a = 0`` (:func:`_clearly_better`);
+    then the width (:func:`_choose_width`) in the chosen metric.  ``k`` is not chosen again: on the
     benchmark's tasks the metric did not move it, and its grid would cost as much as every
     other choice together (:data:`AUTO_K_GRID`, up to 500 neighbours of each left-out cell averaged).
 
@@ -547,7 +548,7 @@ def _choose_metric(space, x, lin, k, weight_scale, random_state, verbose):
             lin_a = lin if a == 0 else _blend(lin.linear_map, lin.linear_loo, (
                 query, x_true, weighted_average(x, idx, exp_weights(dist, weight_scale))))
             scores[a] = lin_a.scores[lin_a.weight]
-            if best is None or scores[a] > scores[best[0]]:
+            if best is None or (scores[a] > scores[best[0]] and _clearly_better(x_true, lin_a, lin)):
                 best = (a, lin_a, idx, dist)
     a, lin_a, idx, dist = best
     lin_a.metric_weight, lin_a.metric_scores = a, scores
@@ -591,31 +592,41 @@ def _metric_neighbors(space, query, folds, x_sd, a, k_max):
     return idx, dist
 
 
+def _clearly_better(x_true, candidate, default) -> bool:
+    """Whether the ``candidate``'s blended leave-one-out prediction beats the ``default``'s
+    clearly cell-wise: the mean per-cell gain in Pearson r is above its standard error (a
+    paired one-standard-error rule, as :func:`select_shrinkage`'s).  A metric or a width
+    is taken only then: on a few hundred cells, or where Y says nothing about X, the
+    combined score moves by more than such choices are worth."""
+    from .metrics import _rowwise_pearson
+
+    gain = (np.nan_to_num(_rowwise_pearson(x_true, candidate.loo[2]), nan=-1.0)
+            - np.nan_to_num(_rowwise_pearson(x_true, default.loo[2]), nan=-1.0))
+    se = gain.std(ddof=1) / np.sqrt(gain.size) if gain.size > 1 else 0.0
+    return bool(gain.mean() > se)
+
+
 def _choose_width(x, idx, dist, lin, verbose) -> _Linear:
     """The width of Step C's weights (:data:`AUTO_WIDTH_GRID`, in units of the median
     distance of the left-out cells to their ``k``-th nearest other cell, ``idx`` and ``dist``
     their ``k`` nearest: the distance unit of ``weight_scale="auto"``) with the best
-    leave-one-out score, the linear map's weight chosen again for each (on a tie the
-    wider).  A narrower width than the widest is a candidate only if its mean cell-wise r is
-    not lower: narrower weights average fewer cells, and a gain in feature-wise r alone did
-    not carry over from small references to their queries (pancancer, 164 cells;
+    leave-one-out score, the linear map's weight chosen again for each; a narrower width
+    than 1 only if it is also clearly better cell-wise (:func:`_clearly_better`): narrower
+    weights average fewer cells, and on small references a gain in feature-wise r alone
+    did not carry over to their queries (pancancer, 164 cells;
     ``benchmarks/results/stepc_research.md``).  Returns ``lin`` of the chosen width, with
     ``width`` and ``width_scores`` (``{width: score}``) set."""
-    from .metrics import _rowwise_pearson
-
     with timed_step("choosing the width of the neighbours' weights by leave-one-out on the source", verbose):
         unit = float(np.median(dist[:, -1]))
         unit = unit if unit > 0 else 1.0
         query, x_true = lin.loo[0], lin.loo[1]
-        scores, best, widest_cell = {}, None, None
+        scores, best = {}, None
         for width in sorted((float(v) for v in AUTO_WIDTH_GRID), reverse=True):
             # width 1 is the unit of weight_scale="auto": lin's own prediction
             this = lin if width == 1.0 else _blend(lin.linear_map, lin.linear_loo, (
                 query, x_true, weighted_average(x, idx, exp_weights(dist, width * unit))))
             scores[width] = this.scores[this.weight]
-            cell = float(np.nanmean(_rowwise_pearson(x_true, this.loo[2])))
-            widest_cell = cell if widest_cell is None else widest_cell
-            if best is None or (scores[width] > scores[best[0]] and cell >= widest_cell):
+            if best is None or (scores[width] > scores[best[0]] and _clearly_better(x_true, this, lin)):
                 best = (width, this)
     width, chosen = best
     chosen.metric_weight, chosen.metric_scores = lin.metric_weight, lin.metric_scores

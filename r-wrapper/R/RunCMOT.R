@@ -256,14 +256,22 @@ RunCMOT <- function(object, ...) {
 #'   leave-one-out prediction on the reference (0 unless the mean is clearly
 #'   better) and warns at 0.5 or more; the value used is recorded like
 #'   \code{k}.  It does not change feature-wise correlations.  \code{0} is
-#'   paper mode.
+#'   paper mode.  With a PCA, \code{"auto"} also makes Step C's other choices,
+#'   each by the same leave-one-out: the neighbours' average is blended with a
+#'   ridge map of X on the reference's components, and the neighbours are
+#'   searched in a metric that adds that map's predicted X to the components
+#'   (neighbours that the map predicts to have a similar X count as nearer;
+#'   taken only when clearly better cell-wise); a number keeps the neighbours'
+#'   average alone.
 #' @param weight.scale Distance unit of the neighbour weights: each query
 #'   cell averages its \code{k} neighbours with weights proportional to
 #'   \code{exp(-distance / weight.scale)}.  \code{"auto"} (default) uses the
-#'   median distance of query cells to their \code{k}-th neighbour, so the
-#'   weights do not depend on the units of the data; \code{1} is the paper's
-#'   \code{exp(-distance)}, which puts all the weight on the nearest cell when
-#'   distances are large.
+#'   median distance of reference cells to their \code{k}-th nearest other
+#'   reference cell, so the weights do not depend on the units of the data or
+#'   on the other query cells, with \code{shrinkage = "auto"} times a width of
+#'   0.25, 0.5 or 1 chosen by leave-one-out (narrower only when clearly better
+#'   cell-wise); \code{1} is the paper's \code{exp(-distance)}, which puts all
+#'   the weight on the nearest cell when distances are large.
 #' @param max.iter,max.inner.iter Majorization steps of the label-regularized
 #'   transport, and largest number of Sinkhorn iterations per step.
 #' @param tol Sinkhorn stops when the l2 error of the query marginal is below

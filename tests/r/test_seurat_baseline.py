@@ -1,4 +1,5 @@
-"""cmot is not worse than Seurat's TransferData on the paper's tasks (same split).
+"""cmot leads Seurat's TransferData on the paper's tasks (same split): by at least
+LEAD cell-wise, and not below it feature-wise (issue "From ties to a clear lead").
 
 For each task that fits in CI time, the training cells are Seurat's reference
 (shared modality for FindTransferAnchors, the other modality as TransferData's
@@ -6,8 +7,9 @@ refdata) and the test cells its query (benchmarks/seurat/transfer.R with the bes
 reduction/dims of benchmarks/compare_seurat.py's sweep); cmot runs with its
 recommended setting for that task (compare_seurat.RECOMMENDED, from the accuracy
 benchmark).  The test asserts that cmot's mean cell-wise Pearson r over the test
-cells, and its mean feature-wise r over the inferred features, are not below
-TransferData's.  ``python benchmarks/compare_seurat.py`` gives
+cells is at least LEAD above TransferData's, and its mean feature-wise r over the
+inferred features not below it (split seed 0; over seeds 0-2 the leads are in
+``benchmarks/results/seurat_3seeds_v09/compare_seurat.md``).  ``python benchmarks/compare_seurat.py`` gives
 the full table (Wilcoxon tests, time, memory, figures).
 
 Skipped (with the reason) only when Rscript/Seurat are not installed or the
@@ -35,6 +37,8 @@ from driver import rscript_available  # noqa: E402
 pytestmark = [pytest.mark.r, pytest.mark.slow]
 
 SEED = 0
+#: The smallest lead in mean cell-wise r over TransferData that cmot must keep.
+LEAD = 0.005
 
 @pytest.fixture(scope="module")
 def seurat_ok():
@@ -71,7 +75,7 @@ def _cmot(task, which):
     "pbmc10k_protein_from_rna",
     "pbmc10k_to_pbmc5k",
 ])
-def test_cmot_not_worse_than_transferdata(seurat_ok, name):
+def test_cmot_leads_transferdata_cell_wise_and_is_not_below_it_feature_wise(seurat_ok, name):
     task = _data.load(name, seed=SEED)
     which = compare_seurat.RECOMMENDED[name]
     seurat = _seurat(task)
@@ -83,8 +87,9 @@ def test_cmot_not_worse_than_transferdata(seurat_ok, name):
     print(f"{name}: cmot {which} {r_cmot:.4f} / feature-wise {f_cmot:.4f}, "
           f"TransferData ({seurat['setting']}) {r_seurat:.4f} / {f_seurat:.4f}")
     assert np.isfinite(r_cmot) and np.isfinite(r_seurat)
-    assert r_cmot >= r_seurat, (
-        f"{name}: cmot ({which}) mean cell-wise r {r_cmot:.4f} < TransferData ({seurat['setting']}) {r_seurat:.4f}")
+    assert r_cmot >= r_seurat + LEAD, (
+        f"{name}: cmot ({which}) mean cell-wise r {r_cmot:.4f} leads TransferData ({seurat['setting']}) "
+        f"{r_seurat:.4f} by less than {LEAD}")
     assert f_cmot >= f_seurat, (
         f"{name}: cmot ({which}) mean feature-wise r {f_cmot:.4f} < TransferData ({seurat['setting']}) {f_seurat:.4f}")
 

@@ -108,6 +108,7 @@ def transfer(query, reference, *, modality, shared=None, labels_key=None, layer=
       of every class's score, rows summing to 1, ``predicted_label_scores_``);
     - ``uns[key]`` (JSON-safe): ``"params"`` (of the CMOT), ``"fitted"`` (what ``fit``
       and ``predict`` chose: ``n_neighbors``, ``n_pcs``, ``shrinkage``, ``linear_weight``,
+      ``metric_weight`` and ``kernel_width`` (Step C's neighbour metric and weights),
       ``reg_e``, ``label_neighbors`` (per transferred name), the
       number of poorly mapped cells, whether labels were transferred), ``"inputs"``
       (where each modality was read, the number of shared genes, the embedding used),

@@ -317,7 +317,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         How well each X feature can be inferred: the leave-one-out
         feature-wise Pearson r on the source (at most 2,000 random source
         cells, each predicted by Step C from its ``n_neighbors_`` nearest
-        other source cells in ``source_rep_``, blended with the linear map
+        other source cells in ``source_rep_`` (in Step C's metric, that of the
+        map refitted without the cell's fold), blended with the linear map
         fitted without it at ``linear_weight_``; NaN for a constant feature;
         see :mod:`cmot.feature_scores`), indexed by the X feature names (or
         ``0..n-1``).
@@ -327,8 +328,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         Each transferred name's number of voting neighbours ``k_label``: the
         candidate of :data:`cmot.choices.AUTO_K_GRID` with the best leave-one-out
         label accuracy on the source (at most 2,000 random source cells, each voted
-        on by its nearest other source cells in ``source_rep_``; on a tie the
-        smaller; see :func:`cmot.label_transfer.select_label_neighbors`).  None
+        on by its nearest other source cells in ``source_rep_``, in ``metric_``; on a
+        tie the smaller; see :func:`cmot.label_transfer.select_label_neighbors`).  None
         when nothing is transferred.
     label_neighbors_scores_ : dict or None
         name -> ``{k: leave-one-out label accuracy}`` of each candidate.

@@ -165,7 +165,8 @@ def select_label_neighbors(rep, label_transfer: LabelTransfer, *, weight_scale: 
 
     At most ``max_cells`` random source cells (the left-out cells of
     :func:`cmot.choices.select_n_neighbors`, same ``random_state``) get the vote of
-    their ``k`` nearest other source cells in ``rep`` (Step C's space), weighted by
+    their ``k`` nearest other source cells in ``rep`` (Step C's space, in its metric:
+    ``CMOT`` passes ``metric_space(source_rep_, metric_)``), weighted by
     ``exp(-d / weight_scale)`` as at prediction (:func:`label_votes`); each
     candidate ``k`` of ``grid`` (default :data:`cmot.choices.AUTO_K_GRID`, below
     the number of cells) is scored by the share of the left-out cells with a

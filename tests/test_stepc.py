@@ -11,7 +11,8 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from cmot import CMOT, PAPER_MODE, PoorlyMappedWarning
-from cmot.choices import choose, feature_sd, fit_linear_map, neighbor_metric, reference_weight_scale, select_linear_weight
+from cmot.choices import (choose, feature_sd, fit_linear_map, neighbor_metric, reference_weight_scale,
+                          select_linear_weight)
 from cmot.datasets import make_multimodal
 from cmot.feature_scores import loo_feature_scores
 from cmot.infer import exp_weights, metric_space, nearest_neighbors, weighted_average

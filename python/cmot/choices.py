@@ -20,8 +20,8 @@ from .infer import LinearMap, exp_weights, leave_one_out_neighbors, metric_space
 
 __all__ = ["Choices", "choose", "fit_bytes", "LOO_MAX_CELLS", "select_n_neighbors", "select_shrinkage", "select_n_pcs",
            "reference_weight_scale", "fit_linear_map", "select_linear_weight", "neighbor_metric", "feature_sd",
-           "AUTO_K_GRID", "AUTO_METRIC_GRID", "AUTO_WIDTH_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN",
-           "AUTO_LINEAR_GRID", "AUTO_RIDGE_GRID"]
+           "AUTO_K_GRID", "AUTO_PCS_GRID", "AUTO_PCS_PROBE_K", "AUTO_SHRINKAGE_GRID", "SHRINKAGE_WARN",
+           "AUTO_LINEAR_GRID", "AUTO_RIDGE_GRID", "AUTO_METRIC_GRID", "AUTO_WIDTH_GRID"]
 
 #: Candidate numbers of neighbours for ``n_neighbors="auto"``.
 AUTO_K_GRID = (5, 10, 20, 30, 50, 100, 200, 500)

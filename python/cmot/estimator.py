@@ -565,7 +565,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         self.shrinkage_scores_ = chosen.shrinkage_scores
         self.linear_map_, self.linear_weight_ = chosen.linear_map, chosen.linear_weight
         self.linear_weight_scores_ = chosen.linear_weight_scores
-        self.metric_, self.metric_weight_, self.metric_scores_ = chosen.metric, chosen.metric_weight, chosen.metric_scores
+        self.metric_, self.metric_weight_ = chosen.metric, chosen.metric_weight
+        self.metric_scores_ = chosen.metric_scores
         self.kernel_width_, self.kernel_width_scores_ = chosen.kernel_width, chosen.kernel_width_scores
 
     # the representation's fitted attributes, under the names they have always had

@@ -7,8 +7,8 @@ the Step B/C space (``exp(-d / weight_scale_)`` weights), blended with the linea
 map's prediction fitted without it (``linear_weight_``), then ``shrinkage_``
 toward the reference mean; with Step C's neighbour metric (``metric_weight_`` above 0)
 the neighbours are searched in the metric of the map fitted without the cell's fold of
-left-out cells, as when the metric was chosen (:func:`cmot.choices._metric_neighbors`); a feature's score is the Pearson correlation, across
-those cells, of its predicted and measured values.  A feature that is constant
+left-out cells, as when the metric was chosen (:func:`cmot.choices._metric_neighbors`);
+a feature's score is the Pearson correlation, across those cells, of its predicted and measured values.  A feature that is constant
 (measured or predicted) scores NaN.  Shrinkage below 1 does not change the
 scores; with ``shrinkage_ = 1`` every prediction is the mean and every score NaN.
 """
@@ -140,8 +140,8 @@ class FeatureScoresMixin:
             self.feature_score_values_ = loo_feature_scores(
                 self.source_rep_, self.source_x_, self.n_neighbors_, weight_scale=self.weight_scale_,
                 shrinkage=self.shrinkage_, x_mean=self.x_mean_, linear=getattr(self, "linear_map_", None),
-                linear_weight=getattr(self, "linear_weight_", 0.0), metric_weight=getattr(self, "metric_weight_", 0.0),
-                random_state=p["random_state"])
+                linear_weight=getattr(self, "linear_weight_", 0.0),
+                metric_weight=getattr(self, "metric_weight_", 0.0), random_state=p["random_state"])
         message = unreliable_features(self.feature_score_values_, self.feature_names_x_, RELIABLE_R)
         if p["verbose"] and message:
             logger.info("cmot: %s", message)

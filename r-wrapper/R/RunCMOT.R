@@ -96,6 +96,12 @@
 #'   principal components used, chosen by the core when \code{n.pcs = "auto"};
 #'   \code{NULL} in paper mode), \code{shrinkage} (the weight of the reference
 #'   mean in each prediction, chosen by the core when \code{shrinkage = "auto"}),
+#'   \code{step.c} (what \code{shrinkage = "auto"} chose besides:
+#'   \code{linear.weight}, the linear map's weight in each prediction;
+#'   \code{metric.weight}, the weight of the map's predicted X in the
+#'   neighbours' metric, 0 for the components' Euclidean distance;
+#'   \code{kernel.width}, the width of the neighbour weights in units of the
+#'   median \code{k}-th neighbour distance; 0, 0 and 1 without those choices),
 #'   \code{feature.scores} (the predictability of each inferred feature: the
 #'   feature-wise Pearson r of the reference's own cells predicted from their
 #'   neighbours, leave-one-out, named by feature; below 0.3 a feature cannot be
@@ -336,6 +342,7 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
   attr(out, "cmot") <- list(poorly.mapped = res$poorly.mapped, score = res$score,
                             outlier.score = res$outlier.score, query.unlike = res$query.unlike, reg.e = res$reg.e,
                             k = res$k, k.scores = res$k.scores, n.pcs = res$n.pcs, shrinkage = res$shrinkage,
+                            step.c = res$step.c,
                             feature.scores = res$feature.scores, labels = res$labels, params = res$params, args = args, n.shared.features = nrow(ref.y$value),
                             n.pairs = if (is.null(pr$pairs)) NA_integer_ else nrow(pr$pairs))
   out
@@ -420,11 +427,12 @@ RunCMOT.default <- function(object, reference, refdata, pairs = NULL, labels = N
 #' (\code{object@commands$RunCMOT}, via \code{LogSeuratCommand}), with
 #' entries added: \code{k.used} (the \code{k} used, chosen by the core when
 #' \code{k = "auto"}), \code{reg.e.used} (the entropic weight used),
-#' \code{shrinkage.used} (see \code{shrinkage}) and
+#' \code{shrinkage.used} (see \code{shrinkage}), \code{step.c.used} (see
+#' \code{step.c} in Value) and
 #' \code{n.pcs.used} (the principal components used; absent in paper mode).
 #' \code{Tool(object, "RunCMOT")} holds \code{params} (the parameters passed
 #' to the core, with its names), \code{k.used}, \code{k.scores} (see Value),
-#' \code{n.pcs.used}, \code{shrinkage.used}, \code{reg.e.used}, \code{label.neighbors} (the voting
+#' \code{n.pcs.used}, \code{shrinkage.used}, \code{step.c.used}, \code{reg.e.used}, \code{label.neighbors} (the voting
 #' neighbours chosen for each transferred label), the assays and other details of the
 #' last run, with \code{feature.scores} (a list, per inferred assay, of the
 #' predictability of each feature, named by original feature name); the same
@@ -567,7 +575,7 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
 
 .run_record <- function(info) {
   rec <- list(params = info$params, reg.e.used = info$reg.e, k.used = info$k, k.scores = info$k.scores,
-              n.pcs.used = info$n.pcs, shrinkage.used = info$shrinkage)
+              n.pcs.used = info$n.pcs, shrinkage.used = info$shrinkage, step.c.used = info$step.c)
   # the voting neighbours the core chose for each transferred label (refdata naming meta.data columns)
   if (length(info$labels)) rec$label.neighbors <- vapply(info$labels, function(l) l$neighbors, integer(1))
   rec
@@ -634,7 +642,8 @@ RunCMOT.Seurat <- function(object, reference, reference.assay = NULL, refdata.as
   methods::slot(cmd, "assay.used") <- query.assay
   methods::slot(cmd, "name") <- "RunCMOT"   # fixed, also when called through do.call()
   args <- lapply(info$args, function(v) if (is.null(v)) "NULL" else v)
-  used <- list(k.used = info$k, reg.e.used = info$reg.e, shrinkage.used = info$shrinkage, n.pcs.used = info$n.pcs)
+  used <- list(k.used = info$k, reg.e.used = info$reg.e, shrinkage.used = info$shrinkage, n.pcs.used = info$n.pcs,
+               step.c.used = info$step.c)
   methods::slot(cmd, "params") <- c(methods::slot(cmd, "params"), args, used[!vapply(used, is.null, NA)])
   cmd
 }

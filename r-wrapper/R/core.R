@@ -285,8 +285,13 @@
        k = as.integer(res$n_neighbors), k.scores = k.scores,
        n.pcs = if (is.null(res$n_pcs)) NULL else as.integer(res$n_pcs),
        shrinkage = as.numeric(res$shrinkage),
+       step.c = list(linear.weight = .or_default(res$linear_weight, 0), metric.weight = .or_default(res$metric_weight, 0),
+                     kernel.width = .or_default(res$kernel_width, 1)),
        aligned.index = if (is.null(res$aligned_index)) NULL else as.integer(res$aligned_index) + 1L)
 }
+
+# A number from the bridge, or `default` when the core did not report it.
+.or_default <- function(v, default) if (is.null(v)) default else as.numeric(v)
 
 # The transferred labels from the bridge: for each name, list(labels = character per query cell,
 # score = max class score per query cell, scores = classes x query cells matrix), named by cell.

@@ -21,7 +21,7 @@
 #' \code{<name>.poorly.mapped} and \code{<name>.mapping.score} added to
 #' \code{colData(object)}, and the parameters in
 #' \code{metadata(object)$RunCMOT} (\code{params}, \code{k.used},
-#' \code{k.scores}, \code{n.pcs.used}, \code{shrinkage.used} and
+#' \code{k.scores}, \code{n.pcs.used}, \code{shrinkage.used}, \code{step.c.used} and
 #' \code{reg.e.used}, as in \code{Tool()} for Seurat, and \code{feature.scores}, per inferred altExp).
 #' \code{overwrite} works as for Seurat.  Each inferred altExp's \code{rowData}
 #' has a column \code{cmot.predictability} (see \code{feature.scores} in Value).

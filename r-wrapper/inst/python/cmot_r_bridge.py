@@ -140,6 +140,10 @@ def run(source_x, source_y, target_y, params, correspondence=None, labels=None, 
             "n_neighbors": int(model.n_neighbors_),
             "n_pcs": None if getattr(model, "n_pcs_", None) is None else int(model.n_pcs_),
             "shrinkage": float(getattr(model, "shrinkage_", 0.0)),
+            # Step C's other choices (cores before 0.5 / 0.9 have no linear map / metric and width)
+            "linear_weight": float(getattr(model, "linear_weight_", 0.0)),
+            "metric_weight": float(getattr(model, "metric_weight_", 0.0)),
+            "kernel_width": float(getattr(model, "kernel_width_", 1.0)),
             "k_scores": None
             if getattr(model, "k_scores_", None) is None
             else {str(k): float(v) for k, v in model.k_scores_.items()},

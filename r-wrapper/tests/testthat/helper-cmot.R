@@ -85,6 +85,8 @@ python_direct <- function(ref.x, ref.y, query.y, correspondence = NULL, labels =
   })
   out <- t(out)
   attr(out, "core") <- list(k = model$n_neighbors_, reg.e = model$reg_e_, shrinkage = model$shrinkage_,
+                            step.c = list(linear.weight = model$linear_weight_, metric.weight = model$metric_weight_,
+                                          kernel.width = model$kernel_width_),
                             poorly.mapped = as.logical(model$outliers_),
                             score = as.numeric(model$mapping_score_),
                             outlier.score = as.numeric(model$outlier_scores_),

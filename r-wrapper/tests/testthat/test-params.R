@@ -125,10 +125,15 @@ test_that("shrinkage: a given weight and the one chosen by the core are used and
   direct <- python_direct(sim$reference.x, sim$reference.y, sim$query.y, labels = lab)
   expect_identical(attr(auto, "cmot")$shrinkage, attr(direct, "core")$shrinkage)
   expect_identical(attr(auto, "cmot")$shrinkage, 0)  # Y predicts X well in the simulation
+  # Step C's other choices, as the core made them
+  expect_identical(attr(auto, "cmot")$step.c, attr(direct, "core")$step.c)
+  expect_identical(names(attr(auto, "cmot")$step.c), c("linear.weight", "metric.weight", "kernel.width"))
   expect_message(half <- run(sim$reference.x, shrinkage = 0.5, verbose = TRUE),
                  "CMOT used k = 8, n.pcs = [0-9]+, shrinkage = 0.5, reg.e = [0-9.e+-]+; [0-9]+ of 30 query cells poorly mapped")
   expect_identical(attr(half, "cmot")$shrinkage, 0.5)
   expect_identical(attr(half, "cmot")$params$shrinkage, 0.5)
+  # a given shrinkage makes none of Step C's other choices
+  expect_identical(attr(half, "cmot")$step.c, list(linear.weight = 0, metric.weight = 0, kernel.width = 1))
   # a given shrinkage pulls the neighbours' average (Step C's linear blend comes only with "auto")
   none <- run(sim$reference.x, shrinkage = 0)
   expect_equal(plain(half), 0.5 * plain(none) + 0.5 * rowMeans(sim$reference.x), tolerance = 1e-10)

@@ -28,6 +28,7 @@ test_that("SingleCellExperiment: altExp in, altExp out, same values as the matri
   expect_type(q$cmot.poorly.mapped, "logical")
   expect_identical(S4Vectors::metadata(q)$RunCMOT$params$n_neighbors, 8L)
   expect_identical(S4Vectors::metadata(q)$RunCMOT$shrinkage.used, attr(x, "cmot")$shrinkage)
+  expect_identical(S4Vectors::metadata(q)$RunCMOT$step.c.used, attr(x, "cmot")$step.c)
   expect_identical(S4Vectors::metadata(q)$RunCMOT$n.pcs.used, attr(x, "cmot")$n.pcs)
   # the main experiment is unchanged
   expect_identical(SummarizedExperiment::assay(q, "logcounts"), sim$query.y)

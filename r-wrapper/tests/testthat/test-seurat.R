@@ -36,6 +36,8 @@ test_that("Seurat: new assay with every refdata feature for every query cell, qu
   expect_identical(cmd$shrinkage, "auto")
   expect_identical(cmd$shrinkage.used, 0)
   expect_identical(SeuratObject::Tool(q, "RunCMOT")$shrinkage.used, 0)
+  expect_identical(cmd$step.c.used, attr(direct, "core")$step.c)
+  expect_identical(SeuratObject::Tool(q, "RunCMOT")$step.c.used, cmd$step.c.used)
   tool <- SeuratObject::Tool(q, "RunCMOT")
   expect_identical(tool$params$n_neighbors, 8L)
   expect_identical(tool$k.used, 8L)

@@ -540,21 +540,24 @@ def _choose_metric(space, x, lin, k, weight_scale, random_state, verbose):
         query, x_true = lin.loo[0], lin.loo[1]
         folds = _metric_folds(space, x, query, lin.linear_map.alpha, random_state)
         k_loo = max(1, min(int(k), space.shape[0] - 1))  # a left-out cell has n - 1 others
-        best, scores = None, {}
-        for a in sorted({0.0, *(float(v) for v in AUTO_METRIC_GRID)}):
-            if a > 0 and neighbor_metric(space, lin.linear_map.coef, x_sd, a) is None:
+        best, scores = (0.0, None, lin, None, None), {0.0: lin.scores[lin.weight]}  # a = 0: lin as chosen
+        for a in sorted(float(v) for v in AUTO_METRIC_GRID if v > 0):
+            metric = neighbor_metric(space, lin.linear_map.coef, x_sd, a)
+            if metric is None:
                 continue
             idx, dist = _metric_neighbors(space, query, folds, x_sd, a, k_loo)
-            lin_a = lin if a == 0 else _blend(lin.linear_map, lin.linear_loo, (
+            lin_a = _blend(lin.linear_map, lin.linear_loo, (
                 query, x_true, weighted_average(x, idx, exp_weights(dist, weight_scale))))
             scores[a] = lin_a.scores[lin_a.weight]
-            if best is None or (scores[a] > scores[best[0]] and _clearly_better(x_true, lin_a, lin)):
-                best = (a, lin_a, idx, dist)
-    a, lin_a, idx, dist = best
+            if scores[a] > scores[best[0]] and _clearly_better(x_true, lin_a, lin):
+                best = (a, metric, lin_a, idx, dist)
+    a, metric, lin_a, idx, dist = best
     lin_a.metric_weight, lin_a.metric_scores = a, scores
     if weight_scale == "auto":
+        if idx is None:  # the Euclidean neighbours, searched only when a = 0 is kept
+            idx, dist = _metric_neighbors(space, query, folds, x_sd, 0.0, k_loo)
         lin_a = _choose_width(x, idx, dist, lin_a, verbose)
-    return neighbor_metric(space, lin.linear_map.coef, x_sd, a), lin_a
+    return metric, lin_a
 
 
 #: Folds of the left-out cells in the choice of Step C's neighbour metric (:func:`_choose_metric`).

@@ -191,7 +191,7 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         leave-one-out; :func:`cmot.choices.fit_linear_map`), then searches the
         neighbours in a metric that adds the map's predicted X to the components
         (``metric_``, its weight ``a`` in 0, 0.5, 1, 2 chosen by the same leave-one-out,
-        ``k`` and ``l`` chosen again; :func:`cmot.choices.neighbor_metric`), and chooses
+        ``l`` chosen again for each; :func:`cmot.choices.neighbor_metric`), and chooses
         ``s`` for the blend; a number keeps the neighbours' average alone, in the
         components' Euclidean metric.
     weight_scale : float or "auto", default="auto"
@@ -202,8 +202,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
         other source cell (``weight_scale_``, fixed at fit so that a target
         cell's weights do not depend on the other target cells), with
         ``shrinkage="auto"`` times a width of 0.25, 0.5 or 1 chosen by the same
-        leave-one-out (``kernel_width_``; a narrower one only if it does not lower
-        the cell-wise r).
+        leave-one-out (``kernel_width_``; a narrower one only if it is clearly better
+        cell-wise).
     max_iter : int, default=10
         Majorization steps of the label-regularized OT.
     max_inner_iter : int, default=1000
@@ -295,7 +295,8 @@ class CMOT(LabelTransferMixin, FeatureScoresMixin, ParamsMixin):
     metric_weight_ : float
         Its weight ``a`` (0: Euclidean).
     metric_scores_ : dict or None
-        ``{a: leave-one-out score}`` of each candidate, ``k`` and ``l`` chosen for each.
+        ``{a: leave-one-out score}`` of each candidate at ``n_neighbors_``, ``l`` chosen
+        for each.
     kernel_width_ : float
         With ``weight_scale="auto"`` and ``shrinkage="auto"``: the width of Step C's
         weights in units of the median ``k``-th neighbour distance (else 1).

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._utils import timed_step, to_dense
 from .choices import LOO_MAX_CELLS, _metric_folds, _metric_neighbors, feature_sd
-from .infer import exp_weights, leave_one_out_neighbors, shrink_toward, weighted_average
+from .infer import exp_weights, leave_one_out_neighbors, loo_query, shrink_toward, weighted_average
 
 __all__ = ["RELIABLE_R", "NAMED_MAX", "loo_feature_scores", "unreliable_features", "FeatureScoresMixin"]
 
@@ -91,10 +91,12 @@ def loo_feature_scores(rep, x, n_neighbors: int, *, weight_scale: float, shrinka
     from .metrics import _rowwise_pearson
 
     k = max(1, min(int(n_neighbors), rep.shape[0] - 1))
-    query, idx, dist = leave_one_out_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
     if metric_weight > 0 and linear is not None:
+        query = loo_query(rep.shape[0], max_cells, random_state)
         folds = _metric_folds(rep, x, query, linear.alpha, random_state)
         idx, dist = _metric_neighbors(rep, query, folds, feature_sd(x), metric_weight, k)
+    else:
+        query, idx, dist = leave_one_out_neighbors(rep, k, max_cells=max_cells, random_state=random_state)
     pred = weighted_average(x, idx, exp_weights(dist, weight_scale))
     if linear is not None and linear_weight > 0:
         pred *= 1 - linear_weight

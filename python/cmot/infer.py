@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["LinearMap", "blend_linear", "shrink_toward", "variable_features", "neighbor_chunk_rows", "search_workers", "nearest_neighbors", "exp_weights", "knn_weights", "weighted_average", "leave_one_out_neighbors", "move_source",
-           "infer_x", "metric_space"]
+           "infer_x", "metric_space", "loo_query"]
 
 
 def variable_features(data, n_features: int) -> np.ndarray:
@@ -395,6 +395,19 @@ def metric_space(rep, metric) -> np.ndarray:
     return rep if metric is None else np.asarray(rep, dtype=np.float64) @ metric
 
 
+def loo_query(n: int, max_cells: int = 2000, random_state=None) -> np.ndarray:
+    """The left-out rows of :func:`leave_one_out_neighbors`: ``min(n, max_cells)`` random
+    rows of ``n``, sorted (the same for the same ``random_state``).
+
+    Examples
+    --------
+    >>> loo_query(3).tolist()
+    [0, 1, 2]
+    """
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+
+
 def leave_one_out_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_state=None, query=None):
     """Leave-one-out neighbours among the rows of ``rep``: at most ``max_cells`` random
     rows (``query``, sorted; or the rows ``query`` given) and their ``k_max`` nearest
@@ -407,10 +420,7 @@ def leave_one_out_neighbors(rep, k_max: int, *, max_cells: int = 2000, random_st
     >>> q.tolist(), idx[:, 0].tolist(), dist[:, 0].tolist()
     ([0, 1, 2], [1, 0, 1], [1.0, 1.0, 2.0])
     """
-    n = rep.shape[0]
-    if query is None:
-        rng = np.random.default_rng(random_state)
-        query = np.sort(rng.choice(n, size=min(n, max_cells), replace=False))
+    query = loo_query(rep.shape[0], max_cells, random_state) if query is None else query
     idx, dist = nearest_neighbors(rep[query], rep, k_max + 1)
     # drop each cell itself (or one exact duplicate standing for it)
     self_pos = np.argmax(idx == query[:, None], axis=1)
